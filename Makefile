@@ -1,0 +1,55 @@
+# voice-daemon: the two commands are `make run` (the service) and `make test` (the whole suite).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+SYSTEM_PACKAGES := ffmpeg sox libsox-fmt-all espeak-ng
+SYSTEM_COMMANDS := ffmpeg ffprobe sox espeak-ng
+PYTEST_ARGS ?=
+
+.PHONY: help sysdeps venv test test-fast run bench install-service clean
+
+help:
+	@echo "make run     start the watch-folder service (folders under ./var/ by default)"
+	@echo "make test    create .venv, install everything (system packages too, as root) and run all tests"
+	@echo "make bench   run the pool benchmark and write bench.json"
+	@echo "make install-service   install the systemd unit (as root)"
+
+# System packages: installed through apt-get when missing and running as root; otherwise say what to do.
+sysdeps:
+	@missing=""; for c in $(SYSTEM_COMMANDS); do command -v $$c >/dev/null || missing="$$missing $$c"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing system packages:$$missing"; \
+	    export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq --no-install-recommends $(SYSTEM_PACKAGES) >/dev/null; \
+	  else \
+	    echo "missing commands:$$missing -- install them with: sudo apt-get install $(SYSTEM_PACKAGES)" >&2; exit 1; \
+	  fi; \
+	fi
+
+$(STAMP): pyproject.toml config/constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c config/constraints.txt -e '.[test]'
+	@touch $(STAMP)
+
+venv: sysdeps $(STAMP)
+
+test: venv
+	$(PY) -m pytest -ra $(PYTEST_ARGS)
+
+test-fast: venv
+	$(PY) -m pytest -ra -m "not slow" $(PYTEST_ARGS)
+
+run: venv
+	$(VENV)/bin/voice-daemon run
+
+bench: venv
+	$(VENV)/bin/voice-daemon bench --json bench.json
+
+install-service: venv
+	$(VENV)/bin/voice-daemon install-service
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

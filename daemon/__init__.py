@@ -1,0 +1,3 @@
+"""voice-daemon: a watch-folder voice converter with a warm spawn pool."""
+
+__version__ = "0.1.0"

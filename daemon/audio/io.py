@@ -1,0 +1,188 @@
+"""Reading and writing audio files, streaming in blocks.
+
+libsndfile (through soundfile) reads WAV/FLAC/OGG/Opus/MP3 and writes all of
+those; PyAV (FFmpeg's libraries) reads what libsndfile lacks (M4A/AAC, …) and
+ffmpeg's CLI writes M4A.  Everything is read and written in blocks so memory
+stays bounded by the block size, not the file's length.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import soundfile as sf
+
+from daemon.errors import InputError, OutputError
+
+BLOCK_FRAMES = 1 << 16
+AUDIO_EXTENSIONS = {".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".aac", ".mp4"}
+#: output extension -> (soundfile format, subtype) or None for ffmpeg
+WRITERS = {
+    "wav": ("WAV", "PCM_16"),
+    "flac": ("FLAC", "PCM_16"),
+    "ogg": ("OGG", "VORBIS"),
+    "opus": ("OGG", "OPUS"),
+    "mp3": ("MP3", "MPEG_LAYER_III"),
+    "m4a": None,
+}
+OPUS_RATES = (8000, 12000, 16000, 24000, 48000)
+MAX_CHANNELS = 8
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    path: str
+    reader: str          # "sndfile" or "av"
+    format: str
+    sample_rate: int
+    channels: int
+    frames: int          # declared (sndfile) or estimated (av) length
+    duration: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def probe(path: str | os.PathLike) -> AudioInfo:
+    """Read the header of ``path``; raise InputError with a readable cause if it is not usable audio."""
+    p = Path(path)
+    if p.is_symlink():
+        raise InputError(p, "is a symbolic link; give the file itself")
+    if not p.exists():
+        raise InputError(p, "no such file")
+    if not p.is_file():
+        raise InputError(p, "is not a regular file (a directory?)")
+    size = p.stat().st_size
+    if size == 0:
+        raise InputError(p, "is empty (0 bytes)")
+    try:
+        info = sf.info(str(p))
+        ai = AudioInfo(str(p), "sndfile", info.format, int(info.samplerate), int(info.channels),
+                       int(info.frames), float(info.frames) / info.samplerate if info.samplerate else 0.0)
+    except (sf.LibsndfileError, RuntimeError, TypeError):
+        ai = _probe_av(p)
+    if ai.channels < 1 or ai.channels > MAX_CHANNELS:
+        raise InputError(p, f"has {ai.channels} channels; 1 to {MAX_CHANNELS} are supported")
+    if not 8000 <= ai.sample_rate <= 192000:
+        raise InputError(p, f"has a sample rate of {ai.sample_rate} Hz; 8000 to 192000 Hz are supported")
+    if ai.frames <= 0:
+        raise InputError(p, "contains no audio samples (zero length)")
+    return ai
+
+
+def _probe_av(p: Path) -> AudioInfo:
+    import av
+
+    try:
+        with av.open(str(p), metadata_errors="ignore") as container:
+            streams = container.streams.audio
+            if not streams:
+                raise InputError(p, "has no audio stream")
+            st = streams[0]
+            rate = int(st.codec_context.sample_rate or st.rate or 0)
+            channels = int(st.codec_context.channels or 0)
+            if st.duration is not None and st.time_base is not None:
+                seconds = float(st.duration * st.time_base)
+            elif container.duration is not None:
+                seconds = container.duration / 1_000_000
+            else:
+                seconds = 0.0
+            return AudioInfo(str(p), "av", container.format.name, rate, channels,
+                             int(round(seconds * rate)), seconds)
+    except InputError:
+        raise
+    except Exception as exc:  # av raises many types (InvalidDataError, ValueError…)
+        raise InputError(p, "is not a readable audio file (format not recognised)") from exc
+
+
+def read_blocks(info: AudioInfo, block_frames: int = BLOCK_FRAMES) -> Iterator[np.ndarray]:
+    """Yield float32 blocks shaped (frames, channels) from the start to the end of the file."""
+    if info.reader == "sndfile":
+        try:
+            with sf.SoundFile(info.path) as f:
+                while True:
+                    block = f.read(block_frames, dtype="float32", always_2d=True)
+                    if not len(block):
+                        return
+                    yield block
+        except (sf.LibsndfileError, RuntimeError) as exc:
+            raise InputError(info.path, f"cannot be decoded ({exc})") from exc
+    else:
+        yield from _av_blocks(info)
+
+
+def _av_blocks(info: AudioInfo) -> Iterator[np.ndarray]:
+    import av
+
+    try:
+        with av.open(info.path, metadata_errors="ignore") as container:
+            stream = container.streams.audio[0]
+            for frame in container.decode(stream):
+                arr = frame.to_ndarray()
+                # planar: (channels, n); packed: (1, n*channels)
+                if frame.format.is_planar:
+                    block = arr.T
+                else:
+                    block = arr.reshape(-1, len(frame.layout.channels))
+                block = block.astype(np.float32, copy=False)
+                if np.issubdtype(arr.dtype, np.integer):
+                    block = block / float(np.iinfo(arr.dtype).max)
+                yield block
+    except InputError:
+        raise
+    except Exception as exc:
+        raise InputError(info.path, f"cannot be decoded ({type(exc).__name__}: {exc})") from exc
+
+
+def writer_for(path: str | os.PathLike) -> str:
+    """The output format of ``path`` by its extension; OutputError if we can't write it."""
+    ext = Path(path).suffix.lower().lstrip(".")
+    if ext == "wave":
+        ext = "wav"
+    if ext not in WRITERS:
+        raise OutputError(path, f"cannot write '.{ext}' files; use one of: {', '.join('.' + e for e in WRITERS)}")
+    return ext
+
+
+def encode(wav_path: str, out_path: str, sample_rate: int) -> None:
+    """Stream the float32 working WAV ``wav_path`` into ``out_path`` (format by extension).
+
+    Writes ``out_path`` directly: callers write to a temporary name and rename.
+    """
+    ext = writer_for(out_path)
+    spec = WRITERS[ext]
+    if spec is None:
+        return _encode_ffmpeg(wav_path, out_path)
+    fmt, subtype = spec
+    rate = sample_rate
+    src = sf.SoundFile(wav_path)
+    try:
+        if ext == "opus" and rate not in OPUS_RATES:
+            raise OutputError(out_path, f"Opus cannot store {rate} Hz; use one of {OPUS_RATES} (VOICE_DAEMON_SAMPLE_RATE)")
+        with sf.SoundFile(out_path, "w", samplerate=rate, channels=1, format=fmt, subtype=subtype) as dst:
+            while True:
+                block = src.read(BLOCK_FRAMES, dtype="float32")
+                if not len(block):
+                    break
+                dst.write(np.clip(block, -1.0, 1.0))
+    except (sf.LibsndfileError, RuntimeError) as exc:
+        raise OutputError(out_path, f"cannot be written as {ext} ({exc})") from exc
+    finally:
+        src.close()
+
+
+def _encode_ffmpeg(wav_path: str, out_path: str) -> None:
+    exe = shutil.which("ffmpeg")
+    if not exe:
+        raise OutputError(out_path, "writing .m4a needs ffmpeg: install it (apt-get install ffmpeg)")
+    cmd = [exe, "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-i", wav_path,
+           "-c:a", "aac", "-b:a", "128k", "-f", "mp4", out_path]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise OutputError(out_path, f"ffmpeg failed: {proc.stderr.strip()[-300:]}")

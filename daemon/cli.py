@@ -1,0 +1,140 @@
+"""Command line: argument parsing and exit codes.
+
+The only place that turns errors into exits.  Settings are read once here and
+passed down; subcommand handlers are imported lazily so `--help` stays fast and
+the parent never imports torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from importlib import import_module
+
+from daemon import __version__
+from daemon.errors import VoiceDaemonError
+from daemon.settings import SettingsError, describe, load_settings
+
+EPILOG = """\
+Configuration comes from VOICE_DAEMON_* environment variables (and env files);
+`voice-daemon config` lists every variable with its default.  Exit codes: 0 ok,
+1 error, 2 usage, 65 bad input, 73 cannot write output, 78 bad configuration.
+"""
+
+# subcommand -> (handler "module:function", one-line help, long description)
+COMMANDS = {
+    "convert": ("daemon.convert:cli_convert", "convert one file (parallel chunks on the warm pool)",
+                "Convert INPUT to OUTPUT with the configured engine.  The output format follows "
+                "OUTPUT's extension.  Prints a progress bar on a terminal and a one-line summary."),
+    "run": ("daemon.app:cli_run", "run the watch-folder service",
+            "Watch VOICE_DAEMON_INBOX, convert every complete audio file to VOICE_DAEMON_OUTBOX, "
+            "quarantine failures in VOICE_DAEMON_FAILED_DIR.  Stops cleanly on SIGTERM/SIGINT."),
+    "status": ("daemon.spool:cli_status", "show queued, in-flight, done and failed jobs",
+               "Read the state folders and print what is queued, in flight, done and failed."),
+    "bench": ("daemon.bench:cli_bench", "benchmark sequential / threads / reload / pool",
+              "Run one fixed workload made from the shared speech recordings through each way of "
+              "running it and print a table (and JSON with --json)."),
+    "voices": ("daemon.models.cli:cli_voices", "list the speakers of the configured TTS",
+               "List the speakers the configured TTS model offers."),
+    "models": ("daemon.models.cli:cli_models", "show (and fetch) the configured models",
+               "Show which models are present (path, size, SHA-256); with --fetch, download the "
+               "configured ones where a network exists."),
+    "config": ("daemon.cli:cli_config", "print the effective configuration",
+               "Print every VOICE_DAEMON_* variable with its effective value (or, with --table, "
+               "the Markdown table of defaults used in the README)."),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="voice-daemon",
+        description="Convert the voice in audio files: a watch-folder service and a one-shot converter.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"voice-daemon {__version__}")
+    parser.add_argument("--log-format", choices=["auto", "json", "console"],
+                        help="override VOICE_DAEMON_LOG_FORMAT")
+    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"],
+                        help="override VOICE_DAEMON_LOG_LEVEL")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (_handler, short, long) in COMMANDS.items():
+        p = sub.add_parser(name, help=short, description=long, epilog=EPILOG,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        _add_arguments(name, p)
+    return parser
+
+
+def _add_arguments(name: str, p: argparse.ArgumentParser) -> None:
+    if name == "convert":
+        p.add_argument("input", metavar="INPUT", help="audio file to convert (wav, flac, ogg, opus, mp3, m4a, aac)")
+        p.add_argument("output", metavar="OUTPUT", help="file to write; its extension picks the format")
+        p.add_argument("--engine", choices=["shift", "resynth"], help="override VOICE_DAEMON_ENGINE")
+        p.add_argument("--voice", help="override VOICE_DAEMON_VOICE")
+        p.add_argument("--semitones", type=float, help="override VOICE_DAEMON_SHIFT_SEMITONES")
+        p.add_argument("--formant", type=float, help="override VOICE_DAEMON_SHIFT_FORMANT")
+        p.add_argument("--workers", type=int, help="override VOICE_DAEMON_WORKERS")
+        p.add_argument("--sequential", action="store_true",
+                       help="run every stage in this process, one chunk after another (no pool)")
+        p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
+        p.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
+    elif name == "bench":
+        p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+        p.add_argument("--modes", default="sequential,threads,reload,pool",
+                       help="comma-separated subset of sequential,threads,reload,pool")
+        p.add_argument("--quick", action="store_true", help="a smaller workload (for a smoke test)")
+    elif name == "models":
+        p.add_argument("--fetch", action="store_true", help="download the configured models (needs a network)")
+    elif name == "config":
+        p.add_argument("--table", action="store_true", help="print the README's Markdown table of defaults")
+    elif name == "status":
+        p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+OVERRIDES = {  # CLI flag -> settings field
+    "engine": "engine", "voice": "voice", "semitones": "shift_semitones",
+    "formant": "shift_formant", "workers": "workers", "log_format": "log_format",
+    "log_level": "log_level",
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 2
+    if args.command == "config" and getattr(args, "table", False):
+        return cli_config(None, args)
+    overrides = {field: getattr(args, flag) for flag, field in OVERRIDES.items()
+                 if getattr(args, flag, None) is not None}
+    try:
+        settings = load_settings(**overrides)
+    except SettingsError as exc:
+        print(f"voice-daemon: configuration error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    from daemon import log
+
+    log.configure(settings.log_format, settings.log_level)
+    module, func = COMMANDS[args.command][0].split(":")
+    handler = getattr(import_module(module), func)
+    try:
+        return int(handler(settings, args) or 0)
+    except KeyboardInterrupt:
+        print("voice-daemon: interrupted", file=sys.stderr)
+        return 130
+    except VoiceDaemonError as exc:
+        print(f"voice-daemon: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+def cli_config(settings, args) -> int:
+    if args.table or settings is None:
+        print("| variable | default | meaning |")
+        print("| --- | --- | --- |")
+        for var, default, text in describe():
+            print(f"| `{var}` | `{default}` | {text} |" if default != "" else f"| `{var}` | (empty) | {text} |")
+        return 0
+    for name, value in settings.model_dump().items():
+        print(f"{settings.env_name(name)}={value}")
+    return 0

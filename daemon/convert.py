@@ -1,0 +1,211 @@
+"""Orchestration of one file: prepare → chunks in parallel → finish.
+
+``run_job`` knows nothing about processes: it is given a ``submit(Task) ->
+Future`` function (the warm pool's, or ``InlineRunner.submit`` to run every stage
+in this process).  ``cli_convert`` is `voice-daemon convert`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from concurrent.futures import Future, as_completed
+from importlib import import_module
+from pathlib import Path
+from typing import Callable
+
+from daemon import log
+from daemon.audio import io as aio
+from daemon.errors import InputError, OutputError
+from daemon.jobs import Task, TaskResult
+
+Submit = Callable[[Task], Future]
+TRANSCRIPT_EXTENSIONS = (".srt", ".vtt", ".txt")
+
+
+class InlineRunner:
+    """Runs every task at once in this process (``--sequential``; the benchmark's baseline)."""
+
+    def __init__(self, settings):
+        from daemon.pipeline import init_worker
+
+        init_worker(settings)
+        self._funcs: dict[str, Callable] = {}
+
+    def submit(self, task: Task) -> Future:
+        fut: Future = Future()
+        t0 = time.perf_counter()
+        try:
+            module, name = task.func.split(":")
+            func = self._funcs.get(task.func) or getattr(import_module(module), name)
+            self._funcs[task.func] = func
+            value = func(**task.kwargs)
+        except BaseException as exc:  # delivered through the future, like the pool does
+            fut.set_exception(exc)
+        else:
+            fut.set_result(TaskResult(value, os.getpid(), 1, time.perf_counter() - t0))
+        return fut
+
+    def close(self, grace: float = 0.0) -> None:
+        pass
+
+
+def find_transcript(input: Path) -> Path | None:
+    for ext in TRANSCRIPT_EXTENSIONS:
+        p = input.with_suffix(ext)
+        if p != input and p.is_file() and not p.is_symlink():
+            return p
+    return None
+
+
+def chunk_hints(phrases: list[dict], start_s: float, end_s: float) -> dict | None:
+    """Transcript phrases that start inside [start_s, end_s), re-timed to the chunk's start."""
+    inside = [{**p, "start": p["start"] - start_s, "end": min(p["end"], end_s) - start_s}
+              for p in phrases if start_s <= p["start"] < end_s]
+    return {"phrases": inside} if inside else None
+
+
+def run_job(submit: Submit, input: str | Path, output: str | Path, work_dir: str | Path, *,
+            voice: str | None = None, group: str = "", transcript: list[dict] | None = None,
+            progress: Callable[[str, float], None] | None = None) -> dict:
+    """Convert ``input`` to ``output`` through ``submit``; return figures.
+
+    ``progress(stage, audio_seconds_done)`` is called after prepare and after each chunk.
+    """
+    t0 = time.monotonic()
+    work = Path(work_dir)
+    (work / "chunks").mkdir(parents=True, exist_ok=True)
+    prep: TaskResult = submit(Task("daemon.pipeline:prepare", {"input": str(input), "work_dir": str(work)},
+                                   group=group)).result()
+    plan = prep.value
+    rate = plan["sample_rate"]
+    if progress:
+        progress("prepared", 0.0)
+    futures: dict[Future, dict] = {}
+    for c in plan["chunks"]:
+        seconds = (c["end"] - c["start"]) / rate
+        hints = chunk_hints(transcript, c["start"] / rate, c["end"] / rate) if transcript else None
+        kwargs = {"wav": plan["wav"], "index": c["index"], "start": c["start"], "end": c["end"],
+                  "out": str(work / "chunks" / f"{c['index']:05d}.wav"), "voice": voice, "hints": hints}
+        futures[submit(Task("daemon.pipeline:run_chunk", kwargs, group=group, audio_seconds=seconds))] = c
+    results: dict[int, TaskResult] = {}
+    done_s = 0.0
+    try:
+        for fut in as_completed(futures):
+            res = fut.result()
+            results[res.value["index"]] = res
+            done_s += res.value["audio_seconds"]
+            if progress:
+                progress("chunk", done_s)
+    except BaseException:
+        for fut in futures:
+            fut.cancel()
+        raise
+    ordered = [results[i] for i in range(len(plan["chunks"]))]
+    fin = submit(Task("daemon.pipeline:finish", {
+        "wav": plan["wav"], "plan": plan, "chunk_outs": [r.value["out"] for r in ordered],
+        "output": str(output), "chunk_infos": [r.value.get("info") for r in ordered]}, group=group)).result()
+    wall = time.monotonic() - t0
+    return {
+        "input": str(input),
+        "output": fin.value["output"],
+        "sidecar": fin.value.get("sidecar"),
+        "audio_seconds": round(plan["duration"], 3),
+        "wall_seconds": round(wall, 3),
+        "rtf": round(wall / plan["duration"], 4) if plan["duration"] else None,
+        "chunks": len(ordered),
+        "compute_seconds": round(sum(r.value["compute_seconds"] for r in ordered), 3),
+        "worker_pids": sorted({r.worker_pid for r in ordered} | {prep.worker_pid, fin.worker_pid}),
+        "attempts": max([prep.attempts, fin.attempts, *(r.attempts for r in ordered)]),
+        "source": plan["source"],
+    }
+
+
+def check_paths(input: Path, output: Path, overwrite: bool) -> aio.AudioInfo:
+    """Fail early, in the parent, with a one-line cause (no model is loaded yet)."""
+    info = aio.probe(input)
+    aio.writer_for(output)
+    if output.exists() and output.resolve() == input.resolve():
+        raise OutputError(output, "is the input file; choose another output name")
+    if output.is_dir():
+        raise OutputError(output, "is a directory; give a file name such as out.wav")
+    if output.exists() and not overwrite:
+        raise OutputError(output, "exists; pass --overwrite to replace it")
+    if not output.parent.is_dir():
+        raise OutputError(output, f"folder {output.parent} does not exist")
+    if not os.access(output.parent, os.W_OK):
+        raise OutputError(output, f"folder {output.parent} is not writable")
+    return info
+
+
+def make_runner(settings, sequential: bool):
+    """The warm pool (default), or everything in this process with ``--sequential``."""
+    if sequential:
+        return InlineRunner(settings)
+    from daemon import log as _log
+    from daemon.pool import WorkerPool
+
+    pool = WorkerPool(
+        workers=settings.workers,
+        initializer="daemon.pipeline:init_worker",
+        init_args=(settings,),
+        threads_per_worker=settings.torch_threads,
+        log_config={"fmt": _log.resolve_format(settings.log_format), "level": settings.log_level},
+        max_attempts=settings.max_attempts,
+        default_timeout=settings.task_timeout_seconds or None,
+        max_tasks_per_worker=settings.max_tasks_per_worker,
+        start_timeout=settings.worker_start_timeout_seconds,
+    )
+    pool.start()
+    return pool
+
+
+def cli_convert(settings, args) -> int:
+    inp, out = Path(args.input), Path(args.output)
+    info = check_paths(inp, out, args.overwrite)
+    logger = log.get()
+    transcript = None
+    if settings.engine == "resynth" and (tpath := find_transcript(inp)) is not None:
+        from daemon.engines.resynth.transcript import load_transcript
+
+        transcript = load_transcript(tpath)
+        logger.info("convert.transcript", path=str(tpath), phrases=len(transcript))
+    bar = _progress_bar(info.duration, enabled=not args.no_progress and sys.stderr.isatty())
+    runner = make_runner(settings, args.sequential)
+    try:
+        with tempfile.TemporaryDirectory(prefix="voice-daemon-") as work:
+            fig = run_job(runner.submit, inp, out, work, voice=args.voice or None,
+                          transcript=transcript, progress=bar.update if bar else None)
+    finally:
+        if bar:
+            bar.close()
+        runner.close()
+    logger.info("convert.done", **{k: v for k, v in fig.items() if k != "source"})
+    print(f"{inp} -> {fig['output']}: {fig['audio_seconds']:.1f} s of audio in {fig['wall_seconds']:.1f} s "
+          f"(real-time factor {fig['rtf']}, {fig['chunks']} chunks, {len(fig['worker_pids'])} process(es))")
+    return 0
+
+
+class _Bar:
+    def __init__(self, total: float):
+        from tqdm import tqdm
+
+        self._bar = tqdm(total=round(total, 1), unit="s", desc="converting", file=sys.stderr,
+                         bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total:.1f} s audio [{elapsed}<{remaining}]")
+
+    def update(self, stage: str, done: float) -> None:
+        self._bar.n = round(min(done, self._bar.total), 1)
+        self._bar.set_description("decoded, converting" if stage == "prepared" else "converting")
+        self._bar.refresh()
+
+    def close(self) -> None:
+        self._bar.close()
+
+
+def _progress_bar(total: float, enabled: bool) -> _Bar | None:
+    return _Bar(total) if enabled else None
+
+
+__all__ = ["InlineRunner", "run_job", "cli_convert", "check_paths", "make_runner", "InputError"]

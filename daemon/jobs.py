@@ -1,0 +1,50 @@
+"""Small frozen records that cross process boundaries.  A leaf module.
+
+Tasks carry parameters and paths, never audio: audio moves through files in
+the job's work folder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Task:
+    """One unit of work for a warm child: ``func(**kwargs)`` in the child.
+
+    ``func`` is a ``"package.module:function"`` path imported in the child, so the
+    pool stays ignorant of audio.  The function returns a small picklable dict
+    (paths and figures).
+    """
+
+    func: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    group: str = ""                 # fairness key: tasks of one job/file share a group
+    timeout: float | None = None    # seconds; None = the pool's default
+    audio_seconds: float = 0.0      # for figures and deadline scaling
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    value: dict[str, Any]
+    worker_pid: int
+    attempts: int
+    compute_seconds: float
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A frame range of the working WAV.  ``overlap_*``: frames shared with the
+    neighbour for a crossfade (non-zero only where a cut fell inside speech)."""
+
+    index: int
+    start: int
+    end: int
+    overlap_before: int = 0
+    overlap_after: int = 0
+
+    @property
+    def frames(self) -> int:
+        return self.end - self.start

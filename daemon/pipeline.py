@@ -1,0 +1,151 @@
+"""Pipeline stages: plain functions that run inside a warm worker child.
+
+    prepare   decode the input once to the working WAV, plan chunks with Silero VAD
+    run_chunk one chunk through the engine (frame range in, chunk WAV out)
+    finish    stitch chunk results in order, encode, write the output atomically
+
+Each takes paths and small parameters and returns a small dict: audio moves
+through files in the job's work folder, never through pickles.  The process-wide
+state (settings, engine, VAD) is set up once by ``init_worker``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+
+from daemon.audio import io as aio
+from daemon.audio.decode import decode_to_wav
+from daemon.audio.plan import plan_chunks, silences
+from daemon.audio.stitch import stitch
+from daemon.errors import InputError, ModelError
+from daemon.jobs import Chunk
+
+_STATE: dict[str, Any] = {}
+
+
+def init_worker(settings) -> dict:
+    """Load the VAD and the engine once in this process and run a tiny warm-up."""
+    from daemon.audio import vad
+    from daemon.engines import load_engine
+
+    t0 = time.perf_counter()
+    _STATE["settings"] = settings
+    try:
+        vad.load_model()
+        engine = load_engine(settings)
+    except ModelError:
+        raise
+    except Exception as exc:
+        raise ModelError(f"could not load the {settings.engine} engine: {type(exc).__name__}: {exc}") from exc
+    _STATE["engine"] = engine
+    warm = np.zeros(settings.sample_rate // 2, dtype=np.float32)
+    warm[: len(warm) // 2] = 0.1 * np.sin(np.arange(len(warm) // 2) * 2 * np.pi * 220 / settings.sample_rate)
+    engine.process(warm, settings.sample_rate, voice=settings.voice, hints=None)
+    _STATE["loads"] = _STATE.get("loads", 0) + 1
+    return {"engine": settings.engine, "load_seconds": time.perf_counter() - t0}
+
+
+def _settings():
+    if "settings" not in _STATE:
+        raise RuntimeError("pipeline stage called before init_worker(settings)")
+    return _STATE["settings"]
+
+
+def prepare(input: str, work_dir: str) -> dict:
+    """Decode ``input`` to ``work_dir/input.wav`` and plan its chunks."""
+    from daemon.audio.vad import speech_probabilities
+
+    s = _settings()
+    info = aio.probe(input)
+    size = os.stat(input).st_size
+    if size > s.max_input_bytes:
+        raise InputError(input, f"is {size} bytes; the limit is {s.max_input_bytes} (VOICE_DAEMON_MAX_INPUT_BYTES)")
+    wav = str(Path(work_dir) / "input.wav")
+    t0 = time.perf_counter()
+    frames = decode_to_wav(info, wav, s.sample_rate, max_seconds=s.max_input_seconds)
+    t1 = time.perf_counter()
+    probs, window_s = speech_probabilities(wav)
+    quiet = silences(probs, window_s, s.sample_rate, threshold=s.vad_threshold)
+    chunks = plan_chunks(frames, int(s.chunk_seconds * s.sample_rate), quiet,
+                         int(s.crossfade_ms / 1000 * s.sample_rate))
+    t2 = time.perf_counter()
+    return {
+        "wav": wav,
+        "sample_rate": s.sample_rate,
+        "frames": frames,
+        "duration": frames / s.sample_rate,
+        "speech_seconds": float((np.asarray(probs) >= s.vad_threshold).sum() * window_s),
+        "chunks": [asdict(c) for c in chunks],
+        "source": info.to_dict(),
+        "decode_seconds": t1 - t0,
+        "vad_seconds": t2 - t1,
+    }
+
+
+def run_chunk(wav: str, index: int, start: int, end: int, out: str, voice: str | None = None,
+              hints: dict | None = None) -> dict:
+    """Convert frames [start, end) of ``wav`` into ``out`` (same length)."""
+    s = _settings()
+    engine = _STATE["engine"]
+    t0 = time.perf_counter()
+    with sf.SoundFile(wav) as f:
+        f.seek(start)
+        audio = f.read(end - start, dtype="float32")
+        rate = f.samplerate
+    result, info = engine.process(audio, rate, voice=voice or s.voice, hints=hints)
+    result = np.asarray(result, dtype=np.float32)
+    if len(result) != len(audio):
+        raise RuntimeError(f"engine {engine.name} returned {len(result)} frames for a {len(audio)}-frame chunk")
+    tmp = out + ".part"
+    sf.write(tmp, result, rate, format="WAV", subtype="FLOAT")
+    os.replace(tmp, out)
+    return {"out": out, "index": index, "audio_seconds": len(audio) / rate,
+            "compute_seconds": time.perf_counter() - t0, "info": info, "pid": os.getpid()}
+
+
+def finish(wav: str, plan: dict, chunk_outs: list[str], output: str, chunk_infos: list[dict] | None = None) -> dict:
+    """Stitch ``chunk_outs`` and write ``output`` atomically (temp name in the same folder, then rename)."""
+    rate = plan["sample_rate"]
+    chunks = [Chunk(**c) for c in plan["chunks"]]
+    work = Path(wav).parent
+    stitched = str(work / "output.wav")
+    stitch(chunks, chunk_outs, plan["frames"], rate, stitched)
+    out = Path(output)
+    # Keep the real extension last: libsndfile and ffmpeg pick the codec from it.
+    tmp = out.with_name(f".{out.stem}.voice-daemon-{os.getpid()}.tmp{out.suffix}")
+    try:
+        aio.encode(stitched, str(tmp), rate)
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    sidecar = _write_sidecar(out, chunks, chunk_infos or [], rate)
+    return {"output": str(out), "duration": plan["frames"] / rate, "sidecar": sidecar}
+
+
+def _write_sidecar(out: Path, chunks: list[Chunk], infos: list[dict], rate: int) -> str | None:
+    """For engines that report phrases (resynth): ``NAME.json`` beside the output."""
+    phrases, models = [], []
+    for chunk, info in zip(chunks, infos):
+        offset = chunk.start / rate
+        for ph in (info or {}).get("phrases", []):
+            phrases.append({**ph, "start": round(ph["start"] + offset, 3), "end": round(ph["end"] + offset, 3)})
+        for m in (info or {}).get("models", []):
+            if m not in models:
+                models.append(m)
+    if not phrases and not models:
+        return None
+    path = out.with_suffix(".json")
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps({"output": out.name, "phrases": phrases, "models": models},
+                              ensure_ascii=False, indent=2), encoding="utf-8")
+    os.replace(tmp, path)
+    return str(path)
