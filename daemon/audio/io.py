@@ -18,6 +18,7 @@ from typing import Iterator
 import numpy as np
 import soundfile as sf
 
+from daemon.audio.quiet import decoder_stderr
 from daemon.errors import InputError, OutputError
 
 BLOCK_FRAMES = 1 << 16
@@ -62,7 +63,8 @@ def probe(path: str | os.PathLike) -> AudioInfo:
     if size == 0:
         raise InputError(p, "is empty (0 bytes)")
     try:
-        info = sf.info(str(p))
+        with decoder_stderr(str(p)):
+            info = sf.info(str(p))
         ai = AudioInfo(str(p), "sndfile", info.format, int(info.samplerate), int(info.channels),
                        int(info.frames), float(info.frames) / info.samplerate if info.samplerate else 0.0)
     except (sf.LibsndfileError, RuntimeError, TypeError):
@@ -104,10 +106,15 @@ def _probe_av(p: Path) -> AudioInfo:
 def read_blocks(info: AudioInfo, block_frames: int = BLOCK_FRAMES) -> Iterator[np.ndarray]:
     """Yield float32 blocks shaped (frames, channels) from the start to the end of the file."""
     if info.reader == "sndfile":
+        # Other formats are read without the fd-2 dance; only libmpg123 chatters.
+        quiet = info.format == "MP3"
         try:
-            with sf.SoundFile(info.path) as f:
+            with decoder_stderr(info.path, quiet):
+                f = sf.SoundFile(info.path)
+            with f:
                 while True:
-                    block = f.read(block_frames, dtype="float32", always_2d=True)
+                    with decoder_stderr(info.path, quiet):
+                        block = f.read(block_frames, dtype="float32", always_2d=True)
                     if not len(block):
                         return
                     yield block

@@ -1,0 +1,105 @@
+"""Settings: fixed names, defaults, validation messages, env files, exit 78."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from daemon.settings import PREFIX, Settings, SettingsError, describe, load_settings, usable_cores
+
+FIXED = ["ENGINE", "VOICE", "SAMPLE_RATE", "OUTPUT_FORMAT", "SHIFT_SEMITONES", "SHIFT_FORMANT",
+         "CHUNK_SECONDS", "WORKERS", "LOG_FORMAT", "LOG_LEVEL"]
+
+
+@pytest.fixture
+def env(monkeypatch):
+    for key in list(__import__("os").environ):
+        if key.startswith(PREFIX):
+            monkeypatch.delenv(key)
+    return monkeypatch
+
+
+def test_fixed_names_and_defaults(env):
+    s = load_settings()
+    names = {v for v, _, _ in describe()}
+    for name in FIXED:
+        assert PREFIX + name in names
+    assert s.voice == "kseniya" and s.sample_rate == 48000 and s.output_format == "same"
+    assert s.workers == usable_cores()
+    assert s.torch_threads >= 1
+
+
+def test_environment_is_read_and_frozen(env):
+    env.setenv("VOICE_DAEMON_ENGINE", "SHIFT")
+    env.setenv("VOICE_DAEMON_SHIFT_SEMITONES", "-3.5")
+    env.setenv("VOICE_DAEMON_WORKERS", "3")
+    env.setenv("VOICE_DAEMON_OUTPUT_FORMAT", ".FLAC")
+    s = load_settings()
+    assert (s.engine, s.shift_semitones, s.workers, s.output_format) == ("shift", -3.5, 3, "flac")
+    with pytest.raises(Exception):
+        s.workers = 4  # frozen: one object, read once, passed down
+
+
+def test_env_file(env, tmp_path):
+    f = tmp_path / "vd.env"
+    f.write_text("VOICE_DAEMON_VOICE=aidar\nVOICE_DAEMON_CHUNK_SECONDS=12\n")
+    env.setenv("VOICE_DAEMON_ENV_FILE", str(f))
+    env.setenv("VOICE_DAEMON_CHUNK_SECONDS", "15")  # the process environment wins over the file
+    s = load_settings()
+    assert s.voice == "aidar" and s.chunk_seconds == 15
+
+
+def test_missing_env_file_is_a_config_error(env, tmp_path):
+    env.setenv("VOICE_DAEMON_ENV_FILE", str(tmp_path / "nope.env"))
+    with pytest.raises(SettingsError, match="VOICE_DAEMON_ENV_FILE"):
+        load_settings()
+
+
+@pytest.mark.parametrize("var,value,allowed", [
+    ("ENGINE", "magic", "resynth or shift"),
+    ("WORKERS", "-1", "1–256"),
+    ("WORKERS", "two", "integer"),
+    ("SAMPLE_RATE", "4000", "8000–192000"),
+    ("OUTPUT_FORMAT", "wma", "same, wav"),
+    ("LOG_FORMAT", "xml", "auto, json or console"),
+    ("SHIFT_FORMANT", "3", "0.5…2.0"),
+    ("CHUNK_SECONDS", "1", "5…600"),
+    ("METRICS_ADDR", "nowhere", "host:port"),
+])
+def test_bad_values_name_variable_value_and_allowed(env, var, value, allowed):
+    env.setenv(PREFIX + var, value)
+    with pytest.raises(SettingsError) as exc:
+        load_settings()
+    msg = str(exc.value)
+    assert msg.startswith(f"{PREFIX}{var}={value}: invalid;"), msg
+    assert allowed in msg and "\n" not in msg
+    assert exc.value.exit_code == 78
+
+
+def test_rate_the_engine_cannot_produce(env):
+    env.setenv("VOICE_DAEMON_ENGINE", "resynth")
+    env.setenv("VOICE_DAEMON_SAMPLE_RATE", "22050")
+    with pytest.raises(SettingsError, match="VOICE_DAEMON_SAMPLE_RATE=22050: invalid; allowed with .*8000, 24000, 48000"):
+        load_settings()
+    env.setenv("VOICE_DAEMON_TTS", "piper")  # piper output is resampled: any rate is fine
+    assert load_settings().sample_rate == 22050
+
+
+def test_cli_exits_78_before_any_work(env, tmp_path):
+    env.setenv("VOICE_DAEMON_ENGINE", "magic")
+    out = tmp_path / "o.wav"
+    proc = subprocess.run([sys.executable, "-m", "daemon", "convert", "nope.wav", str(out)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 78
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "VOICE_DAEMON_ENGINE=magic" in lines[0] and "resynth or shift" in lines[0]
+    assert not out.exists()
+
+
+def test_settings_pickle_for_children(env):
+    import pickle
+
+    s = load_settings(workers=2)
+    assert pickle.loads(pickle.dumps(s)) == s and isinstance(s, Settings)
