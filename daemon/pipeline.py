@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -28,35 +29,52 @@ from daemon.audio.stitch import stitch
 from daemon.errors import InputError, ModelError
 from daemon.jobs import Chunk
 
-_STATE: dict[str, Any] = {}
+_PROCESS_STATE: dict[str, Any] = {}
+_THREAD = threading.local()
+LOADS = {"count": 0}  # model loads in this process (the benchmark reports it)
 
 
-def init_worker(settings) -> dict:
-    """Load the VAD and the engine once in this process and run a tiny warm-up."""
+def init_worker(settings, *, per_thread: bool = False) -> dict:
+    """Load the VAD and the engine once and run a tiny warm-up.
+
+    Normally once per process (the pool's child initializer).  ``per_thread``
+    gives the calling thread its own models instead (the benchmark's `threads`
+    mode: torch modules keep state and are not shared between threads).
+    """
     from daemon.audio import vad
     from daemon.engines import load_engine
 
     t0 = time.perf_counter()
-    _STATE["settings"] = settings
+    state = {"settings": settings}
     try:
-        vad.load_model()
+        state["vad"] = vad.new_model() if per_thread else vad.load_model()
         engine = load_engine(settings)
     except ModelError:
         raise
     except Exception as exc:
         raise ModelError(f"could not load the {settings.engine} engine: {type(exc).__name__}: {exc}") from exc
-    _STATE["engine"] = engine
+    state["engine"] = engine
     warm = np.zeros(settings.sample_rate // 2, dtype=np.float32)
     warm[: len(warm) // 2] = 0.1 * np.sin(np.arange(len(warm) // 2) * 2 * np.pi * 220 / settings.sample_rate)
     engine.process(warm, settings.sample_rate, voice=settings.voice, hints=None)
-    _STATE["loads"] = _STATE.get("loads", 0) + 1
+    LOADS["count"] += 1
+    if per_thread:
+        _THREAD.state = state
+    else:
+        _PROCESS_STATE.clear()
+        _PROCESS_STATE.update(state)
     return {"engine": settings.engine, "load_seconds": time.perf_counter() - t0}
 
 
-def _settings():
-    if "settings" not in _STATE:
+def _state() -> dict[str, Any]:
+    state = getattr(_THREAD, "state", None) or _PROCESS_STATE
+    if "settings" not in state:
         raise RuntimeError("pipeline stage called before init_worker(settings)")
-    return _STATE["settings"]
+    return state
+
+
+def _settings():
+    return _state()["settings"]
 
 
 def prepare(input: str, work_dir: str) -> dict:
@@ -72,7 +90,7 @@ def prepare(input: str, work_dir: str) -> dict:
     t0 = time.perf_counter()
     frames = decode_to_wav(info, wav, s.sample_rate, max_seconds=s.max_input_seconds)
     t1 = time.perf_counter()
-    probs, window_s = speech_probabilities(wav)
+    probs, window_s = speech_probabilities(wav, _state()["vad"])
     quiet = silences(probs, window_s, s.sample_rate, threshold=s.vad_threshold)
     chunks = plan_chunks(frames, int(s.chunk_seconds * s.sample_rate), quiet,
                          int(s.crossfade_ms / 1000 * s.sample_rate))
@@ -93,8 +111,8 @@ def prepare(input: str, work_dir: str) -> dict:
 def run_chunk(wav: str, index: int, start: int, end: int, out: str, voice: str | None = None,
               hints: dict | None = None) -> dict:
     """Convert frames [start, end) of ``wav`` into ``out`` (same length)."""
-    s = _settings()
-    engine = _STATE["engine"]
+    state = _state()
+    s, engine = state["settings"], state["engine"]
     t0 = time.perf_counter()
     with sf.SoundFile(wav) as f:
         f.seek(start)

@@ -14,21 +14,29 @@ WINDOW = 512  # samples at 16 kHz = 32 ms
 _MODEL = None
 
 
+def new_model():
+    """A fresh Silero VAD model from the silero-vad package (offline)."""
+    from silero_vad import load_silero_vad
+
+    return load_silero_vad(onnx=False)
+
+
 def load_model():
-    """Load the packaged Silero VAD (offline) once per process."""
+    """The process's Silero VAD, loaded once."""
     global _MODEL
     if _MODEL is None:
-        from silero_vad import load_silero_vad
-
-        _MODEL = load_silero_vad(onnx=False)
+        _MODEL = new_model()
     return _MODEL
 
 
-def speech_probabilities(wav_path: str, block_seconds: float = 30.0) -> tuple[np.ndarray, float]:
-    """Return (probabilities, window seconds in the WAV's time) for the whole file, block by block."""
+def speech_probabilities(wav_path: str, model=None, block_seconds: float = 30.0) -> tuple[np.ndarray, float]:
+    """Return (probabilities, window seconds in the WAV's time) for the whole file, block by block.
+
+    The model keeps recurrent state: one model must not serve two threads at once.
+    """
     import torch
 
-    model = load_model()
+    model = model or load_model()
     model.reset_states()
     probs: list[float] = []
     pending = np.zeros(0, dtype=np.float32)
