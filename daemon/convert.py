@@ -61,7 +61,12 @@ def find_transcript(input: Path) -> Path | None:
 
 
 def chunk_hints(phrases: list[dict], start_s: float, end_s: float) -> dict | None:
-    """Transcript phrases that start inside [start_s, end_s), re-timed to the chunk's start."""
+    """Transcript phrases that start inside [start_s, end_s), re-timed to the chunk's start.
+
+    Untimed phrases (a ``.txt`` transcript) go to every chunk whole: the resynth
+    engine aligns them to what it recognises in the chunk and uses its part."""
+    if any(p.get("start") is None for p in phrases):
+        return {"phrases": phrases}
     inside = [{**p, "start": p["start"] - start_s, "end": min(p["end"], end_s) - start_s}
               for p in phrases if start_s <= p["start"] < end_s]
     return {"phrases": inside} if inside else None
@@ -77,6 +82,8 @@ def run_job(submit: Submit, input: str | Path, output: str | Path, work_dir: str
     t0 = time.monotonic()
     work = Path(work_dir)
     (work / "chunks").mkdir(parents=True, exist_ok=True)
+    if Path(input).suffix.lower() == ".txt":
+        return _speak(submit, input, output, work, voice=voice, group=group, t0=t0)
     prep: TaskResult = submit(Task("daemon.pipeline:prepare", {"input": str(input), "work_dir": str(work)},
                                    group=group)).result()
     plan = prep.value
@@ -123,9 +130,25 @@ def run_job(submit: Submit, input: str | Path, output: str | Path, work_dir: str
     }
 
 
-def check_paths(input: Path, output: Path, overwrite: bool) -> aio.AudioInfo:
+def _speak(submit: Submit, input, output, work: Path, *, voice, group, t0) -> dict:
+    res: TaskResult = submit(Task("daemon.pipeline:speak_text", {
+        "input": str(input), "work_dir": str(work), "output": str(output), "voice": voice}, group=group)).result()
+    v, wall = res.value, time.monotonic() - t0
+    return {"input": str(input), "output": v["output"], "sidecar": v["sidecar"],
+            "audio_seconds": round(v["duration"], 3), "wall_seconds": round(wall, 3),
+            "rtf": round(wall / v["duration"], 4) if v["duration"] else None, "chunks": 1,
+            "compute_seconds": round(v["compute_seconds"], 3), "worker_pids": [res.worker_pid],
+            "attempts": res.attempts, "source": {"path": str(input), "format": "text"}}
+
+
+def check_paths(input: Path, output: Path, overwrite: bool) -> aio.AudioInfo | None:
     """Fail early, in the parent, with a one-line cause (no model is loaded yet)."""
-    info = aio.probe(input)
+    if input.suffix.lower() == ".txt":
+        if not input.is_file():
+            raise InputError(input, "no such file" if not input.exists() else "is not a regular file")
+        info = None
+    else:
+        info = aio.probe(input)
     aio.writer_for(output)
     if output.exists() and output.resolve() == input.resolve():
         raise OutputError(output, "is the input file; choose another output name")
@@ -167,12 +190,12 @@ def cli_convert(settings, args) -> int:
     info = check_paths(inp, out, args.overwrite)
     logger = log.get()
     transcript = None
-    if settings.engine == "resynth" and (tpath := find_transcript(inp)) is not None:
+    if settings.engine == "resynth" and info and (tpath := find_transcript(inp)) is not None:
         from daemon.engines.resynth.transcript import load_transcript
 
         transcript = load_transcript(tpath)
         logger.info("convert.transcript", path=str(tpath), phrases=len(transcript))
-    bar = _progress_bar(info.duration, enabled=not args.no_progress and sys.stderr.isatty())
+    bar = _progress_bar(info.duration if info else 0.0, enabled=bool(info) and not args.no_progress and sys.stderr.isatty())
     runner = make_runner(settings, args.sequential)
     try:
         with tempfile.TemporaryDirectory(prefix="voice-daemon-") as work:

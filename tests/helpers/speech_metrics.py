@@ -1,0 +1,45 @@
+"""Measures for resynthesised speech: word error rate and phrase onsets.
+
+Used by the resynth integration and end-to-end tests (and the README figures).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+import numpy as np
+
+JFK_TEXT = ("And so, my fellow Americans, ask not what your country can do for you, "
+            "ask what you can do for your country.")
+
+
+def norm_words(text: str) -> list[str]:
+    text = unicodedata.normalize("NFC", text).lower().replace("ё", "е").replace("+", "")
+    return re.findall(r"[\w']+", text)
+
+
+def wer(reference: str, hypothesis: str) -> float:
+    """Word error rate: (substitutions + deletions + insertions) / reference words."""
+    r, h = norm_words(reference), norm_words(hypothesis)
+    if not r:
+        return 0.0 if not h else 1.0
+    d = np.arange(len(h) + 1)
+    for i, rw in enumerate(r, 1):
+        prev, d[0] = d.copy(), i
+        for j, hw in enumerate(h, 1):
+            d[j] = min(prev[j] + 1, d[j - 1] + 1, prev[j - 1] + (rw != hw))
+    return float(d[len(h)]) / len(r)
+
+
+def onset_errors(source: list[float], output: list[float]) -> list[float]:
+    """For each source onset, the distance (s) to the nearest output onset."""
+    if not output:
+        return [float("inf")] * len(source)
+    out = np.asarray(output)
+    return [float(np.min(np.abs(out - s))) for s in source]
+
+
+def transcribe(model, audio16k: np.ndarray, language: str = "en") -> str:
+    segments, _ = model.transcribe(audio16k, language=language, beam_size=5, condition_on_previous_text=False)
+    return " ".join(s.text.strip() for s in segments)
