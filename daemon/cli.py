@@ -39,6 +39,10 @@ COMMANDS = {
     "models": ("daemon.models.cli:cli_models", "show (and fetch) the configured models",
                "Show which models are present (path, size, SHA-256); with --fetch, download the "
                "configured ones where a network exists."),
+    "install-service": ("daemon.systemd:install_service", "install the systemd unit and env file (as root)",
+                        "Copy systemd/voice-daemon.service to the unit folder with ExecStart pointing at this "
+                        "installation, install config/voice-daemon.env if none exists, and print the systemctl "
+                        "commands to run next."),
     "config": ("daemon.cli:cli_config", "print the effective configuration",
                "Print every VOICE_DAEMON_* variable with its effective value (or, with --table, "
                "the Markdown table of defaults used in the README)."),
@@ -87,6 +91,11 @@ def _add_arguments(name: str, p: argparse.ArgumentParser) -> None:
         p.add_argument("--fetch", action="store_true", help="download the configured models (needs a network)")
     elif name == "config":
         p.add_argument("--table", action="store_true", help="print the README's Markdown table of defaults")
+    elif name == "install-service":
+        p.add_argument("--dry-run", action="store_true", help="print what would be done, change nothing")
+        p.add_argument("--unit-dir", default="/etc/systemd/system", help="where the unit goes (default: %(default)s)")
+        p.add_argument("--env-dir", default="/etc/voice-daemon", help="where the env file goes (default: %(default)s)")
+        p.add_argument("--exec-path", help="the voice-daemon program ExecStart runs (default: this installation's)")
     elif name == "status":
         p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 

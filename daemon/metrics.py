@@ -1,0 +1,276 @@
+"""Prometheus metrics and a health check, served over HTTP when asked for.
+
+``Metrics`` holds every metric in its own ``CollectorRegistry`` (never the global
+one, so tests and several instances do not collide) and offers one small method per
+thing the supervisor knows.  ``start()`` serves ``/metrics`` and ``/healthz`` on
+``VOICE_DAEMON_METRICS_ADDR`` from a daemon thread; nothing listens when it is empty.
+
+``/healthz`` answers 200 while the supervisor loop ticks and the workers are alive,
+503 before the first tick, when the loop has not ticked for ``stall_seconds``, or
+when no worker has been ready for that long (or ``workers_ok()`` says no).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable
+
+from prometheus_client import (CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector,
+                               disable_created_metrics)
+from prometheus_client.exposition import choose_encoder
+
+from daemon import __version__, log
+from daemon.errors import VoiceDaemonError
+
+#: Wall seconds per job: short clips to hour-long recordings.
+DURATION_BUCKETS = (0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, math.inf)
+OUTCOMES = ("done", "failed", "retried")
+
+
+class MetricsError(VoiceDaemonError):
+    """The metrics endpoint cannot listen where VOICE_DAEMON_METRICS_ADDR says."""
+
+
+class Metrics:
+    """Every figure the daemon exports; the supervisor calls the small methods below."""
+
+    def __init__(self, settings=None, *, stall_seconds: float = 30.0,
+                 workers_ok: Callable[[], bool] | None = None,
+                 clock: Callable[[], float] = time.monotonic):
+        self.settings = settings
+        self.stall_seconds = stall_seconds
+        self.workers_ok = workers_ok
+        self.clock = clock
+        self.server: MetricsServer | None = None
+        self._started = clock()
+        self._last_tick: float | None = None
+        self._last_seen = self._started  # "since start" until the first event or scan
+        self._workers_last_ready: float | None = None
+        self._pool_restarts = 0
+        # Plain copies of what /healthz reports, so it needs no private prometheus API.
+        self._now = {"queue_depth": 0, "jobs_in_flight": 0, "workers_ready": 0}
+        self._counts = dict.fromkeys(OUTCOMES, 0)
+        self._register()
+
+    def _register(self) -> None:
+        settings = self.settings
+        # The *_created series double the output and no dashboard reads them (process-wide switch).
+        disable_created_metrics()
+        r = self.registry = CollectorRegistry(auto_describe=True)
+        ns = "voice_daemon"
+        self.jobs = Counter("jobs", "Jobs finished, by outcome (retried: an attempt failed, another follows).",
+                            ["outcome"], namespace=ns, registry=r)
+        for outcome in OUTCOMES:
+            self.jobs.labels(outcome)  # exported as 0 before the first job
+        self.queue = Gauge("queue_depth", "Jobs waiting (new, recovered, or in retry back-off).",
+                           namespace=ns, registry=r)
+        self.in_flight = Gauge("jobs_in_flight", "Jobs being converted now.", namespace=ns, registry=r)
+        self.restarts = Counter("worker_restarts", "Worker processes replaced after a crash or hang.",
+                                namespace=ns, registry=r)
+        self.audio = Counter("audio_seconds", "Seconds of audio converted (successful jobs).",
+                             namespace=ns, registry=r)
+        self.duration = Histogram("job_duration_seconds", "Wall seconds from dispatch to commit of a successful job.",
+                                  namespace=ns, registry=r, buckets=DURATION_BUCKETS)
+        self.workers = {k: Gauge(f"workers_{k}", f"Worker processes: {k}.", namespace=ns, registry=r)
+                        for k in ("configured", "alive", "ready", "busy")}
+        if settings is not None:
+            self.workers["configured"].set(settings.workers)
+        Gauge("watcher_activity_age_seconds", "Seconds since the watcher last saw an event or finished a scan.",
+              namespace=ns, registry=r).set_function(lambda: self.clock() - self._last_seen)
+        Gauge("loop_tick_age_seconds", "Seconds since the supervisor loop last ran (NaN before the first run).",
+              namespace=ns, registry=r).set_function(self._tick_age)
+        Gauge("healthy", "1 when /healthz answers 200.", namespace=ns, registry=r
+              ).set_function(lambda: 1.0 if self.health()[0] else 0.0)
+        info = Gauge("build_info", "Version and engine (always 1).", ["version", "engine"],
+                     namespace=ns, registry=r)
+        info.labels(__version__, getattr(settings, "engine", "")).set(1)
+        ProcessCollector(registry=r)  # CPU, memory, open files of the main process
+
+    # --- called by the supervisor (main thread) and the watcher (its thread) ------
+    def job_done(self, audio_s: float, wall_s: float) -> None:
+        self._count("done")
+        self.audio.inc(max(0.0, float(audio_s or 0.0)))
+        self.duration.observe(max(0.0, float(wall_s)))
+
+    def job_failed(self) -> None:
+        self._count("failed")
+
+    def job_retried(self) -> None:
+        self._count("retried")
+
+    def _count(self, outcome: str) -> None:
+        self.jobs.labels(outcome).inc()
+        self._counts[outcome] += 1
+
+    def set_queue(self, n: int) -> None:
+        self.queue.set(n)
+        self._now["queue_depth"] = int(n)
+
+    def set_in_flight(self, n: int) -> None:
+        self.in_flight.set(n)
+        self._now["jobs_in_flight"] = int(n)
+
+    def worker_restarted(self, n: int = 1) -> None:
+        if n > 0:
+            self.restarts.inc(n)
+
+    def set_workers(self, alive: int, ready: int, busy: int | None = None,
+                    configured: int | None = None) -> None:
+        self.workers["alive"].set(alive)
+        self.workers["ready"].set(ready)
+        self._now["workers_ready"] = int(ready)
+        if busy is not None:
+            self.workers["busy"].set(busy)
+        if configured is not None:
+            self.workers["configured"].set(configured)
+        if ready > 0:
+            self._workers_last_ready = self.clock()
+
+    def observe_pool(self, stats: dict) -> None:
+        """Take the pool's ``stats()`` dict: worker figures, and restarts since the last call."""
+        self.set_workers(int(stats.get("alive", 0)), int(stats.get("ready", 0)),
+                         busy=stats.get("busy"), configured=stats.get("workers"))
+        total = int(stats.get("restarts", 0))
+        self.worker_restarted(total - self._pool_restarts)
+        self._pool_restarts = max(self._pool_restarts, total)
+
+    def watcher_seen(self) -> None:
+        self._last_seen = self.clock()  # a float store: safe from the watcher's thread
+
+    def loop_tick(self) -> None:
+        self._last_tick = self.clock()
+
+    # --- health -----------------------------------------------------------------------
+    def _tick_age(self) -> float:
+        return math.nan if self._last_tick is None else self.clock() - self._last_tick
+
+    def health(self) -> tuple[bool, dict]:
+        now = self.clock()
+        problems = []
+        if self._last_tick is None:
+            status = "starting"
+            problems.append("the supervisor loop has not started (workers warming up)")
+        else:
+            status = "ok"
+            age = now - self._last_tick
+            if age > self.stall_seconds:
+                status = "stalled"
+                problems.append(f"the supervisor loop has not run for {age:.0f} s")
+        if self._workers_last_ready is not None and now - self._workers_last_ready > self.stall_seconds:
+            status = "stalled" if status == "ok" else status
+            problems.append(f"no worker has been ready for {now - self._workers_last_ready:.0f} s")
+        if self.workers_ok is not None:
+            try:
+                ok = bool(self.workers_ok())
+            except Exception as exc:  # a failing probe is a failing check, not a crashed server
+                ok, problems = False, problems + [f"workers check raised {type(exc).__name__}: {exc}"]
+            if not ok:
+                status = "stalled" if status == "ok" else status
+                problems.append("the workers check failed")
+        body = {
+            "status": status,
+            "problems": problems,
+            "loop_tick_age_seconds": None if self._last_tick is None else round(now - self._last_tick, 3),
+            "watcher_activity_age_seconds": round(now - self._last_seen, 3),
+            **self._now,
+            "jobs": dict(self._counts),
+        }
+        return not problems, body
+
+    # --- the HTTP endpoint ---------------------------------------------------------------
+    def start(self, addr: str | None = None) -> "MetricsServer | None":
+        """Serve /metrics and /healthz on ``addr`` (default: settings.metrics_addr); None when empty.
+
+        Raises MetricsError when the address cannot be bound (in use, not local).
+        """
+        if addr is None:
+            addr = getattr(self.settings, "metrics_addr", "") or ""
+        if not addr or self.server is not None:
+            return self.server
+        host, port = split_addr(addr)
+        self.server = MetricsServer(self, host, port)
+        return self.server
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            self.server = None
+
+
+def split_addr(addr: str) -> tuple[str, int]:
+    """``host:port`` or ``[v6]:port`` → (host, port)."""
+    host, _, port = addr.strip().rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+class MetricsServer:
+    """A ThreadingHTTPServer in a daemon thread; ``close()`` stops it and joins the thread."""
+
+    def __init__(self, metrics: Metrics, host: str, port: int):
+        server_cls = type("_Server6", (_Server,), {"address_family": socket.AF_INET6}) if ":" in host else _Server
+        try:
+            self.httpd = server_cls((host, port), _handler(metrics))
+        except OSError as exc:
+            raise MetricsError(f"VOICE_DAEMON_METRICS_ADDR={host}:{port}: cannot listen: {exc.strerror or exc}") from exc
+        self.host, self.port = self.httpd.server_address[:2]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.2},
+                                       name="metrics-http", daemon=True)
+        self.thread.start()
+        log.get("metrics").info("metrics.listening", url=self.url + "/metrics")
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(timeout=5)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _handler(metrics: Metrics):
+    class Handler(BaseHTTPRequestHandler):
+        server_version = f"voice-daemon/{__version__}"
+
+        def do_GET(self):  # noqa: N802 (http.server's naming)
+            path = self.path.split("?", 1)[0]
+            if path == "/metrics":
+                encoder, content_type = choose_encoder(self.headers.get("Accept"))
+                self._send(200, content_type, encoder(metrics.registry))
+            elif path == "/healthz":
+                ok, body = metrics.health()
+                self._send(200 if ok else 503, "application/json",
+                           json.dumps(body, ensure_ascii=False).encode() + b"\n")
+            elif path == "/":
+                self._send(200, "text/plain; charset=utf-8", b"voice-daemon: /metrics /healthz\n")
+            else:
+                self._send(404, "text/plain; charset=utf-8", b"not found\n")
+
+        def _send(self, code: int, content_type: str, body: bytes) -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, fmt, *args):  # quiet: scrapes every few seconds would flood the journal
+            log.get("metrics").debug("metrics.request", client=self.client_address[0], request=fmt % args)
+
+    return Handler

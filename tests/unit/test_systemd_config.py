@@ -1,0 +1,161 @@
+"""config/voice-daemon.env stays complete, and install-service puts the files in place."""
+
+from __future__ import annotations
+
+import re
+import sys
+from argparse import Namespace
+from pathlib import Path
+
+import pytest
+
+from daemon import systemd
+from daemon.settings import PREFIX, Settings, describe
+
+ROOT = Path(__file__).resolve().parents[2]
+ENV_FILE = ROOT / "config" / "voice-daemon.env"
+UNIT = ROOT / "systemd" / "voice-daemon.service"
+LINE = re.compile(r"^#\s?(VOICE_DAEMON_[A-Z0-9_]+)=(.*)$")
+
+
+def env_file_defaults() -> dict[str, str]:
+    found = {}
+    for line in ENV_FILE.read_text().splitlines():
+        m = LINE.match(line)
+        if m:
+            assert m.group(1) not in found, f"{m.group(1)} appears twice"
+            found[m.group(1)] = m.group(2)
+    return found
+
+
+def unit_environment() -> dict[str, str]:
+    return dict(re.findall(r"^Environment=(VOICE_DAEMON_\w+)=(.*)$", UNIT.read_text(), re.M))
+
+
+def test_every_setting_is_documented_in_the_env_file():
+    documented = env_file_defaults()
+    expected = {PREFIX + name.upper() for name in Settings.model_fields} | {PREFIX + "ENV_FILE"}
+    assert sorted(expected - set(documented)) == [], "add these to config/voice-daemon.env"
+    assert sorted(set(documented) - expected) == [], "config/voice-daemon.env names unknown variables"
+
+
+def test_env_file_shows_the_defaults_the_service_runs_with():
+    documented = env_file_defaults()
+    from_unit = unit_environment()
+    for var, default, _text in describe():
+        shown = documented[var]
+        if var in from_unit:  # the unit's Environment= line is the service's default
+            assert shown == from_unit[var], var
+        elif default == "usable cores":
+            assert shown == "", var
+        else:
+            assert shown == default, f"{var}: env file says {shown!r}, settings say {default!r}"
+
+
+def test_env_file_uncommented_is_valid_configuration(tmp_path):
+    """Every line, uncommented as a user would, must load (values are the defaults)."""
+    lines = [f"{var}={value}" for var, value in env_file_defaults().items()
+             if value != "" and var != PREFIX + "ENV_FILE"]
+    env = tmp_path / "all.env"
+    env.write_text("\n".join(lines) + "\n")
+    s = Settings(_env_file=env)
+    assert str(s.inbox) == "/var/lib/voice-daemon/inbox"
+    assert s.engine == Settings.model_fields["engine"].default
+
+
+def test_env_file_is_grouped():
+    text = ENV_FILE.read_text()
+    headings = [h.lower() for h in re.findall(r"^# =+\n# (.+)$", text, re.M)]
+    for word in ("conversion", "resynth", "pool", "daemon", "logs"):
+        assert any(word in h for h in headings), f"no {word} group in {headings}"
+
+
+def test_unit_folders_live_in_the_state_directory():
+    from_unit = unit_environment()
+    assert re.search(r"^StateDirectory=voice-daemon$", UNIT.read_text(), re.M)
+    for var in ("INBOX", "OUTBOX", "FAILED_DIR", "STATE_DIR", "MODEL_DIR"):
+        assert from_unit[PREFIX + var].startswith("/var/lib/voice-daemon/"), var
+
+
+# --- install-service ------------------------------------------------------------------
+def test_render_unit_points_exec_start_at_the_installation():
+    text = systemd.render_unit(UNIT.read_text(), "/srv/x/bin/voice-daemon run")
+    assert re.findall(r"^ExecStart=.*$", text, re.M) == ["ExecStart=/srv/x/bin/voice-daemon run"]
+    assert text.count("\n") == UNIT.read_text().count("\n")
+    with pytest.raises(ValueError):
+        systemd.render_unit("[Service]\nType=notify\n", "/bin/true")
+
+
+def _args(tmp_path, **kw):
+    base = dict(dry_run=False, unit_dir=str(tmp_path / "units"), env_dir=str(tmp_path / "etc"),
+                exec_path=sys.executable)
+    base.update(kw)
+    return Namespace(**base)
+
+
+def test_install_service_writes_unit_and_env_file(tmp_path, capsys):
+    rc = systemd.install_service(Settings(), _args(tmp_path))
+    assert rc == 0
+    unit = (tmp_path / "units" / "voice-daemon.service").read_text()
+    assert f"ExecStart={sys.executable} run" in unit
+    assert (tmp_path / "etc" / "voice-daemon.env").read_text() == ENV_FILE.read_text()
+    assert not (tmp_path / "units" / "voice-daemon.service.d").exists()  # default folders: no drop-in
+    out = capsys.readouterr().out
+    assert "systemctl daemon-reload && systemctl enable --now voice-daemon" in out
+
+
+def test_install_service_keeps_an_existing_env_file(tmp_path, capsys):
+    mine = tmp_path / "etc" / "voice-daemon.env"
+    mine.parent.mkdir(parents=True)
+    mine.write_text("VOICE_DAEMON_ENGINE=resynth\n")
+    assert systemd.install_service(Settings(), _args(tmp_path)) == 0
+    assert mine.read_text() == "VOICE_DAEMON_ENGINE=resynth\n"
+    assert "kept" in capsys.readouterr().out
+
+
+def test_install_service_dry_run_writes_nothing(tmp_path, capsys):
+    settings = Settings(inbox="/srv/audio/in", outbox="/home/alice/out")
+    assert systemd.install_service(settings, _args(tmp_path, dry_run=True)) == 0
+    assert not (tmp_path / "units").exists() and not (tmp_path / "etc").exists()
+    out = capsys.readouterr().out
+    assert "would write" in out and "ReadWritePaths=/home/alice/out /srv/audio/in" in out
+
+
+def test_install_service_opens_folders_outside_the_state_directory(tmp_path):
+    settings = Settings(inbox="/srv/audio/in", outbox="/home/alice/out",
+                        failed_dir="/var/lib/voice-daemon/failed", state_dir="var/state")
+    assert systemd.install_service(settings, _args(tmp_path)) == 0
+    dropin = (tmp_path / "units" / "voice-daemon.service.d" / "folders.conf").read_text()
+    assert "ReadWritePaths=/home/alice/out /srv/audio/in\n" in dropin
+    # /home is hidden by ProtectHome=yes: only that folder is bound back in
+    assert "ProtectHome=tmpfs\n" in dropin and "BindPaths=/home/alice/out\n" in dropin
+    assert "/var/lib/voice-daemon/failed" not in dropin and "var/state" not in dropin
+
+
+def test_install_service_refuses_a_venv_the_service_cannot_see(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "prefix", "/home/alice/voice-daemon/.venv")
+    rc = systemd.install_service(Settings(), _args(tmp_path, exec_path=None))
+    assert rc == 1
+    assert "ProtectHome" in capsys.readouterr().err
+    assert not (tmp_path / "units").exists()
+
+
+def test_install_service_refuses_an_interpreter_under_home(tmp_path, monkeypatch, capsys):
+    (tmp_path / "opt" / "bin").mkdir(parents=True)
+    (tmp_path / "opt" / "bin" / "voice-daemon").write_text("#!/bin/sh\n")
+    monkeypatch.setattr(sys, "prefix", str(tmp_path / "opt"))
+    monkeypatch.setattr(systemd.os.path, "realpath", lambda p: "/root/.pyenv/versions/3.11.7/bin/python3.11")
+    rc = systemd.install_service(Settings(), _args(tmp_path, exec_path=None))
+    assert rc == 1
+    assert "the Python interpreter /root/.pyenv" in capsys.readouterr().err
+
+
+def test_install_service_needs_the_console_script(tmp_path, capsys):
+    rc = systemd.install_service(Settings(), _args(tmp_path, exec_path=str(tmp_path / "nope")))
+    assert rc == 1 and "does not exist" in capsys.readouterr().err
+
+
+def test_install_service_reports_an_unwritable_target(tmp_path, capsys):
+    (tmp_path / "units").write_text("a file where the unit folder should be")
+    rc = systemd.install_service(Settings(), _args(tmp_path))
+    assert rc == 1 and "cannot write" in capsys.readouterr().err
