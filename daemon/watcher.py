@@ -1,0 +1,364 @@
+"""Intake: which inbox files are complete audio, ready to be claimed.
+
+Events from watchdog (closed after write, moved in, created) and a full scan at
+start and every RESCAN_SECONDS only *nominate* paths (O(1) per event).  A checker
+thread then decides: a file is ready once its size and mtime have not changed for
+SETTLE_SECONDS and its audio header decodes.  A file that stays undecodable (or
+empty) for ``BAD_SETTLE_FACTOR`` × SETTLE_SECONDS is handed over as bad, so the
+supervisor can quarantine it; a copy that is merely slow keeps changing and is
+never taken early.
+
+Symbolic links are never followed: a link with an audio name is handed over as
+``symlink`` (the supervisor moves the link itself to the failed folder, with a
+reason); other links (folders, non-audio names) are ignored and logged once.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from daemon import log
+
+TEMP_SUFFIXES = (".part", ".tmp", ".crdownload", ".partial", ".download")
+TRANSCRIPT_EXTENSIONS = (".srt", ".vtt", ".txt")
+#: a file whose header will not decode is quarantined only after this many settle periods
+BAD_SETTLE_FACTOR = 5
+MIN_BAD_SETTLE = 1.0
+
+
+def audio_extensions() -> set[str]:
+    try:
+        from daemon.audio.io import AUDIO_EXTENSIONS
+    except ImportError:  # pragma: no cover - the audio package is part of the project
+        AUDIO_EXTENSIONS = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".aac"}
+    return set(AUDIO_EXTENSIONS)
+
+
+_AUDIO = audio_extensions()
+
+
+def classify(rel: str) -> tuple[str, str]:
+    """("audio" | "transcript" | "ignore", reason) for a path relative to the inbox."""
+    parts = rel.split("/")
+    if any(p.startswith(".") for p in parts):
+        return "ignore", "hidden"
+    name = parts[-1]
+    lower = name.lower()
+    if name.startswith("~") or lower.endswith(TEMP_SUFFIXES):
+        return "ignore", "temporary name"
+    ext = os.path.splitext(lower)[1]
+    if ext in _AUDIO:
+        return "audio", ""
+    if ext in TRANSCRIPT_EXTENSIONS:
+        return "transcript", ""
+    return "ignore", "not an audio file"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A path the supervisor should claim: ``verdict`` "ready", or a reason to quarantine it."""
+
+    path: Path
+    rel: str
+    verdict: str     # ready | symlink | empty | too_big | not_audio
+    reason: str = ""
+    size: int = 0
+
+
+@dataclass
+class _Seen:
+    sig: tuple        # (size, mtime_ns, inode)
+    since: float      # when this signature was first seen
+
+
+def default_probe(path: Path) -> str | None:
+    """None if the header decodes as audio, else the cause in a few words."""
+    from daemon.audio.io import probe
+    from daemon.errors import InputError
+
+    try:
+        probe(path)
+    except InputError as exc:
+        return exc.cause
+    except Exception as exc:  # a decoder library failing on junk must not stop intake
+        return f"is not readable audio ({type(exc).__name__})"
+    return None
+
+
+class Settler:
+    """The readiness rules, with no threads and an injectable clock (unit-testable)."""
+
+    def __init__(self, inbox: Path, settle: float, max_bytes: int, *, probe=default_probe,
+                 clock: Callable[[], float] = time.monotonic):
+        self.inbox = Path(inbox).absolute()
+        self.real_inbox = os.path.realpath(self.inbox)
+        self.settle, self.max_bytes, self.probe, self.clock = settle, max_bytes, probe, clock
+        self.bad_settle = max(settle * BAD_SETTLE_FACTOR, MIN_BAD_SETTLE)
+        self.pending: dict[Path, _Seen | None] = {}
+        self.handed: dict[Path, tuple] = {}   # path -> (signature, when) it was handed over
+        self.log = log.get("watcher")
+        self._logged: set[tuple[str, str]] = set()
+
+    def nominate(self, path: Path) -> None:
+        self.pending.setdefault(Path(path), None)
+
+    def check_all(self) -> list[Candidate]:
+        out = []
+        for path in list(self.pending):
+            result = self.check(path)
+            if result is not None:
+                out.append(result)
+        return out
+
+    def check(self, path: Path) -> Candidate | None:
+        """Look at one pending path; a Candidate once it is decided, else None (keep waiting)."""
+        now = self.clock()
+        try:
+            rel = path.relative_to(self.inbox).as_posix()
+        except ValueError:
+            self._drop(path)
+            return None
+        kind, why = classify(rel)
+        try:
+            st = os.lstat(path)
+        except OSError:  # gone (claimed, moved out, deleted)
+            self._drop(path)
+            self.handed.pop(path, None)
+            return None
+        if kind != "audio":
+            self._drop(path)
+            if stat.S_ISLNK(st.st_mode):
+                self.note("watcher.ignored", rel, "a symbolic link; links are not followed")
+            elif kind == "transcript":
+                self._lone_transcript(path, rel)
+            else:
+                self.note("watcher.ignored", rel, why, level="debug")
+            return None
+        sig = (st.st_size, st.st_mtime_ns, st.st_ino)
+        if path in self.handed and self.handed[path][0] == sig:
+            self._drop(path)  # already handed over, not claimed yet: don't hand it twice
+            return None
+        if stat.S_ISLNK(st.st_mode):
+            return self._decide(path, rel, "symlink", "is a symbolic link; links are not followed", 0, sig)
+        if not stat.S_ISREG(st.st_mode):
+            self._drop(path)
+            self.note("watcher.ignored", rel, "not a regular file", level="info")
+            return None
+        seen = self.pending.get(path)
+        if seen is None or seen.sig != sig:
+            self.pending[path] = _Seen(sig, now)
+            return None
+        quiet = now - seen.since
+        if quiet < self.settle:
+            return None
+        if st.st_size > self.max_bytes:
+            return self._decide(path, rel, "too_big", f"is {st.st_size} bytes, over the limit of {self.max_bytes} "
+                                                      "(VOICE_DAEMON_MAX_INPUT_BYTES)", st.st_size, sig)
+        if not self._inside_inbox(path):
+            self._drop(path)
+            self.note("watcher.outside_inbox", rel, "resolves outside the inbox", level="warning")
+            return None
+        problem = "is empty (0 bytes)" if st.st_size == 0 else self.probe(path)
+        if problem is None:
+            return self._decide(path, rel, "ready", "", st.st_size, sig)
+        if quiet < self.bad_settle:
+            return None  # maybe the first bytes are still on their way
+        return self._decide(path, rel, "empty" if st.st_size == 0 else "not_audio", problem, st.st_size, sig)
+
+    def forget_gone(self, older_than: float | None = None) -> None:
+        """Forget handed-over paths that are gone, and (``older_than`` seconds) ones the
+        supervisor never claimed, so that a rescan offers them again."""
+        now = self.clock()
+        for path, (sig, at) in list(self.handed.items()):
+            if not os.path.lexists(path) or (older_than is not None and now - at >= older_than):
+                del self.handed[path]
+
+    def note(self, event: str, rel: str, reason: str, level: str = "info") -> None:
+        """Log once per (path, reason) so a rescan does not repeat itself."""
+        key = (rel, reason)
+        if key in self._logged:
+            return
+        if len(self._logged) > 10000:
+            self._logged.clear()
+        self._logged.add(key)
+        getattr(self.log, level)(event, path=rel, reason=reason)
+
+    def _decide(self, path, rel, verdict, reason, size, sig) -> Candidate:
+        self._drop(path)
+        self.handed[path] = (sig, self.clock())
+        return Candidate(path, rel, verdict, reason, size)
+
+    def _drop(self, path: Path) -> None:
+        self.pending.pop(path, None)
+
+    def _inside_inbox(self, path: Path) -> bool:
+        real = os.path.realpath(path)
+        return os.path.commonpath([real, self.real_inbox]) == self.real_inbox
+
+    def _lone_transcript(self, path: Path, rel: str) -> None:
+        if any(os.path.lexists(path.with_suffix(ext)) for ext in _AUDIO):
+            return  # it travels with its audio when that is claimed
+        self.note("watcher.ignored", rel, "a transcript without its audio (text-to-speech jobs are not supported yet)")
+
+
+class Watcher:
+    """watchdog observer + periodic rescan + a checker thread calling ``on_candidate``."""
+
+    def __init__(self, settings, on_candidate: Callable[[Candidate], None], *, probe=default_probe,
+                 on_seen: Callable[[], None] | None = None):
+        self.s = settings
+        self.inbox = Path(settings.inbox).absolute()
+        self.on_candidate = on_candidate
+        self.on_seen = on_seen or (lambda: None)
+        self.settler = Settler(self.inbox, settings.settle_seconds, settings.max_input_bytes, probe=probe)
+        self.tick = max(0.05, min(0.5, settings.settle_seconds / 4))
+        self._lock = threading.Lock()
+        self._incoming: set[Path] = set()
+        self._scan_dirs: set[Path] = set()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._observer = None
+        self.observer_kind = ""
+        self.log = log.get("watcher")
+
+    # --- life cycle ----------------------------------------------------------
+    def start(self) -> None:
+        self._start_observer()
+        self._thread = threading.Thread(target=self._run, name="watcher-check", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._observer is not None:
+            self._observer.stop()
+            self._observer.join(timeout)
+            self._observer = None
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    @property
+    def waiting(self) -> int:
+        return len(self.settler.pending)
+
+    def nominate(self, path: str | Path) -> None:
+        """Called from the observer thread: O(1), no filesystem access."""
+        with self._lock:
+            self._incoming.add(Path(path))
+
+    def scan_dir(self, path: str | Path) -> None:
+        with self._lock:
+            self._scan_dirs.add(Path(path))
+
+    # --- internals -------------------------------------------------------------
+    def _start_observer(self) -> None:
+        from watchdog.events import DirCreatedEvent, DirMovedEvent, FileClosedEvent, FileCreatedEvent, FileMovedEvent
+        from watchdog.observers import Observer
+        from watchdog.observers.polling import PollingObserver
+
+        kinds = [FileClosedEvent, FileCreatedEvent, FileMovedEvent, DirCreatedEvent, DirMovedEvent]
+        handler = _Handler(self)
+        wanted = self.s.observer
+        if wanted == "inotify":
+            from watchdog.observers.inotify import InotifyObserver as Chosen
+        elif wanted == "polling":
+            Chosen = None
+        else:
+            Chosen = Observer
+        for attempt in (Chosen, None):
+            if attempt is None:
+                obs = PollingObserver(timeout=max(0.2, min(5.0, self.s.settle_seconds / 2)))
+            else:
+                obs = attempt()
+            try:
+                obs.schedule(handler, str(self.inbox), recursive=True, event_filter=kinds)
+                obs.start()
+            except OSError as exc:  # e.g. inotify watch limit reached
+                if attempt is None:
+                    raise
+                self.log.warning("watcher.observer_fallback", error=str(exc), using="polling")
+                continue
+            self._observer, self.observer_kind = obs, type(obs).__name__
+            self.log.info("watcher.started", inbox=str(self.inbox), observer=self.observer_kind,
+                          settle_seconds=self.s.settle_seconds, rescan_seconds=self.s.rescan_seconds)
+            return
+
+    def _run(self) -> None:
+        next_scan = 0.0  # scan at once: files present before the start
+        while not self._stop.is_set():
+            try:
+                now = time.monotonic()
+                if now >= next_scan:
+                    self.settler.forget_gone(older_than=self.s.rescan_seconds)
+                    self._scan(self.inbox)
+                    next_scan = now + self.s.rescan_seconds
+                self._drain()
+                for cand in self.settler.check_all():
+                    if self._stop.is_set():
+                        break
+                    self.on_candidate(cand)
+            except Exception as exc:  # intake must survive a surprise (inbox deleted, permissions)
+                self.log.error("watcher.error", error=f"{type(exc).__name__}: {exc}")
+            self._stop.wait(self.tick)
+
+    def _drain(self) -> None:
+        with self._lock:
+            incoming, self._incoming = self._incoming, set()
+            dirs, self._scan_dirs = self._scan_dirs, set()
+        for d in dirs:
+            self._scan(d)
+        for p in incoming:
+            self.on_seen()
+            self.settler.nominate(p)
+
+    def _scan(self, top: Path) -> None:
+        """Walk without following links; nominate every audio-looking file and every link."""
+        for root, dirs, files in os.walk(top, followlinks=False, onerror=self._walk_error):
+            base = Path(root)
+            keep = []
+            for d in dirs:
+                p = base / d
+                if d.startswith("."):
+                    continue
+                if p.is_symlink():
+                    self.settler.nominate(p)  # decided like any link: never followed
+                    continue
+                keep.append(d)
+            dirs[:] = keep
+            for f in files:
+                self.settler.nominate(base / f)
+
+    def _walk_error(self, exc: OSError) -> None:
+        if not self._stop.is_set():
+            self.settler.note("watcher.scan_error", str(exc.filename), exc.strerror or str(exc), level="warning")
+
+    def _rel(self, p: Path) -> str:
+        try:
+            return p.relative_to(self.inbox).as_posix()
+        except ValueError:
+            return str(p)
+
+
+class _Handler:
+    """watchdog handler: nominate paths, never touch the filesystem here."""
+
+    def __init__(self, watcher: Watcher):
+        self.w = watcher
+
+    def dispatch(self, event) -> None:
+        path = event.dest_path if event.event_type == "moved" else event.src_path
+        if isinstance(path, bytes):
+            path = os.fsdecode(path)
+        if not path:
+            return
+        if event.is_directory:
+            # A folder moved in brings files that raise no events of their own.
+            self.w.scan_dir(path)
+        else:
+            self.w.nominate(path)

@@ -1,0 +1,129 @@
+"""The supervisor with a real watcher, real spool and a real spawn pool whose workers
+really crash.  Only the job's orchestration is scripted (the real pipeline cannot be made
+to crash on demand): it sends the pool tasks from tests/helpers/pool_tasks.py."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+from multiprocessing import resource_tracker
+from pathlib import Path
+
+import pytest
+
+from daemon.jobs import Task
+from daemon.pool import WorkerPool
+from daemon.settings import Settings
+from daemon.spool import Spool
+from daemon.supervisor import Signals, Supervisor
+from daemon.watcher import Watcher
+from helpers import wait_until
+
+
+def scripted_run_job(submit, input, output, work_dir, *, voice=None, group="", transcript=None, progress=None):
+    name = Path(input).name
+    marks = Path(work_dir).parents[2] / "marks"  # STATE_DIR/work/<job>/tmp -> STATE_DIR/marks
+    marks.mkdir(exist_ok=True)
+    if name.startswith("crash"):
+        submit(Task("helpers.pool_tasks:exit_now", {"code": 9}, group=group)).result()
+    elif name.startswith("bad"):
+        submit(Task("helpers.pool_tasks:input_error", {"path": name, "cause": "is scripted to be bad"})).result()
+    elif name.startswith("flaky"):  # the worker dies twice (one whole job attempt), then it works
+        submit(Task("helpers.pool_tasks:crash_until", {"counter": str(marks / name), "crashes": 2})).result()
+    elif name.startswith("gate"):
+        submit(Task("helpers.pool_tasks:wait_for_file", {"path": str(marks / "open")})).result()
+    res = submit(Task("helpers.pool_tasks:whoami", {"tag": name})).result()
+    Path(output).write_bytes(b"converted " + name.encode())
+    return {"audio_seconds": 1.0, "wall_seconds": 0.1, "worker_pids": [res.worker_pid], "attempts": res.attempts}
+
+
+class Running:
+    """A supervisor loop in a thread; ``stop()`` does what SIGTERM's handler does: count."""
+
+    def __init__(self, settings, *, resume: bool = False):
+        self.spool = Spool(settings)
+        self.spool.ensure_dirs()
+        recovered = self.spool.recover() if resume else []
+        self.pool = WorkerPool(workers=2, max_attempts=2, start_timeout=120).start()
+        self.signals = Signals()
+        self.sup = Supervisor(settings, self.spool, self.pool, signals=self.signals, run_job=scripted_run_job)
+        self.watcher = Watcher(settings, self.sup.on_candidate)
+        self.result = None
+        self.thread = threading.Thread(target=self._run, args=(recovered,), name="supervisor-under-test")
+        self.thread.start()
+
+    def _run(self, recovered):
+        self.result = self.sup.run(self.watcher, recovered)
+
+    def stop(self, signals: int = 1):
+        self.signals.count += signals
+        self.signals.last = "SIGTERM"
+        self.thread.join(120)
+        assert not self.thread.is_alive()
+        self.pool.close(5)
+        return self.result
+
+
+@pytest.fixture(scope="module", autouse=True)
+def resource_tracker_running():
+    """The first spawn child starts multiprocessing's resource tracker, a helper process that lives
+    as long as this one: start it before the leak guard takes its first snapshot."""
+    resource_tracker.ensure_running()
+
+
+@pytest.fixture
+def settings(tmp_path):
+    return Settings(inbox=tmp_path / "inbox", outbox=tmp_path / "outbox", failed_dir=tmp_path / "failed",
+                    state_dir=tmp_path / "state", settle_seconds=0.2, rescan_seconds=5, max_attempts=2,
+                    retry_backoff_seconds=0.1, shutdown_grace_seconds=0.3, workers=2)
+
+
+def drop(speech_dir: Path, settings, name: str) -> None:
+    dst = Path(settings.inbox) / name
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(speech_dir / "silero_vad_ru_num.wav", dst)
+
+
+def test_retries_with_backoff_then_quarantine(settings, speech_dir):
+    run = Running(settings)
+    try:
+        for name in ("crash.wav", "bad.wav", "flaky.wav", "ok.wav"):
+            drop(speech_dir, settings, name)
+        failed, outbox = Path(settings.failed_dir), Path(settings.outbox)
+        wait_until(lambda: {p.name for p in outbox.iterdir()} >= {"flaky.wav", "ok.wav"}
+                   and {"crash.wav.error.json", "bad.wav.error.json"} <= {p.name for p in failed.iterdir()}, 120)
+    finally:
+        assert run.stop() == 0
+    bad = json.loads((failed / "bad.wav.error.json").read_text())
+    assert bad["attempts"] == 1 and bad["stage"] == "engine" and "scripted to be bad" in bad["cause"]
+    crash = json.loads((failed / "crash.wav.error.json").read_text())
+    assert crash["attempts"] == 2 and len(crash["history"]) == 1, crash
+    assert (outbox / "flaky.wav").read_bytes() == b"converted flaky.wav"
+    done = [json.loads(p.read_text()) for p in (Path(settings.state_dir) / "done").glob("*/job.json")]
+    assert {d["rel"]: d["attempts"] for d in done} == {"flaky.wav": 2, "ok.wav": 1}
+    flaky = next(d for d in done if d["rel"] == "flaky.wav")
+    assert flaky["history"][0]["stage"] == "crash"
+    assert sorted(p.name for p in outbox.iterdir()) == ["flaky.wav", "ok.wav"]
+
+
+def test_shutdown_puts_unfinished_jobs_back_and_the_next_start_resumes_them(settings, speech_dir):
+    run = Running(settings)
+    work = Path(settings.state_dir) / "work"
+    try:
+        drop(speech_dir, settings, "gate.wav")
+        wait_until(lambda: [d for d in work.iterdir()
+                            if json.loads((d / "job.json").read_text())["state"] == "running"], 60)
+    finally:
+        assert run.stop() == 0  # the grace (0.3 s) passes with the job still waiting on its gate
+    (job_dir,) = list(work.iterdir())
+    manifest = json.loads((job_dir / "job.json").read_text())
+    assert manifest["state"] == "queued" and manifest["attempts"] == 0
+    assert list(Path(settings.outbox).rglob("*")) == []
+    (Path(settings.state_dir) / "marks" / "open").touch()
+    again = Running(settings, resume=True)
+    try:
+        wait_until(lambda: (Path(settings.outbox) / "gate.wav").exists(), 60)
+    finally:
+        assert again.stop() == 0
+    assert list(work.iterdir()) == []

@@ -1,0 +1,448 @@
+"""The spool's state machine on real folders: claim, commit, fail, retry, recover."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from daemon.settings import Settings, SettingsError
+from daemon.spool import Spool, acquire_lock, check_folders, collect_status, daemon_pid
+
+
+def make_settings(tmp_path: Path, **kw) -> Settings:
+    base = dict(inbox=tmp_path / "inbox", outbox=tmp_path / "outbox", failed_dir=tmp_path / "failed",
+                state_dir=tmp_path / "state", settle_seconds=0.3, workers=2, max_attempts=3)
+    base.update(kw)
+    return Settings(**base)
+
+
+@pytest.fixture
+def spool(tmp_path):
+    sp = Spool(make_settings(tmp_path))
+    sp.ensure_dirs()
+    return sp
+
+
+def drop(sp: Spool, rel: str, data: bytes = b"RIFF-fake-audio") -> Path:
+    p = sp.inbox / rel
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_bytes(data)
+    return p
+
+
+def visible(root: Path) -> list[str]:
+    """Files under root that a user sees (hidden temp names excluded)."""
+    out = []
+    for p in sorted(root.rglob("*")):
+        rel = p.relative_to(root).as_posix()
+        if p.is_file() and not any(part.startswith(".") for part in rel.split("/")):
+            out.append(rel)
+    return out
+
+
+def everything(root: Path) -> list[str]:
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if not p.is_dir())
+
+
+def convert(sp: Spool, job, payload: bytes = b"converted") -> Path:
+    tmp = sp.start(job)
+    tmp.write_bytes(payload)
+    return sp.commit(job, {"audio_seconds": 1.0})
+
+
+# --- folders ------------------------------------------------------------------
+def test_overlapping_folders_are_refused(tmp_path):
+    for kw in ({"outbox": tmp_path / "inbox" / "out"}, {"state_dir": tmp_path / "inbox"},
+               {"inbox": tmp_path / "state" / "in"}, {"failed_dir": tmp_path / "outbox"}):
+        with pytest.raises(SettingsError) as exc:
+            check_folders(make_settings(tmp_path, **kw))
+        assert exc.value.exit_code == 78
+        assert "must not overlap" in str(exc.value) and "\n" not in str(exc.value)
+    check_folders(make_settings(tmp_path))  # siblings are fine
+
+
+def test_ensure_dirs_creates_missing_folders(tmp_path):
+    sp = Spool(make_settings(tmp_path / "deep" / "er"))
+    sp.ensure_dirs()
+    for d in (sp.inbox, sp.outbox, sp.failed_dir, sp.work, sp.done):
+        assert d.is_dir()
+
+
+# --- claim --------------------------------------------------------------------
+def test_claim_moves_the_file_and_writes_a_manifest(spool):
+    src = drop(spool, "a b 'c'.wav")
+    job = spool.claim(src)
+    assert not src.exists()
+    assert spool.source(job).read_bytes() == b"RIFF-fake-audio"
+    manifest = json.loads((spool.job_dir(job) / "job.json").read_text())
+    assert manifest["rel"] == "a b 'c'.wav" and manifest["state"] == "queued" and manifest["attempts"] == 0
+    assert manifest["voice"] is None
+
+
+def test_claim_of_a_vanished_file_leaves_nothing(spool):
+    assert spool.claim(spool.inbox / "gone.wav") is None
+    assert list(spool.work.iterdir()) == []
+
+
+def test_voice_folder_and_mirrored_subfolders(spool):
+    job = spool.claim(drop(spool, "baya/x.mp3"))
+    assert job.voice == "baya"
+    other = spool.claim(drop(spool, "podcasts/2024/y.flac"))
+    assert other.voice is None
+    convert(spool, job)
+    convert(spool, other)
+    assert visible(spool.outbox) == ["baya/x.mp3", "podcasts/2024/y.flac"]
+
+
+def test_transcripts_travel_with_their_audio(spool):
+    drop(spool, "talk.srt", b"1\n00:00:00,000 --> 00:00:01,000\nhi\n")
+    job = spool.claim(drop(spool, "talk.wav"))
+    assert job.companions == ["talk.srt"]
+    assert (spool.source(job).parent / "talk.srt").exists()
+    assert not (spool.inbox / "talk.srt").exists()
+    convert(spool, job)
+    assert everything(spool.done / job.id / "src") == ["talk.srt", "talk.wav"]
+
+
+def test_names_that_are_not_valid_utf8_survive_the_manifest(spool):
+    name = os.fsdecode(b"bad-\xff-name \xd0\xbf\xd1\x80\xd0\xb8\n.wav")
+    job = spool.claim(drop(spool, name))
+    again = Spool(spool.s).recover()
+    assert [j.rel for j in again] == [name]
+    convert(spool, again[0])
+    assert (spool.outbox / name).exists()
+    assert job.id == again[0].id
+
+
+# --- commit -------------------------------------------------------------------
+def test_commit_publishes_atomically_and_archives_the_source(spool):
+    job = spool.claim(drop(spool, "song.mp3"))
+    tmp = spool.start(job)
+    assert tmp.parent == spool.outbox and tmp.name.startswith(".") and tmp.suffix == ".mp3"
+    tmp.write_bytes(b"out")
+    final = spool.commit(job)
+    assert final == spool.outbox / "song.mp3" and final.read_bytes() == b"out"
+    assert everything(spool.outbox) == ["song.mp3"]
+    assert list(spool.work.iterdir()) == []
+    done = json.loads((spool.done / job.id / "job.json").read_text())
+    assert done["state"] == "committed" and done["output"] == "song.mp3" and done["attempts"] == 1
+    assert (spool.done / job.id / "src" / "song.mp3").read_bytes() == b"RIFF-fake-audio"
+
+
+def test_keep_source_false_deletes_it_after_the_output_exists(tmp_path):
+    sp = Spool(make_settings(tmp_path, keep_source=False))
+    sp.ensure_dirs()
+    job = sp.claim(drop(sp, "a.wav"))
+    convert(sp, job)
+    assert (sp.outbox / "a.wav").exists()
+    assert not (sp.done / job.id / "src").exists()
+
+
+@pytest.mark.parametrize("fmt,name,expected", [("same", "a.aac", "a.m4a"), ("same", "a.oga", "a.ogg"),
+                                               ("flac", "a.mp3", "a.flac"), ("same", "a.b.opus", "a.b.opus")])
+def test_output_name_follows_the_format(tmp_path, fmt, name, expected):
+    sp = Spool(make_settings(tmp_path, output_format=fmt))
+    sp.ensure_dirs()
+    assert convert(sp, sp.claim(drop(sp, name))).name == expected
+
+
+def test_an_existing_output_is_never_overwritten(spool):
+    (spool.outbox / "a.wav").write_bytes(b"mine")
+    first = convert(spool, spool.claim(drop(spool, "a.wav")), b"one")
+    second = convert(spool, spool.claim(drop(spool, "a.wav")), b"two")
+    assert (spool.outbox / "a.wav").read_bytes() == b"mine"
+    assert first.name == "a (1).wav" and first.read_bytes() == b"one"
+    assert second.name == "a (2).wav" and second.read_bytes() == b"two"
+
+
+def test_the_longest_names_still_fit(spool):
+    name = "я" * 120 + ".wav"  # 244 bytes: temp names must not exceed NAME_MAX
+    out = convert(spool, spool.claim(drop(spool, name)))
+    assert out.name == name
+
+
+def test_the_longest_names_can_fail_too(spool):
+    name = "я" * 122 + ".wav"  # 248 bytes: NAME.error.json would pass 255
+    dest = spool.fail(spool.claim(drop(spool, name)), "bad", "decode")
+    assert dest.name == name
+    (report,) = spool.failed_dir.glob("*.error.json")
+    assert json.loads(report.read_text())["input"] == name
+
+
+def test_two_inputs_with_one_stem_get_two_outputs(tmp_path):
+    sp = Spool(make_settings(tmp_path, output_format="wav"))
+    sp.ensure_dirs()
+    a, b = sp.claim(drop(sp, "x.mp3")), sp.claim(drop(sp, "x.flac"))
+    ta, tb = sp.start(a), sp.start(b)  # both in flight at once
+    ta.write_bytes(b"a")
+    tb.write_bytes(b"b")
+    sp.commit(b)
+    sp.commit(a)
+    assert sorted(visible(sp.outbox)) == ["x (1).wav", "x.wav"]
+
+
+def test_overwrite_replaces(tmp_path):
+    sp = Spool(make_settings(tmp_path, overwrite=True))
+    sp.ensure_dirs()
+    (sp.outbox / "a.wav").write_bytes(b"old")
+    convert(sp, sp.claim(drop(sp, "a.wav")), b"new")
+    assert everything(sp.outbox) == ["a.wav"] and (sp.outbox / "a.wav").read_bytes() == b"new"
+
+
+def test_commit_without_output_raises_and_retry_cleans_up(spool):
+    job = spool.claim(drop(spool, "a.wav"))
+    spool.start(job)
+    with pytest.raises(FileNotFoundError):
+        spool.commit(job)
+    spool.retry(job, "the converted file was not written", "commit", delay=5)
+    assert job.state == "queued" and job.not_before > 0 and job.history[0]["stage"] == "commit"
+    assert everything(spool.outbox) == []
+
+
+def test_sidecar_follows_the_output(spool):
+    job = spool.claim(drop(spool, "a.wav"))
+    tmp = spool.start(job)
+    tmp.write_bytes(b"x")
+    tmp.with_suffix(".json").write_text("{}")
+    (spool.outbox / "a.wav").write_bytes(b"other")
+    spool.commit(job)
+    assert everything(spool.outbox) == ["a (1).json", "a (1).wav", "a.wav"]
+
+
+# --- failure --------------------------------------------------------------------
+def test_fail_quarantines_with_an_error_report(spool):
+    drop(spool, "sub/bad.txt", b"words")
+    job = spool.claim(drop(spool, "sub/bad.wav"))
+    tmp = spool.start(job)
+    tmp.write_bytes(b"half")
+    spool.retry(job, "worker died", "engine", delay=0.1)
+    spool.start(job)
+    dest = spool.fail(job, "is not a readable audio file", "decode")
+    assert dest == spool.failed_dir / "sub" / "bad.wav"
+    assert dest.read_bytes() == b"RIFF-fake-audio"
+    report = json.loads((spool.failed_dir / "sub" / "bad.wav.error.json").read_text())
+    assert report["cause"] == "is not a readable audio file" and report["stage"] == "decode"
+    assert report["attempts"] == 2 and report["daemon_version"] and report["failed_at"].endswith("Z")
+    assert report["history"][0]["cause"] == "worker died"
+    assert everything(spool.failed_dir) == ["sub/bad.txt", "sub/bad.wav", "sub/bad.wav.error.json"]
+    assert everything(spool.outbox) == [] and list(spool.work.iterdir()) == []
+
+
+def test_failed_names_never_collide(spool):
+    for _ in range(2):
+        spool.fail(spool.claim(drop(spool, "x.wav")), "bad", "decode")
+    assert everything(spool.failed_dir) == ["x (1).wav", "x (1).wav.error.json", "x.wav", "x.wav.error.json"]
+
+
+def test_symlinks_are_quarantined_without_being_followed(spool, tmp_path):
+    target = tmp_path / "secret.wav"
+    target.write_bytes(b"outside")
+    link = spool.inbox / "link.wav"
+    link.symlink_to(target)
+    spool.fail(spool.claim(link), "is a symbolic link", "intake")
+    moved = spool.failed_dir / "link.wav"
+    assert moved.is_symlink() and target.read_bytes() == b"outside"
+
+
+def test_put_back_does_not_count_the_attempt(spool):
+    job = spool.claim(drop(spool, "a.wav"))
+    spool.start(job).write_bytes(b"partial")
+    spool.put_back(job)
+    assert job.attempts == 0 and job.state == "queued"
+    assert everything(spool.outbox) == []
+
+
+# --- recovery at every crash point -------------------------------------------
+class Crash(BaseException):
+    """Stands for kill -9: raised instead of performing the N-th filesystem change."""
+
+
+class _CrashingOS:
+    MUTATING = {"rename", "replace", "link", "unlink", "symlink"}
+
+    def __init__(self, real, budget: list[int]):
+        self._real, self._budget = real, budget
+
+    def __getattr__(self, name):
+        attr = getattr(self._real, name)
+        if name not in self.MUTATING:
+            return attr
+
+        def step(*a, **kw):
+            if self._budget[0] == 0:
+                raise Crash(name)
+            self._budget[0] -= 1
+            return attr(*a, **kw)
+
+        return step
+
+
+class _CrashingShutil(_CrashingOS):
+    MUTATING = {"rmtree"}
+
+
+def _lifecycle(sp: Spool, mode: str):
+    """What the daemon does with one file: claim → attempt → commit (or fail)."""
+    for job in sp.recover():
+        _finish(sp, job, mode)
+    for p in sorted(sp.inbox.rglob("*.wav")):  # what the watcher would hand over
+        if p.is_file():
+            job = sp.claim(p)
+            if job is not None:
+                _finish(sp, job, mode)
+
+
+def _finish(sp: Spool, job, mode: str):
+    tmp = sp.start(job)
+    tmp.write_bytes(b"converted")
+    if mode == "fail":
+        sp.fail(job, "is not audio", "decode")
+    else:
+        sp.commit(job)
+
+
+@pytest.mark.parametrize("mode", ["commit", "fail"])
+@pytest.mark.parametrize("keep_source", [True, False])
+def test_kill_at_every_step_then_restart_gives_exactly_one_outcome(tmp_path, monkeypatch, mode, keep_source):
+    import daemon.spool as spool_mod
+
+    steps = 0
+    while True:
+        root = tmp_path / f"{mode}-{steps}"
+        sp = Spool(make_settings(root, keep_source=keep_source))
+        sp.ensure_dirs()
+        drop(sp, "dir/take one.wav")
+        drop(sp, "dir/take one.srt", b"subs")
+        budget = [steps]
+        monkeypatch.setattr(spool_mod, "os", _CrashingOS(os, budget))
+        monkeypatch.setattr(spool_mod, "shutil", _CrashingShutil(spool_mod.shutil, budget))
+        crashed = False
+        try:
+            _lifecycle(sp, mode)
+        except Crash:
+            crashed = True
+        monkeypatch.undo()
+        _lifecycle(Spool(sp.s), mode)  # the restart, with no crash
+        assert everything(sp.inbox) == [], steps
+        assert list(sp.work.iterdir()) == [], steps
+        if mode == "commit":
+            assert everything(sp.outbox) == ["dir/take one.wav"], steps
+            assert (sp.outbox / "dir/take one.wav").read_bytes() == b"converted"
+            assert everything(sp.failed_dir) == [], steps
+            done = list(sp.done.iterdir())
+            assert len(done) == 1, steps
+            if keep_source:
+                assert everything(done[0] / "src") == ["take one.srt", "take one.wav"], steps
+        else:
+            assert everything(sp.outbox) == [], steps
+            assert everything(sp.failed_dir) == ["dir/take one.srt", "dir/take one.wav",
+                                                 "dir/take one.wav.error.json"], steps
+        if not crashed:
+            break
+        steps += 1
+    assert steps > 8  # the sequence really was cut at many points
+
+
+def test_a_job_that_kept_killing_the_daemon_is_quarantined(tmp_path):
+    sp = Spool(make_settings(tmp_path, max_attempts=2))
+    sp.ensure_dirs()
+    job = sp.claim(drop(sp, "a.wav"))
+    for expected in (1, 2):
+        sp.start(job).write_bytes(b"partial")  # then the daemon dies
+        jobs = Spool(sp.s).recover()
+        if expected == 1:
+            assert [j.attempts for j in jobs] == [1]
+            job = jobs[0]
+        else:
+            assert jobs == []
+    report = json.loads((sp.failed_dir / "a.wav.error.json").read_text())
+    assert report["stage"] == "interrupted" and "stopped 2 times" in report["cause"]
+    assert everything(sp.outbox) == []
+
+
+def test_committing_after_an_outside_file_took_the_name(spool):
+    job = spool.claim(drop(spool, "a.wav"))
+    spool.start(job).write_bytes(b"ours")
+    job.output, job.state = "a.wav", "committing"
+    spool._save(job)  # the daemon died right after recording the name
+    (spool.outbox / "a.wav").write_bytes(b"theirs")
+    assert Spool(spool.s).recover() == []
+    assert (spool.outbox / "a.wav").read_bytes() == b"theirs"
+    assert (spool.outbox / "a (1).wav").read_bytes() == b"ours"
+
+
+def test_a_job_folder_without_manifest_is_quarantined(spool):
+    d = spool.work / "20250101T000000-deadbeef" / "src"
+    d.mkdir(parents=True)
+    (d / "lost.wav").write_bytes(b"x")
+    assert spool.recover() == []
+    assert everything(spool.failed_dir) == ["lost.wav", "lost.wav.error.json"]
+
+
+def test_copy_claim_whose_original_survived_is_dropped(spool):
+    job = spool.claim(drop(spool, "a.wav"))
+    # as if the inbox were on another filesystem and the daemon died before unlinking the original
+    job.copied, job.state = True, "claiming"
+    spool._save(job)
+    drop(spool, "a.wav")
+    assert spool.recover() == []
+    assert everything(spool.inbox) == ["a.wav"] and list(spool.work.iterdir()) == []
+
+
+def test_claim_across_filesystems_copies_then_unlinks(spool, monkeypatch):
+    import errno
+
+    import daemon.spool as spool_mod
+
+    class CrossDevice:
+        def __getattr__(self, name):
+            return getattr(os, name)
+
+        def rename(self, src, dst):
+            if Path(src).is_relative_to(spool.inbox):
+                raise OSError(errno.EXDEV, "Invalid cross-device link")
+            return os.rename(src, dst)
+
+    monkeypatch.setattr(spool_mod, "os", CrossDevice())
+    src = drop(spool, "far away.wav")
+    drop(spool, "far away.vtt", b"WEBVTT")
+    job = spool.claim(src)
+    assert job.copied and not src.exists() and not (spool.inbox / "far away.vtt").exists()
+    assert spool.source(job).read_bytes() == b"RIFF-fake-audio"
+    assert everything(spool.source(job).parent) == ["far away.vtt", "far away.wav"]
+
+
+def test_recovery_orders_jobs_by_claim_time(spool):
+    ids = [spool.claim(drop(spool, f"{n}.wav")).id for n in "cab"]
+    assert [j.id for j in Spool(spool.s).recover()] == ids
+
+
+# --- status and lock ------------------------------------------------------------
+def test_status_counts_every_state(spool):
+    drop(spool, "waiting.wav")
+    drop(spool, "ignored.tmp")
+    queued = spool.claim(drop(spool, "q.wav"))
+    running = spool.claim(drop(spool, "r.wav"))
+    spool.start(running)
+    convert(spool, spool.claim(drop(spool, "d.wav")))
+    spool.fail(spool.claim(drop(spool, "f.wav")), "bad", "decode")
+    st = collect_status(spool.s)
+    assert st["inbox_waiting"] == 1
+    assert [j["job_id"] for j in st["queued"]] == [queued.id]
+    assert [j["job_id"] for j in st["in_flight"]] == [running.id]
+    assert st["done"] == 1 and st["failed"] == 1 and st["failed_inputs"] == ["f.wav"]
+    assert st["running_pid"] is None
+
+
+def test_the_lock_admits_one_daemon(spool):
+    fd = acquire_lock(spool.state)
+    try:
+        assert fd is not None
+        assert acquire_lock(spool.state) is None
+        assert daemon_pid(spool.s) == os.getpid()
+    finally:
+        os.close(fd)
+    assert daemon_pid(spool.s) is None

@@ -1,0 +1,214 @@
+"""Readiness rules: ignore patterns, settle, decodable header, links, size limit.
+
+The Settler is driven with a hand-moved clock (no sleeps) on real files; the probe is
+the real one (daemon.audio.io.probe) on real recordings and on junk.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from daemon.watcher import Settler, classify
+
+
+class Clock:
+    def __init__(self):
+        self.t = 1000.0
+
+    def __call__(self):
+        return self.t
+
+
+@pytest.fixture
+def inbox(tmp_path):
+    d = tmp_path / "inbox"
+    d.mkdir()
+    return d
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+def settler(inbox, clock, settle=2.0, max_bytes=10**9):
+    return Settler(inbox, settle, max_bytes, clock=clock)
+
+
+def speech(speech_dir, inbox, name="a.wav", src="silero_vad_ru_num.wav") -> Path:
+    p = inbox / name
+    p.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(speech_dir / src, p)
+    return p
+
+
+@pytest.mark.parametrize("rel,kind", [
+    ("a.wav", "audio"), ("A.MP3", "audio"), ("x/y/z.flac", "audio"), ("v.opus", "audio"), ("v.oga", "audio"),
+    ("v.m4a", "audio"), ("v.aac", "audio"), ("v.ogg", "audio"), ("имя файла.mp3", "audio"),
+    ("a.srt", "transcript"), ("a.vtt", "transcript"), ("a.txt", "transcript"),
+    (".hidden.wav", "ignore"), (".hid/a.wav", "ignore"), ("a.wav.part", "ignore"), ("a.wav.tmp", "ignore"),
+    ("a.mp3.crdownload", "ignore"), ("~a.wav", "ignore"), (".~lock.a.wav#", "ignore"),
+    ("notes.pdf", "ignore"), ("noext", "ignore"), ("a.wav.json", "ignore"),
+])
+def test_classify(rel, kind):
+    assert classify(rel)[0] == kind
+
+
+def test_ready_only_after_size_and_mtime_settle(speech_dir, inbox, clock):
+    s = settler(inbox, clock)
+    p = speech(speech_dir, inbox)
+    s.nominate(p)
+    assert s.check(p) is None  # first sight starts the clock
+    clock.t += 1.9
+    assert s.check(p) is None
+    clock.t += 0.2
+    c = s.check(p)
+    assert c.verdict == "ready" and c.rel == "a.wav" and c.size == p.stat().st_size
+    assert s.pending == {}
+
+
+def test_a_growing_file_is_never_ready(speech_dir, inbox, clock):
+    s = settler(inbox, clock)
+    data = (speech_dir / "silero_vad_en.wav").read_bytes()
+    p = inbox / "slow.wav"
+    with open(p, "wb") as f:
+        for i in range(0, len(data), len(data) // 20):
+            f.write(data[i:i + len(data) // 20])
+            f.flush()
+            s.nominate(p)
+            assert s.check(p) is None, "taken while still growing"
+            clock.t += 1.5  # each write lands before the settle time passes
+    clock.t += 0.6  # settle time since the last write was seen
+    c = s.check(p)
+    assert c.verdict == "ready" and c.size == len(data)
+
+
+def test_a_touched_file_restarts_the_settle_time(speech_dir, inbox, clock):
+    s = settler(inbox, clock)
+    p = speech(speech_dir, inbox)
+    s.nominate(p)
+    s.check(p)
+    clock.t += 1.5
+    os.utime(p, ns=(p.stat().st_atime_ns, p.stat().st_mtime_ns + 10**9))
+    assert s.check(p) is None
+    clock.t += 1.5
+    assert s.check(p) is None
+    clock.t += 0.6
+    assert s.check(p).verdict == "ready"
+
+
+def test_undecodable_files_wait_longer_then_go_to_quarantine(inbox, clock):
+    s = settler(inbox, clock)
+    p = inbox / "fake.mp3"
+    p.write_bytes(os.urandom(50_000))
+    s.nominate(p)
+    s.check(p)
+    clock.t += 2.5
+    assert s.check(p) is None  # maybe the header is still on its way
+    clock.t += s.bad_settle
+    c = s.check(p)
+    assert c.verdict == "not_audio" and "not" in c.reason
+
+
+@pytest.mark.parametrize("content,verdict", [(b"", "empty"), (b"hello, world", "not_audio"),
+                                             (b"RIFF\x00\x00\x00\x00WAVE", "not_audio")])
+def test_empty_and_fake_audio(inbox, clock, content, verdict):
+    s = settler(inbox, clock)
+    p = inbox / "x.wav"
+    p.write_bytes(content)
+    s.nominate(p)
+    s.check(p)
+    clock.t += s.bad_settle + 0.1
+    assert s.check(p).verdict == verdict
+
+
+def test_truncated_audio_with_a_good_header_is_taken(speech_dir, inbox, clock):
+    # The decoder decides later what a cut-off file yields; intake only needs a header.
+    s = settler(inbox, clock)
+    p = inbox / "cut.mp3"
+    p.write_bytes((speech_dir / "fw_multilingual.mp3").read_bytes()[:30000])
+    s.nominate(p)
+    s.check(p)
+    clock.t += 2.1
+    assert s.check(p).verdict == "ready"
+
+
+def test_too_big(speech_dir, inbox, clock):
+    s = settler(inbox, clock, max_bytes=1000)
+    p = speech(speech_dir, inbox)
+    s.nominate(p)
+    s.check(p)
+    clock.t += 2.1
+    c = s.check(p)
+    assert c.verdict == "too_big" and "VOICE_DAEMON_MAX_INPUT_BYTES" in c.reason
+
+
+def test_symlinks_are_handed_over_as_links_and_never_read(speech_dir, inbox, clock, tmp_path):
+    probed = []
+    s = Settler(inbox, 2.0, 10**9, clock=clock, probe=lambda p: probed.append(p))
+    outside = tmp_path / "outside.wav"
+    shutil.copyfile(speech_dir / "silero_vad_ru_num.wav", outside)
+    inside = speech(speech_dir, inbox, "real.wav")
+    for name, target in (("out.wav", outside), ("in.wav", inside), ("dir.wav", tmp_path)):
+        (inbox / name).symlink_to(target)
+        s.nominate(inbox / name)
+        assert s.check(inbox / name).verdict == "symlink"
+    (inbox / "notes").symlink_to(tmp_path)
+    s.nominate(inbox / "notes")
+    assert s.check(inbox / "notes") is None
+    assert probed == []
+
+
+def test_never_reads_through_a_linked_folder(speech_dir, inbox, clock, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    speech(speech_dir, elsewhere, "secret.wav")
+    (inbox / "linked").symlink_to(elsewhere)
+    probed = []
+    s = Settler(inbox, 2.0, 10**9, clock=clock, probe=lambda p: probed.append(p))
+    p = inbox / "linked" / "secret.wav"
+    s.nominate(p)
+    s.check(p)
+    clock.t += 2.1
+    assert s.check(p) is None and probed == []
+
+
+def test_directories_named_like_audio_and_ignored_names(inbox, clock):
+    s = settler(inbox, clock)
+    (inbox / "x.wav").mkdir()
+    for name in ("x.wav", "a.wav.part", ".b.wav", "notes.pdf", "lone.txt"):
+        p = inbox / name
+        if not p.exists():
+            p.write_bytes(b"x")
+        s.nominate(p)
+        assert s.check(p) is None
+        clock.t += 100
+        assert s.check(p) is None
+    assert s.pending == {}
+
+
+def test_a_handed_file_is_not_handed_twice(speech_dir, inbox, clock):
+    s = settler(inbox, clock)
+    p = speech(speech_dir, inbox)
+    s.nominate(p)
+    s.check(p)
+    clock.t += 2.1
+    assert s.check(p).verdict == "ready"
+    s.nominate(p)  # a rescan before the supervisor claimed it
+    clock.t += 5
+    assert s.check_all() == [] and s.check_all() == []
+    s.forget_gone(older_than=60)
+    assert list(s.handed) == [p]
+    clock.t += 60
+    s.forget_gone(older_than=60)  # never claimed (e.g. no permission to move it): offer it again
+    assert s.handed == {}
+    s.nominate(p)
+    s.check(p)
+    clock.t += 2.1
+    assert s.check(p).verdict == "ready"
+    p.unlink()
+    s.forget_gone()
+    assert s.handed == {}
