@@ -1,0 +1,126 @@
+"""The worker child: set up once (logging, models, threads), then run tasks until told to stop.
+
+Runs only inside a ``spawn`` child.  Messages on the pipe (pickled tuples):
+
+    parent -> child   ("task", task_id, "module:function", kwargs)   ("stop",)
+    child -> parent   ("ready", pid, load_seconds, torch_threads)
+                      ("init_error", exception_description)
+                      ("done", task_id, value, compute_seconds)
+                      ("error", task_id, exception_description, compute_seconds)
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import importlib
+import os
+import signal
+import sys
+import threading
+import time
+
+from daemon.pool.remote import describe_exception, dumps
+
+#: Native thread pools sized from the environment when first loaded (OpenMP in torch,
+#: OpenBLAS/MKL under numpy); set before the initializer imports them.
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+EXIT_INIT_FAILED = 78   # EX_CONFIG: the models could not be loaded
+EXIT_ORPHANED = 70
+
+
+def resolve(path: str):
+    """``"package.module:function"`` -> the function (qualified names like ``Class.method`` too)."""
+    module, sep, qualname = path.partition(":")
+    if not sep or not module or not qualname:
+        raise ValueError(f"expected 'module:function', got {path!r}")
+    obj = importlib.import_module(module)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def main(conn, initializer: str | None, init_args: tuple, init_kwargs: dict,
+         threads: int, log_config: dict | None) -> None:
+    # Ctrl-C on a terminal reaches the whole process group; the parent decides what stops.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    faulthandler.enable()  # a segfault in a native library prints where Python was first
+    _exit_when_orphaned(os.getppid())
+    started = time.perf_counter()
+    from daemon import log
+
+    log.configure(**(log_config or {}), process="worker")
+    if threads:
+        for name in THREAD_VARIABLES:
+            os.environ.setdefault(name, str(threads))
+    try:
+        if initializer:
+            resolve(initializer)(*init_args, **init_kwargs)
+        torch_threads = _set_torch_threads(threads)
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent, which refuses to start
+        _send(conn, ("init_error", describe_exception(exc)))
+        conn.close()
+        sys.exit(EXIT_INIT_FAILED)
+    _send(conn, ("ready", os.getpid(), time.perf_counter() - started, torch_threads))
+    _serve(conn)
+    conn.close()
+
+
+def _set_torch_threads(threads: int) -> int | None:
+    # After the initializer: importing silero-vad / silero-stress resets torch to one thread.
+    # Only if the initializer brought torch in: the pool itself never imports it.
+    if "torch" not in sys.modules:
+        return None
+    torch = sys.modules["torch"]
+    if threads:
+        torch.set_num_threads(threads)
+    return torch.get_num_threads()
+
+
+def _serve(conn) -> None:
+    functions: dict = {}
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):  # the parent is gone
+            return
+        if message[0] == "stop":
+            return
+        _, task_id, func, kwargs = message
+        if not _send(conn, _run(functions, task_id, func, kwargs)):
+            return
+
+
+def _run(functions: dict, task_id: int, func: str, kwargs: dict) -> tuple:
+    started = time.perf_counter()
+    try:
+        fn = functions.get(func)
+        if fn is None:
+            fn = functions[func] = resolve(func)
+        value = fn(**kwargs)
+    except BaseException as exc:  # noqa: BLE001 - an exception fails the task, not the worker
+        return ("error", task_id, describe_exception(exc), time.perf_counter() - started)
+    return ("done", task_id, value, time.perf_counter() - started)
+
+
+def _send(conn, message: tuple) -> bool:
+    try:
+        data = dumps(message)
+    except Exception as exc:  # noqa: BLE001 - a result that cannot cross the pipe fails its task
+        problem = TypeError(f"the result of the task cannot be pickled: {exc}")
+        data = dumps(("error", message[1], describe_exception(problem), message[3]))
+    try:
+        conn.send_bytes(data)
+    except OSError:  # the parent is gone
+        return False
+    return True
+
+
+def _exit_when_orphaned(parent_pid: int) -> None:
+    """Leave when the parent dies, even in the middle of a long task (an idle child
+    notices by the closed pipe; a busy one would otherwise run on as an orphan)."""
+    def watch():
+        while os.getppid() == parent_pid:
+            time.sleep(1.0)
+        os._exit(EXIT_ORPHANED)
+
+    threading.Thread(target=watch, name="orphan-guard", daemon=True).start()

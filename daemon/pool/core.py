@@ -1,0 +1,496 @@
+"""The dispatcher: one thread in the parent that owns every child of the pool.
+
+It waits (``multiprocessing.connection.wait``) on each child's pipe, each
+child's process sentinel and a wake-up socket that ``submit``/``close`` poke.
+Each child holds at most one task, so when a child dies the pool knows exactly
+which task to retry, and the other tasks are not touched.
+
+Only this thread touches the children; other threads touch the queue and the
+flags under ``_lock``.  Futures are resolved outside the lock, because their
+callbacks may submit more tasks.
+"""
+
+from __future__ import annotations
+
+import itertools
+import multiprocessing
+import socket
+import threading
+import time
+from collections import Counter
+from concurrent.futures import Future
+from multiprocessing.connection import wait
+
+from daemon import log as logs
+from daemon.errors import PoolStartError, TaskError
+from daemon.jobs import Task, TaskResult
+from daemon.pool import remote
+from daemon.pool.queue import FairQueue
+from daemon.pool.worker import BUSY, IDLE, STARTING, STOPPING, PoolOptions, Worker, exit_cause
+
+log = logs.get()
+
+KILL_AFTER_TERMINATE = 2.0  # seconds between SIGTERM and SIGKILL at close
+CLOSE_POLL = 0.1
+_CANCEL = object()  # in a settle list: cancel this Future (it never started)
+
+
+class PoolBrokenError(PoolStartError):
+    """A replacement worker could not load its models: the pool runs no more tasks."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+        super().__init__(f"worker pool is broken: {reason}")
+
+
+class _Entry:
+    """A submitted task as the pool tracks it."""
+
+    __slots__ = ("id", "task", "future", "payload", "attempts", "causes", "started")
+
+    def __init__(self, eid: int, task: Task, future: Future, payload: bytes):
+        self.id, self.task, self.future, self.payload = eid, task, future, payload
+        self.attempts = 0
+        self.causes: list[tuple[str, str]] = []  # (kind, cause) of each lost attempt
+        self.started = False                    # Future moved to RUNNING
+
+
+class PoolCore:
+    def __init__(self, opts: PoolOptions):
+        self.opts = opts
+        self._ctx = multiprocessing.get_context("spawn")
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._queue: FairQueue[_Entry] = FairQueue()
+        self._workers: dict[int, Worker] = {}
+        self._handles: dict = {}
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._worker_ids = itertools.count(1)
+        self._task_ids = itertools.count(1)
+        self._thread: threading.Thread | None = None
+        self._done = threading.Event()
+        self._starting = True            # start() has not returned yet
+        self._closing = False
+        self._close_deadline = 0.0
+        self._close_begun = False
+        self._opened_at = 0.0
+        self.broken: str | None = None
+        self.broken_cause: BaseException | None = None  # the initializer's exception, rebuilt
+        self.counts: Counter = Counter()
+
+    # ---- called by other threads --------------------------------------------------
+    def start(self) -> None:
+        with self._lock:
+            if self._thread is not None or self._closing:
+                raise RuntimeError("a pool can be started once")
+            self._opened_at = time.monotonic()
+            try:
+                for _ in range(self.opts.workers):
+                    self._spawn("start")
+            except BaseException as exc:
+                self._teardown()
+                raise PoolStartError(f"cannot start workers: {exc}") from exc
+            self._thread = threading.Thread(target=self._loop, name="pool-dispatcher", daemon=True)
+            self._thread.start()
+        try:
+            with self._changed:
+                self._changed.wait_for(
+                    lambda: self.broken or self._done.is_set()
+                    or sum(w.ready for w in self._workers.values()) >= self.opts.workers)
+                reason = self.broken or ("the pool closed while starting" if self._done.is_set() else None)
+        except BaseException:
+            self.close(0)
+            raise
+        if reason:
+            self.close(0)
+            raise PoolStartError(reason) from self.broken_cause
+        self._starting = False
+        log.info("pool.started", workers=self.opts.workers, threads_per_worker=self.opts.threads_per_worker,
+                 seconds=round(time.monotonic() - self._opened_at, 3))
+
+    def submit(self, task: Task) -> Future:
+        if ":" not in task.func:
+            raise ValueError(f"Task.func must be 'module:function', got {task.func!r}")
+        eid = next(self._task_ids)
+        payload = remote.dumps(("task", eid, task.func, dict(task.kwargs)))  # unpicklable: raises here
+        future: Future = Future()
+        with self._lock:
+            if self._closing:
+                raise RuntimeError("cannot submit to a closed worker pool")
+            if self.broken:
+                raise PoolBrokenError(self.broken)
+            if self._thread is None:
+                raise RuntimeError("start() the worker pool before submitting tasks")
+            self._queue.push(_Entry(eid, task, future, payload), task.group)
+        self._wake()
+        return future
+
+    def close(self, grace: float = 10.0) -> None:
+        with self._lock:
+            deadline = time.monotonic() + max(0.0, grace)
+            self._close_deadline = min(self._close_deadline, deadline) if self._closing else deadline
+            self._closing = True
+            thread = self._thread
+        self._wake()
+        if thread is None:
+            with self._lock:
+                settle = self._teardown()
+            _settle(settle)
+            self._done.set()
+        elif thread is not threading.current_thread():  # a done-callback may call close()
+            self._done.wait()
+            thread.join()
+
+    def stats(self) -> dict:
+        with self._lock:
+            ws = list(self._workers.values())
+            return {
+                "workers": self.opts.workers,
+                "alive": len(ws),
+                "ready": sum(w.ready for w in ws),
+                "busy": sum(w.state == BUSY for w in ws),
+                "starting": sum(w.state == STARTING for w in ws),
+                "queued": len(self._queue),
+                "pids": sorted(w.pid for w in ws if w.ready),
+                **{k: self.counts[k] for k in ("tasks_done", "tasks_failed", "retries", "timeouts",
+                                               "restarts", "recycled", "models_loaded")},
+                "broken": self.broken,
+                "closed": self._closing,
+            }
+
+    def _wake(self) -> None:
+        try:
+            self._wake_w.send(b"\0")
+        except OSError:  # already awake (buffer full) or closed
+            pass
+
+    # ---- the dispatcher thread --------------------------------------------------------
+    def _loop(self) -> None:
+        crash = None
+        try:
+            while True:
+                with self._lock:
+                    if self._closing and not self._workers:
+                        break
+                    handles = self._refresh_handles()
+                    timeout = self._next_timeout()
+                ready = wait([self._wake_r, *handles], timeout)
+                settle: list = []
+                with self._lock:
+                    self._drain_wake()
+                    self._on_ready(ready, settle)
+                    self._check_deadlines(settle)
+                    if self._closing:
+                        self._advance_close(settle)
+                    else:
+                        self._dispatch()
+                    self._changed.notify_all()
+                _settle(settle)
+        except BaseException as exc:  # noqa: BLE001 - a bug here must not leave children behind
+            crash = exc
+            log.exception("pool.dispatcher_failed")
+        finally:
+            with self._lock:
+                self._closing = True
+                if crash is not None and not self.broken:
+                    self.broken = f"the pool's dispatcher failed: {crash!r}"
+                settle = self._teardown()
+                self._changed.notify_all()
+            _settle(settle)
+            figures = {k: self.counts[k] for k in ("tasks_done", "tasks_failed", "restarts", "recycled")}
+            log.info("pool.closed", **figures, seconds=round(time.monotonic() - self._opened_at, 3))
+            self._done.set()
+
+    def _refresh_handles(self) -> list:
+        self._handles = {}
+        for w in self._workers.values():
+            self._handles[w.conn] = w
+            self._handles[w.proc.sentinel] = w
+        return list(self._handles)
+
+    def _next_timeout(self) -> float | None:
+        now = time.monotonic()
+        times = []
+        for w in self._workers.values():
+            if w.state == BUSY and w.deadline is not None:
+                times.append(w.deadline)
+            elif w.state == STARTING:
+                times.append(w.started + self.opts.start_timeout)
+        if self._closing:
+            times.append(self._close_deadline if now < self._close_deadline else now + CLOSE_POLL)
+        return max(0.0, min(times) - now) if times else None
+
+    def _drain_wake(self) -> None:
+        try:
+            while self._wake_r.recv(4096):
+                pass
+        except OSError:  # BlockingIOError: nothing left
+            pass
+
+    def _on_ready(self, ready: list, settle: list) -> None:
+        # Messages before deaths: a child may send its last result and exit at once.
+        exited = []
+        for obj in ready:
+            w = self._handles.get(obj)
+            if w is None:
+                continue
+            if obj is w.conn:
+                if w.id in self._workers and not self._read(w, settle):
+                    self._reap(w, settle)
+            else:
+                exited.append(w)
+        for w in exited:
+            if w.id in self._workers:
+                self._reap(w, settle)
+
+    def _read(self, w: Worker, settle: list) -> bool:
+        """Handle every message waiting on ``w``'s pipe; False when the pipe is closed."""
+        while True:
+            try:
+                if not w.conn.poll():
+                    return True
+                data = w.conn.recv_bytes()
+            except (EOFError, OSError):
+                return False
+            try:
+                message = remote.loads(data)
+            except Exception as exc:  # noqa: BLE001 - only a task's value can fail to load
+                self._finish_task(w, None, settle, error=self._unloadable_result(w, exc))
+                continue
+            self._on_message(w, message, settle)
+
+    def _on_message(self, w: Worker, message: tuple, settle: list) -> None:
+        kind = message[0]
+        if kind == "ready":
+            _, pid, seconds, torch_threads = message
+            w.state = IDLE
+            self.counts["models_loaded"] += 1
+            # seconds: from spawn to ready (interpreter, imports, models); init_seconds: in the child
+            log.info("pool.worker_ready", worker_pid=pid, worker=w.id,
+                     seconds=round(time.monotonic() - w.started, 3), init_seconds=round(seconds, 3),
+                     torch_threads=torch_threads)
+            old = self._workers.get(w.replaces) if w.replaces else None
+            if old is not None:
+                old.retiring = True
+                if old.state == IDLE:
+                    old.stop()
+            if self._closing:
+                w.stop()
+        elif kind == "init_error":
+            w.init_error = message[1]
+        elif kind in ("done", "error"):
+            if w.entry is None or w.entry.id != message[1]:
+                log.warning("pool.unexpected_message", worker_pid=w.pid, kind=kind)
+                return
+            if kind == "done":
+                result = TaskResult(message[2], w.pid, w.entry.attempts, message[3])
+                self._finish_task(w, result, settle)
+            else:
+                self._finish_task(w, None, settle, error=remote.caller_exception(message[2], w.entry.attempts))
+
+    def _unloadable_result(self, w: Worker, exc: Exception) -> TaskError:
+        func = w.entry.task.func if w.entry else "?"
+        return TaskError(f"the result of {func} {exc}; tasks must return plain values (paths, numbers, text)",
+                         kind="exception", attempts=w.entry.attempts if w.entry else 1, retryable=False)
+
+    def _finish_task(self, w: Worker, result: TaskResult | None, settle: list, error=None) -> None:
+        entry, w.entry = w.entry, None
+        w.state, w.deadline = IDLE, None
+        w.tasks_done += 1
+        if entry is not None:
+            self.counts["tasks_done" if error is None else "tasks_failed"] += 1
+            settle.append((entry.future, result, error))
+        limit = self.opts.max_tasks_per_worker
+        if w.retiring or self._closing:
+            w.stop()
+        elif limit and w.tasks_done >= limit and w.replacement is None and not self.broken:
+            # Warm the replacement first; this one keeps serving until it is ready.
+            w.replacement = self._spawn("recycle", replaces=w.id).id
+
+    def _reap(self, w: Worker, settle: list) -> None:
+        """``w``'s process ended (or its pipe broke): account for it and replace it if needed."""
+        self._read(w, settle)  # its last words: a result, or why its initializer failed
+        exitcode = w.finish()
+        del self._workers[w.id]
+        cause = w.kill_cause or exit_cause(exitcode)
+        entry, task_info = w.entry, w.describe_task()
+        w.entry = None
+        if self._closing:
+            if entry is not None:
+                settle.append((entry.future, None, TaskError(
+                    "the worker pool closed before the task finished", kind="shutdown",
+                    attempts=entry.attempts)))
+            return
+        if w.state == STARTING:
+            self._start_failed(w, cause, settle)
+            return
+        if w.state == STOPPING and entry is None:
+            if w.retiring:
+                self.counts["recycled"] += 1
+                log.info("pool.worker_recycled", worker_pid=w.pid, tasks=w.tasks_done,
+                         new_pid=getattr(self._workers.get(w.replacement), "pid", None))
+            return
+        log.warning("pool.worker_died", worker_pid=w.pid, exitcode=exitcode, cause=cause, **task_info)
+        if entry is not None:
+            self._retry_or_fail(entry, cause, w.kill_kind, settle)
+        if w.replacement is None and not self.broken:
+            self.counts["restarts"] += 1
+            self._spawn("replace")
+
+    def _start_failed(self, w: Worker, cause: str, settle: list) -> None:
+        if w.init_error:
+            detail = remote.summary(w.init_error)
+        else:
+            detail = w.kill_cause or f"died while loading ({cause})"
+        if self.broken:
+            log.debug("pool.worker_start_failed", worker_pid=w.pid, cause=detail)
+            return
+        log.error("pool.worker_start_failed", worker_pid=w.pid, cause=detail,
+                  traceback=(w.init_error or {}).get("traceback"))
+        who = f"worker {w.pid}" if self._starting else f"replacement worker {w.pid}"
+        if w.init_error:
+            self.broken_cause = remote.rebuild(w.init_error)
+            if self.broken_cause is not None:
+                self.broken_cause.__cause__ = remote.RemoteTraceback(w.init_error["traceback"])
+        self._break(f"{who} failed to start: {detail}", settle)
+
+    def _break(self, reason: str, settle: list) -> None:
+        self.broken = reason
+        log.error("pool.broken", reason=reason)
+        for entry in self._queue.drain():
+            settle.append((entry.future, None, PoolBrokenError(reason)))
+
+    def _retry_or_fail(self, entry: _Entry, cause: str, kind: str, settle: list) -> None:
+        entry.causes.append((kind, cause))
+        if entry.attempts >= self.opts.max_attempts:
+            settle.append((entry.future, None, TaskError(
+                _lost_message(entry), kind=kind, attempts=entry.attempts)))
+        elif self.broken:
+            settle.append((entry.future, None, PoolBrokenError(self.broken)))
+        else:
+            self.counts["retries"] += 1
+            log.warning("pool.task_retry", task=entry.task.func, group=entry.task.group,
+                        attempt=entry.attempts + 1, max_attempts=self.opts.max_attempts, cause=cause)
+            self._queue.push_front(entry, entry.task.group)
+
+    def _check_deadlines(self, settle: list) -> None:
+        now = time.monotonic()
+        for w in list(self._workers.values()):
+            if w.state == BUSY and w.deadline is not None and now >= w.deadline:
+                self.counts["timeouts"] += 1
+                log.warning("pool.task_timeout", worker_pid=w.pid, timeout=w.timeout, **w.describe_task())
+                w.kill(f"timed out after {w.timeout:g} s", "timeout")
+                self._reap(w, settle)
+            elif w.state == STARTING and now >= w.started + self.opts.start_timeout:
+                w.kill(f"did not become ready within {self.opts.start_timeout:g} s")
+                self._reap(w, settle)
+
+    def _dispatch(self) -> None:
+        if self.broken:
+            return
+        for w in list(self._workers.values()):
+            if w.state != IDLE or w.retiring:
+                continue
+            entry = self._next_entry()
+            if entry is None:
+                return
+            entry.attempts += 1
+            w.entry, w.state = entry, BUSY
+            w.timeout = self._timeout_for(entry.task)
+            w.deadline = time.monotonic() + w.timeout if w.timeout else None
+            w.send(entry.payload)  # a dead child's sentinel reports it; the task is then retried
+
+    def _next_entry(self) -> _Entry | None:
+        while (entry := self._queue.pop()) is not None:
+            if entry.started:
+                return entry
+            if entry.future.set_running_or_notify_cancel():
+                entry.started = True
+                return entry
+            # cancelled by its caller while it waited
+        return None
+
+    def _timeout_for(self, task: Task) -> float | None:
+        timeout = task.timeout
+        if timeout is None:
+            default = self.opts.default_timeout
+            timeout = default(task) if callable(default) else default
+        return timeout or None
+
+    def _advance_close(self, settle: list) -> None:
+        now = time.monotonic()
+        if not self._close_begun:
+            self._close_begun = True
+            for entry in self._queue.drain():
+                settle.append(_cancelled(entry))
+            for w in self._workers.values():
+                if w.state == IDLE:
+                    w.stop()
+                elif w.state == STARTING:  # no use waiting for models nobody will use
+                    w.proc.terminate()
+                    w.terminated_at = now
+        if now < self._close_deadline:
+            return
+        for w in self._workers.values():
+            if w.terminated_at is None:
+                w.proc.terminate()
+                w.terminated_at = now
+            elif now >= w.terminated_at + KILL_AFTER_TERMINATE:
+                w.proc.kill()
+
+    def _teardown(self) -> list:
+        """Last resort and final step: no child, queued task or socket survives this."""
+        settle = [_cancelled(entry) for entry in self._queue.drain()]
+        for w in list(self._workers.values()):
+            if w.proc.exitcode is None:
+                w.proc.kill()
+            w.finish()
+            if w.entry is not None:
+                settle.append((w.entry.future, None, TaskError(
+                    "the worker pool closed before the task finished", kind="shutdown",
+                    attempts=w.entry.attempts)))
+        self._workers.clear()
+        self._handles = {}
+        self._wake_r.close()
+        self._wake_w.close()
+        return settle
+
+    def _spawn(self, reason: str, replaces: int | None = None) -> Worker:
+        w = Worker.spawn(self._ctx, next(self._worker_ids), self.opts, replaces)
+        self._workers[w.id] = w
+        log.info("pool.worker_started", worker_pid=w.pid, worker=w.id, reason=reason,
+                 replaces=getattr(self._workers.get(replaces), "pid", None))
+        return w
+
+
+def _cancelled(entry: _Entry) -> tuple:
+    if not entry.started:
+        return (entry.future, _CANCEL, None)
+    return (entry.future, None, TaskError("the worker pool closed before the task could run again",
+                                          kind="shutdown", attempts=entry.attempts))
+
+
+def _lost_message(entry: _Entry) -> str:
+    n = entry.attempts
+    where = "on its only attempt" if n == 1 else f"on every one of {n} attempts"
+    kinds = {kind for kind, _ in entry.causes}
+    causes = [cause for _, cause in entry.causes]
+    if len(set(causes)) == 1:
+        if kinds == {"timeout"}:
+            return f"task {causes[0]} {where}"
+        return f"worker died ({causes[0]}) {where}"
+    return f"worker died or timed out {where}: " + "; ".join(causes)
+
+
+def _settle(settle: list) -> None:
+    for future, result, error in settle:
+        if result is _CANCEL:
+            future.cancel()
+        elif future.done():  # e.g. cancelled by its caller meanwhile
+            continue
+        elif error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)

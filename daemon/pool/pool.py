@@ -1,0 +1,121 @@
+"""``WorkerPool``: a fixed set of warm ``spawn`` children that run picklable tasks.
+
+The pool knows nothing about audio: a task names a ``"module:function"`` that a
+child imports and calls with keyword arguments; the child returns a small dict.
+Models are loaded once per child by the initializer.
+"""
+
+from __future__ import annotations
+
+import weakref
+from concurrent.futures import Future
+from typing import Any, Callable
+
+from daemon.jobs import Task
+from daemon.pool.core import PoolCore
+from daemon.pool.worker import PoolOptions
+
+
+class AudioScaledTimeout:
+    """A task's deadline from its audio length: ``base + per_second × audio_seconds``."""
+
+    def __init__(self, base: float = 60.0, per_second: float = 10.0):
+        self.base, self.per_second = base, per_second
+
+    def __call__(self, task: Task) -> float:
+        return self.base + self.per_second * max(0.0, task.audio_seconds)
+
+    def __repr__(self) -> str:
+        return f"AudioScaledTimeout({self.base:g} s + {self.per_second:g} × audio seconds)"
+
+
+class WorkerPool:
+    """Warm children, fair scheduling between groups, crash recovery, orderly close.
+
+    ``submit(Task)`` returns a ``concurrent.futures.Future`` resolving to a
+    ``TaskResult``; see ``daemon/pool/__init__.py`` for the failure modes.
+    """
+
+    def __init__(self, workers: int = 1, *, initializer: str | None = None, init_args: tuple = (),
+                 init_kwargs: dict | None = None, threads_per_worker: int = 0,
+                 log_config: dict | None = None, max_attempts: int = 3,
+                 default_timeout: float | Callable[[Task], float | None] | None = None,
+                 max_tasks_per_worker: int = 0, start_timeout: float = 180.0):
+        if workers < 1:
+            raise ValueError("workers must be at least 1")
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        if initializer is not None and ":" not in initializer:
+            raise ValueError(f"initializer must be 'module:function', got {initializer!r}")
+        self.options = PoolOptions(
+            workers=workers, initializer=initializer, init_args=tuple(init_args),
+            init_kwargs=dict(init_kwargs or {}), threads_per_worker=max(0, threads_per_worker),
+            log_config=log_config, max_attempts=max_attempts, default_timeout=default_timeout,
+            max_tasks_per_worker=max(0, max_tasks_per_worker), start_timeout=start_timeout)
+        self._core = PoolCore(self.options)
+        # Safety net for a pool nobody closed: on garbage collection or at interpreter exit.
+        # The core (and its thread) never refers back to this object, so collection can happen.
+        self._finalizer = weakref.finalize(self, self._core.close, 0.0)
+
+    @classmethod
+    def from_settings(cls, settings, *, initializer: str | None = "daemon.pipeline:init_worker",
+                      init_args: tuple | None = None, log_config: dict | None = None,
+                      **overrides: Any) -> "WorkerPool":
+        """The pool the settings describe (VOICE_DAEMON_WORKERS, THREADS_PER_WORKER, MAX_ATTEMPTS,
+        TASK_TIMEOUT_SECONDS, MAX_TASKS_PER_WORKER, WORKER_START_TIMEOUT_SECONDS)."""
+        fixed = settings.task_timeout_seconds
+        options = dict(
+            workers=settings.workers,
+            initializer=initializer,
+            init_args=(settings,) if init_args is None else init_args,
+            threads_per_worker=settings.torch_threads,
+            log_config=log_config or {"fmt": settings.log_format, "level": settings.log_level},
+            max_attempts=settings.max_attempts,
+            default_timeout=fixed if fixed > 0 else AudioScaledTimeout(),
+            max_tasks_per_worker=settings.max_tasks_per_worker,
+            start_timeout=settings.worker_start_timeout_seconds,
+        )
+        options.update(overrides)
+        return cls(**options)
+
+    def start(self) -> "WorkerPool":
+        """Start every child and wait until all are warm; raise PoolStartError (with the
+        child's cause) if one cannot load, after cleaning up every child."""
+        self._core.start()
+        return self
+
+    def submit(self, task: Task) -> Future:
+        """Queue ``task``; raises at once if its arguments cannot be pickled, the pool is
+        closed (RuntimeError) or broken (PoolBrokenError)."""
+        return self._core.submit(task)
+
+    def submit_many(self, tasks) -> list[Future]:
+        """``submit`` each task in order; the Futures in the same order."""
+        return [self.submit(task) for task in tasks]
+
+    def stats(self) -> dict:
+        return self._core.stats()
+
+    @property
+    def broken(self) -> str | None:
+        """Why the pool stopped taking tasks (a replacement worker failed to start), or None."""
+        return self._core.broken
+
+    @property
+    def workers(self) -> int:
+        return self.options.workers
+
+    def close(self, grace: float = 10.0) -> None:
+        """Cancel queued tasks, let running ones finish for ``grace`` seconds, then terminate and
+        kill what is left; returns when every child is reaped.  Idempotent; a second call with a
+        shorter grace shortens the wait."""
+        self._finalizer.detach()
+        self._core.close(grace)
+
+    def __enter__(self) -> "WorkerPool":
+        if self._core._thread is None:
+            self.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
