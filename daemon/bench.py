@@ -1,6 +1,7 @@
 """`voice-daemon bench`: one fixed workload through four ways of running it.
 
-    sequential  one process, models loaded once, one chunk after another
+    sequential  one process, models loaded once, one chunk after another, on one worker's cores
+    sequential-unpinned  the same, free to use every core (libraries' own threads included)
     threads     a thread pool in one process, one model instance per thread
     reload      a spawn ProcessPoolExecutor that loads the models inside every task (the usual fix)
     pool        the warm WorkerPool
@@ -30,7 +31,7 @@ from daemon.errors import InputError
 from daemon.jobs import Task, TaskResult
 from daemon.settings import usable_cores
 
-MODES = ("sequential", "threads", "reload", "pool")
+MODES = ("sequential", "sequential-unpinned", "threads", "reload", "pool")
 #: (name, seconds, how many)
 WORKLOADS = {
     "full": [("minute", 60.0, 8), ("ten-minutes", 600.0, 1)],
@@ -48,8 +49,13 @@ def cli_bench(settings, args) -> int:
               f"choose from {', '.join(MODES)}", file=sys.stderr)
         return 2
     workload = "quick" if args.quick else "full"
+    speech = Path(getattr(args, "speech_dir", None) or SPEECH)
+    if not speech.is_dir():
+        print(f"voice-daemon bench: no recordings at {speech}; pass --speech-dir DIR (a folder of speech "
+              "recordings such as shared/data/speech)", file=sys.stderr)
+        return 2
     with tempfile.TemporaryDirectory(prefix="voice-daemon-bench-") as tmp:
-        files = build_workload(SPEECH, Path(tmp) / "in", settings.sample_rate, WORKLOADS[workload])
+        files = build_workload(speech, Path(tmp) / "in", settings.sample_rate, WORKLOADS[workload])
         results = []
         for mode in modes:
             print(f"bench: running {mode}…", file=sys.stderr, flush=True)
@@ -220,10 +226,19 @@ def _call(task: Task) -> TaskResult:
     return TaskResult(value, os.getpid(), 1, time.perf_counter() - started)
 
 
-def run_sequential(settings, files, out_dir) -> dict:
+def run_sequential(settings, files, out_dir, pinned: bool = True) -> dict:
+    """One process, one chunk after another.
+
+    ``pinned``: confined to one worker's share of the cores (``threads_per_worker`` of them), so
+    the pool's physical limit over it is the number of workers.  Unpinned, libraries that start
+    threads of their own (Praat's pitch analysis uses two) borrow the idle core.
+    """
     from daemon import pipeline
     from daemon.convert import InlineRunner
 
+    if pinned:
+        cores = sorted(os.sched_getaffinity(0))
+        os.sched_setaffinity(0, cores[: max(1, settings.torch_threads)])
     started = time.monotonic()
     runner = InlineRunner(settings)
     # As many torch threads as one worker gets: the baseline is one worker's worth of the
@@ -291,7 +306,8 @@ def run_pool(settings, files, out_dir) -> dict:
     return _summary(figures, wall, startup, loads, settings.workers, out_dir)
 
 
-RUNNERS = {"sequential": run_sequential, "threads": run_threads, "reload": run_reload, "pool": run_pool}
+RUNNERS = {"sequential": run_sequential, "sequential-unpinned": partial(run_sequential, pinned=False),
+           "threads": run_threads, "reload": run_reload, "pool": run_pool}
 
 
 # ---- the report ------------------------------------------------------------------------------------
@@ -358,7 +374,11 @@ def format_table(report: dict) -> str:
                      f"{r['cpu_seconds']:.0f} |")
     by = {r["mode"]: r for r in report["results"] if "error" not in r}
     if "pool" in by and "sequential" in by:
-        lines.append(f"\npool vs sequential: {by['pool']['speedup']:.2f}× (physical limit {report['cores']}×)")
+        lines.append(f"\npool vs sequential (one process on {report['threads_per_worker']} core(s)): "
+                     f"{by['pool']['speedup']:.2f}× (physical limit {report['workers']}×)")
+    if "pool" in by and "sequential-unpinned" in by:
+        ratio = by["sequential-unpinned"]["wall_seconds"] / by["pool"]["wall_seconds"]
+        lines.append(f"pool vs sequential-unpinned (one process, free to use every core): {ratio:.2f}×")
     if "pool" in by and "reload" in by:
         saved = by["reload"]["wall_seconds"] - by["pool"]["wall_seconds"]
         lines.append(f"pool vs reload: {by['reload']['wall_seconds'] / by['pool']['wall_seconds']:.2f}× "

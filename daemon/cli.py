@@ -84,9 +84,11 @@ def _add_arguments(name: str, p: argparse.ArgumentParser) -> None:
         p.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
     elif name == "bench":
         p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
-        p.add_argument("--modes", default="sequential,threads,reload,pool",
-                       help="comma-separated subset of sequential,threads,reload,pool")
+        p.add_argument("--modes", default="sequential,sequential-unpinned,threads,reload,pool",
+                       help="comma-separated subset of sequential,sequential-unpinned,threads,reload,pool")
         p.add_argument("--quick", action="store_true", help="a smaller workload (for a smoke test)")
+        p.add_argument("--speech-dir", metavar="DIR",
+                       help="recordings to build the workload from (default: ../shared/data/speech beside the checkout)")
     elif name == "models":
         p.add_argument("--fetch", action="store_true", help="download the configured models (needs a network)")
     elif name == "config":

@@ -23,6 +23,7 @@ from daemon.jobs import Task, TaskResult
 
 Submit = Callable[[Task], Future]
 TRANSCRIPT_EXTENSIONS = (".srt", ".vtt", ".txt")
+CHARS_PER_SECOND = 15  # rough speaking rate: scales a text job's deadline
 
 
 class InlineRunner:
@@ -84,8 +85,10 @@ def run_job(submit: Submit, input: str | Path, output: str | Path, work_dir: str
     (work / "chunks").mkdir(parents=True, exist_ok=True)
     if Path(input).suffix.lower() == ".txt":
         return _speak(submit, input, output, work, voice=voice, group=group, t0=t0)
+    # The header's duration scales the deadlines of the whole-file stages (decode + VAD, stitch + encode).
+    seconds = aio.probe(input).duration
     prep: TaskResult = submit(Task("daemon.pipeline:prepare", {"input": str(input), "work_dir": str(work)},
-                                   group=group)).result()
+                                   group=group, audio_seconds=seconds)).result()
     plan = prep.value
     rate = plan["sample_rate"]
     if progress:
@@ -113,7 +116,8 @@ def run_job(submit: Submit, input: str | Path, output: str | Path, work_dir: str
     ordered = [results[i] for i in range(len(plan["chunks"]))]
     fin = submit(Task("daemon.pipeline:finish", {
         "wav": plan["wav"], "plan": plan, "chunk_outs": [r.value["out"] for r in ordered],
-        "output": str(output), "chunk_infos": [r.value.get("info") for r in ordered]}, group=group)).result()
+        "output": str(output), "chunk_infos": [r.value.get("info") for r in ordered]},
+        group=group, audio_seconds=plan["duration"])).result()
     wall = time.monotonic() - t0
     return {
         "input": str(input),
@@ -132,7 +136,8 @@ def run_job(submit: Submit, input: str | Path, output: str | Path, work_dir: str
 
 def _speak(submit: Submit, input, output, work: Path, *, voice, group, t0) -> dict:
     res: TaskResult = submit(Task("daemon.pipeline:speak_text", {
-        "input": str(input), "work_dir": str(work), "output": str(output), "voice": voice}, group=group)).result()
+        "input": str(input), "work_dir": str(work), "output": str(output), "voice": voice},
+        group=group, audio_seconds=os.path.getsize(input) / CHARS_PER_SECOND)).result()
     v, wall = res.value, time.monotonic() - t0
     return {"input": str(input), "output": v["output"], "sidecar": v["sidecar"],
             "audio_seconds": round(v["duration"], 3), "wall_seconds": round(wall, 3),
@@ -167,20 +172,10 @@ def make_runner(settings, sequential: bool):
     """The warm pool (default), or everything in this process with ``--sequential``."""
     if sequential:
         return InlineRunner(settings)
-    from daemon import log as _log
     from daemon.pool import WorkerPool
 
-    pool = WorkerPool(
-        workers=settings.workers,
-        initializer="daemon.pipeline:init_worker",
-        init_args=(settings,),
-        threads_per_worker=settings.torch_threads,
-        log_config={"fmt": _log.resolve_format(settings.log_format), "level": settings.log_level},
-        max_attempts=settings.max_attempts,
-        default_timeout=settings.task_timeout_seconds or None,
-        max_tasks_per_worker=settings.max_tasks_per_worker,
-        start_timeout=settings.worker_start_timeout_seconds,
-    )
+    pool = WorkerPool.from_settings(settings, log_config={"fmt": log.resolve_format(settings.log_format),
+                                                          "level": settings.log_level})
     pool.start()
     return pool
 

@@ -217,7 +217,7 @@ class Supervisor:
     def _run_one(self, job: Job, src: Path, out_tmp: Path, scratch: Path) -> dict:
         """In a job thread: waits on the pool's futures; moves no file of the spool."""
         transcript = None
-        if self.s.engine == "resynth":
+        if self.s.engine == "resynth" and src.suffix.lower() != ".txt":  # a .txt alone is itself the job
             from daemon.convert import find_transcript
             from daemon.engines.resynth.transcript import load_transcript
 

@@ -95,8 +95,9 @@ class Settler:
     """The readiness rules, with no threads and an injectable clock (unit-testable)."""
 
     def __init__(self, inbox: Path, settle: float, max_bytes: int, *, probe=default_probe,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, text_jobs: bool = False):
         self.inbox = Path(inbox).absolute()
+        self.text_jobs = text_jobs  # a lone .txt is read aloud (the resynth engine)
         self.real_inbox = os.path.realpath(self.inbox)
         self.settle, self.max_bytes, self.probe, self.clock = settle, max_bytes, probe, clock
         self.bad_settle = max(settle * BAD_SETTLE_FACTOR, MIN_BAD_SETTLE)
@@ -131,7 +132,9 @@ class Settler:
             self._drop(path)
             self.handed.pop(path, None)
             return None
-        if kind != "audio":
+        if kind == "transcript" and self.text_jobs and rel.lower().endswith(".txt") and not self._has_audio(path):
+            kind = "text"
+        if kind not in ("audio", "text"):
             self._drop(path)
             if stat.S_ISLNK(st.st_mode):
                 self.note("watcher.ignored", rel, "a symbolic link; links are not followed")
@@ -155,7 +158,8 @@ class Settler:
             self.pending[path] = _Seen(sig, now)
             return None
         quiet = now - seen.since
-        if quiet < self.settle:
+        # A lone .txt waits longer: its audio may still be on its way (then it is a transcript).
+        if quiet < (self.bad_settle if kind == "text" else self.settle):
             return None
         if st.st_size > self.max_bytes:
             return self._decide(path, rel, "too_big", f"is {st.st_size} bytes, over the limit of {self.max_bytes} "
@@ -164,7 +168,10 @@ class Settler:
             self._drop(path)
             self.note("watcher.outside_inbox", rel, "resolves outside the inbox", level="warning")
             return None
-        problem = "is empty (0 bytes)" if st.st_size == 0 else self.probe(path)
+        if st.st_size == 0:
+            problem = "is empty (0 bytes)"
+        else:
+            problem = None if kind == "text" else self.probe(path)
         if problem is None:
             return self._decide(path, rel, "ready", "", st.st_size, sig)
         if quiet < self.bad_settle:
@@ -201,10 +208,15 @@ class Settler:
         real = os.path.realpath(path)
         return os.path.commonpath([real, self.real_inbox]) == self.real_inbox
 
+    def _has_audio(self, path: Path) -> bool:
+        return any(os.path.lexists(path.with_suffix(ext)) for ext in _AUDIO)
+
     def _lone_transcript(self, path: Path, rel: str) -> None:
-        if any(os.path.lexists(path.with_suffix(ext)) for ext in _AUDIO):
+        if self._has_audio(path):
             return  # it travels with its audio when that is claimed
-        self.note("watcher.ignored", rel, "a transcript without its audio (text-to-speech jobs are not supported yet)")
+        why = ("a transcript without its audio" if not rel.lower().endswith(".txt") else
+               "a text without audio: it is read aloud only with VOICE_DAEMON_ENGINE=resynth")
+        self.note("watcher.ignored", rel, why)
 
 
 class Watcher:
@@ -216,7 +228,8 @@ class Watcher:
         self.inbox = Path(settings.inbox).absolute()
         self.on_candidate = on_candidate
         self.on_seen = on_seen or (lambda: None)
-        self.settler = Settler(self.inbox, settings.settle_seconds, settings.max_input_bytes, probe=probe)
+        self.settler = Settler(self.inbox, settings.settle_seconds, settings.max_input_bytes, probe=probe,
+                               text_jobs=settings.engine == "resynth")
         self.tick = max(0.05, min(0.5, settings.settle_seconds / 4))
         self._lock = threading.Lock()
         self._incoming: set[Path] = set()

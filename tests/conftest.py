@@ -50,8 +50,17 @@ def _children() -> set[int]:
     return found
 
 
+@pytest.fixture(scope="session", autouse=True)
+def resource_tracker_running():
+    """The first spawn child starts multiprocessing's resource tracker, one helper process that
+    lives as long as pytest; start it before the leak guard takes its first snapshot."""
+    from multiprocessing import resource_tracker
+
+    resource_tracker.ensure_running()
+
+
 @pytest.fixture(autouse=True)
-def no_leaked_children_or_threads():
+def no_leaked_children_or_threads(resource_tracker_running):
     """Fail a test that leaves child processes or non-daemon threads behind."""
     threads_before = {t.ident for t in threading.enumerate()}
     kids_before = _children()

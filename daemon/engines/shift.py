@@ -51,7 +51,9 @@ def shift_voice(audio: np.ndarray, sample_rate: int, semitones: float, formant: 
     if n < sample_rate // 10 or not np.any(audio):
         return np.asarray(audio, dtype=np.float32).copy()  # too short or silent: nothing to shift
     snd = parselmouth.Sound(np.asarray(audio, dtype=np.float64), sampling_frequency=sample_rate)
-    pitch = call(snd, "To Pitch", 0.0, MIN_PITCH, MAX_PITCH)
+    # The time step Praat's own "Change gender" analyses with; the Pitch is then reused by
+    # "Sound & Pitch: Change gender", so the (costliest) pitch analysis runs once, not twice.
+    pitch = call(snd, "To Pitch", 0.8 / MIN_PITCH, MIN_PITCH, MAX_PITCH)
     median = call(pitch, "Get quantile", 0.0, 0.0, 0.5, "Hertz")
     if not np.isfinite(median) or median <= 0:
         if formant == 1.0:
@@ -64,7 +66,7 @@ def shift_voice(audio: np.ndarray, sample_rate: int, semitones: float, formant: 
         # Praat's PSOLA draws random numbers for unvoiced stretches; a fixed seed per chunk makes the
         # result independent of what the process ran before (pool output == sequential output).
         parselmouth.praat.run("random_initializeWithSeedUnsafelyButPredictably (1)")
-        out = call(snd, "Change gender", MIN_PITCH, MAX_PITCH, formant, new_median, 1.0, 1.0)
+        out = call([snd, pitch], "Change gender", formant, new_median, 1.0, 1.0)
     y = np.asarray(out.values[0], dtype=np.float32)
     if len(y) >= n:
         return y[:n]

@@ -6,6 +6,7 @@ the outbox or in the failed folder, and that nothing half-written is left behind
 from __future__ import annotations
 
 import json
+import shutil
 import os
 import signal
 import subprocess
@@ -427,3 +428,22 @@ def test_a_second_sigint_stops_at_once_and_loses_nothing(daemon_factory, speech_
     wait_until(lambda: d.settled(len(names)), 300, interval=0.5)
     assert d.stop() == 0
     d.assert_exactly_once(names, [])
+
+
+def test_resynth_daemon_converts_audio_and_reads_a_lone_text(daemon_factory, speech_dir, tmp_path):
+    """The resynth engine in the service, on the real offline models (tiny.en + Piper joe)."""
+    d = daemon_factory(engine="resynth", tts="piper", language="en", sample_rate="22050", workers="1")
+    d.start()
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    shutil.copyfile(speech_dir / "fw_jfk.flac", staging / "jfk.flac")
+    (staging / "notes.txt").write_text("Ask not what your country can do for you.", encoding="utf-8")
+    for name in ("jfk.flac", "notes.txt"):
+        os.rename(staging / name, d.inbox / name)
+    wait_until(lambda: d.settled(4), 240, message=f"outcomes {d.outputs()} {d.quarantined()}")  # 2 outputs + 2 sidecars
+    assert d.stop() == 0
+    assert sorted(d.outputs()) == ["jfk.flac", "jfk.json", "notes.json", "notes.wav"], d.outputs()
+    assert abs(media.duration(d.outbox / "jfk.flac") - 11.0) < 0.02
+    spoken = json.loads((d.outbox / "notes.json").read_text())
+    assert [p["text"] for p in spoken["phrases"]] == ["Ask not what your country can do for you."]
+    assert d.quarantined() == []

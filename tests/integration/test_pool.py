@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import threading
-from multiprocessing import resource_tracker
 from pathlib import Path
 
 import pytest
@@ -33,13 +32,6 @@ def task(name: str, group: str = "", timeout=None, audio_seconds=0.0, **kwargs) 
 
 def alive(pid: int) -> bool:
     return os.path.exists(f"/proc/{pid}")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def resource_tracker_running():
-    """The first spawn child starts multiprocessing's resource tracker, one helper process that
-    lives as long as this one; start it before the leak guard takes its first snapshot."""
-    resource_tracker.ensure_running()
 
 
 @pytest.fixture

@@ -9,17 +9,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from multiprocessing import resource_tracker
 
 import pytest
 
 from daemon import bench
 from daemon.settings import load_settings
-
-
-@pytest.fixture(scope="module", autouse=True)
-def resource_tracker_running():
-    resource_tracker.ensure_running()  # see test_pool.py: started before the leak guard's snapshot
 
 
 def test_tree_rss_counts_this_process():
@@ -32,7 +26,7 @@ def test_bench_runs_every_mode_and_reports(tmp_path, monkeypatch, capsys, speech
     monkeypatch.setattr(bench, "SPEECH", speech_dir)
     settings = load_settings(workers=2, sample_rate=16000, chunk_seconds=5.0, log_level="warning")
     out = tmp_path / "bench.json"
-    args = argparse.Namespace(modes="sequential,threads,reload,pool", quick=True, json=str(out))
+    args = argparse.Namespace(modes=",".join(bench.MODES), quick=True, json=str(out))
 
     assert bench.cli_bench(settings, args) == 0
 
@@ -40,15 +34,15 @@ def test_bench_runs_every_mode_and_reports(tmp_path, monkeypatch, capsys, speech
     table = capsys.readouterr().out
     assert report["engine"] == "shift" and report["cores"] >= 1 and report["audio_seconds"] == 36.0
     by = {r["mode"]: r for r in report["results"]}
-    assert list(by) == ["sequential", "threads", "reload", "pool"]
+    assert list(by) == ["sequential", "sequential-unpinned", "threads", "reload", "pool"]
     for r in by.values():
         assert "error" not in r, r
         assert r["audio_seconds"] == pytest.approx(36.0, abs=0.01)
         assert r["wall_seconds"] > 0 and r["peak_rss_mb"] > 50 and r["speedup"] > 0
         assert r["max_diff_from_sequential"] <= 1e-4  # same chunks, same deterministic engine
         assert f"| {r['mode']} |" in table
-    assert by["sequential"]["model_loads"] == 1
+    assert by["sequential"]["model_loads"] == 1 and by["sequential-unpinned"]["model_loads"] == 1
     assert by["threads"]["model_loads"] == 2 and by["pool"]["model_loads"] == 2
     chunks = by["pool"]["chunks"]
     assert chunks >= 3 and by["reload"]["model_loads"] == chunks + 2 * 3  # every task loads: prepare, chunks, finish
-    assert "pool vs sequential" in table and "pool vs reload" in table
+    assert "pool vs sequential" in table and "pool vs reload" in table and "pool vs sequential-unpinned" in table

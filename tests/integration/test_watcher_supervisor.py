@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import shutil
 import threading
-from multiprocessing import resource_tracker
 from pathlib import Path
 
 import pytest
@@ -63,13 +62,6 @@ class Running:
         assert not self.thread.is_alive()
         self.pool.close(5)
         return self.result
-
-
-@pytest.fixture(scope="module", autouse=True)
-def resource_tracker_running():
-    """The first spawn child starts multiprocessing's resource tracker, a helper process that lives
-    as long as this one: start it before the leak guard takes its first snapshot."""
-    resource_tracker.ensure_running()
 
 
 @pytest.fixture

@@ -212,3 +212,26 @@ def test_a_handed_file_is_not_handed_twice(speech_dir, inbox, clock):
     p.unlink()
     s.forget_gone()
     assert s.handed == {}
+
+
+def test_a_lone_text_is_a_job_only_for_resynth_and_waits_for_its_audio(speech_dir, inbox, clock):
+    text = inbox / "notes.txt"
+    text.write_text("Read me aloud.")
+    plain = settler(inbox, clock)
+    tts = Settler(inbox, 2.0, 10**9, clock=clock, text_jobs=True)
+    for s in (plain, tts):
+        s.nominate(text)
+        assert s.check(text) is None
+    clock.t += 2.1
+    assert plain.check(text) is None and plain.pending == {}  # shift: ignored
+    assert tts.check(text) is None  # settled as audio would be, but a text waits longer for its audio
+    clock.t += tts.bad_settle
+    assert tts.check(text).verdict == "ready"
+    # with its audio beside it, the same text is that audio's transcript, not a job
+    other = inbox / "talk.txt"
+    other.write_text("Hello.")
+    speech(speech_dir, inbox, "talk.wav")
+    tts.nominate(other)
+    assert tts.check(other) is None
+    clock.t += 100
+    assert tts.check(other) is None and other not in tts.pending
