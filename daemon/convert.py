@@ -191,7 +191,9 @@ def cli_convert(settings, args) -> int:
         transcript = load_transcript(tpath)
         logger.info("convert.transcript", path=str(tpath), phrases=len(transcript))
     bar = _progress_bar(info.duration if info else 0.0, enabled=bool(info) and not args.no_progress and sys.stderr.isatty())
+    t0 = time.monotonic()
     runner = make_runner(settings, args.sequential)
+    startup = time.monotonic() - t0
     try:
         with tempfile.TemporaryDirectory(prefix="voice-daemon-") as work:
             fig = run_job(runner.submit, inp, out, work, voice=args.voice or None,
@@ -202,7 +204,8 @@ def cli_convert(settings, args) -> int:
         runner.close()
     logger.info("convert.done", **{k: v for k, v in fig.items() if k != "source"})
     print(f"{inp} -> {fig['output']}: {fig['audio_seconds']:.1f} s of audio in {fig['wall_seconds']:.1f} s "
-          f"(real-time factor {fig['rtf']}, {fig['chunks']} chunks, {len(fig['worker_pids'])} process(es))")
+          f"(real-time factor {fig['rtf']}, {fig['chunks']} chunks, {len(fig['worker_pids'])} process(es); "
+          f"models loaded in {startup:.1f} s before that)")
     return 0
 
 
