@@ -487,7 +487,9 @@ def _lost_message(entry: _Entry) -> str:
 def _settle(settle: list) -> None:
     for future, result, error in settle:
         if result is _CANCEL:
-            future.cancel()
+            # cancel() alone does not wake as_completed()/wait(): only this call notifies their waiters.
+            if future.cancel():
+                future.set_running_or_notify_cancel()
         elif future.done():  # e.g. cancelled by its caller meanwhile
             continue
         elif error is not None:

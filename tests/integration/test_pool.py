@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import threading
+from concurrent.futures import as_completed
 from pathlib import Path
 
 import pytest
@@ -256,8 +257,14 @@ def test_close_cancels_queued_tasks_and_stops_a_running_one_after_grace(make_poo
     running = pool.submit(task("wait_for_file", path=str(tmp_path / "never")))
     queued = [pool.submit(task("whoami", tag=i)) for i in range(3)]
     wait_until(lambda: pool.stats()["busy"] == 1, timeout=30)
+    # A caller blocked in as_completed() (what run_job does) must be woken by the close.
+    seen = []
+    waiter = threading.Thread(target=lambda: seen.extend(as_completed([running, *queued], timeout=30)))
+    waiter.start()
     with capture_logs() as events:
         pool.close(grace=0.5)
+    waiter.join(30)
+    assert not waiter.is_alive() and len(seen) == 4
     assert all(f.cancelled() for f in queued)
     assert isinstance(running.exception(timeout=5), TaskError) and running.exception().kind == "shutdown"
     assert not alive(pid)
