@@ -94,10 +94,10 @@ class ResynthEngine:
         total = len(audio) / sample_rate
         phrases = self._phrases(audio, sample_rate, hints)
         out = np.zeros(len(audio), dtype=np.float32)
-        starts = [p["start"] for p in phrases]
+        starts, ends = [p["start"] for p in phrases], [p["end"] for p in phrases]
         done = []
         for i, ph in enumerate(phrases):
-            done.append(self._render(ph, fitmod.room(starts, i, total), audio, sample_rate, speaker, out))
+            done.append(self._render(ph, fitmod.room(starts, i, total, ends), audio, sample_rate, speaker, out))
         self.timings["audio"] += total
         return out, {"phrases": done, "models": self.models()}
 

@@ -16,8 +16,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-#: Silence kept before the next phrase when a phrase borrows the pause after it.
+#: Silence always kept before the next phrase when a phrase borrows the pause after it.
 GAP = 0.05
+#: ...and up to this much of a longer source pause (half of it at most), so the pause stays a pause.
+KEEP_PAUSE = 0.15
 FADE = 0.03
 MIN_PITCH, MAX_PITCH = 75.0, 600.0
 
@@ -29,9 +31,16 @@ class Fit:
     truncated: bool
 
 
-def room(starts: list[float], i: int, total: float) -> float:
-    """Seconds from phrase ``i``'s start to ``GAP`` before the next phrase (or the chunk's end)."""
-    end = starts[i + 1] - GAP if i + 1 < len(starts) else total
+def room(starts: list[float], i: int, total: float, ends: list[float] | None = None) -> float:
+    """Seconds phrase ``i`` may occupy: up to the next phrase less the pause kept before it
+    (``GAP``; with the source ``ends``, half the source pause up to ``KEEP_PAUSE``), or the chunk's end."""
+    if i + 1 < len(starts):
+        keep = GAP
+        if ends is not None:
+            keep = max(GAP, min(KEEP_PAUSE, (starts[i + 1] - ends[i]) / 2))
+        end = starts[i + 1] - keep
+    else:
+        end = total
     return max(0.0, min(end, total) - starts[i])
 
 
