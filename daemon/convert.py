@@ -11,7 +11,7 @@ import os
 import sys
 import tempfile
 import time
-from concurrent.futures import Future, as_completed
+from concurrent.futures import Future, as_completed, wait
 from importlib import import_module
 from pathlib import Path
 from typing import Callable
@@ -22,7 +22,6 @@ from daemon.errors import InputError, OutputError
 from daemon.jobs import Task, TaskResult
 
 Submit = Callable[[Task], Future]
-TRANSCRIPT_EXTENSIONS = (".srt", ".vtt", ".txt")
 CHARS_PER_SECOND = 15  # rough speaking rate: scales a text job's deadline
 
 
@@ -54,7 +53,7 @@ class InlineRunner:
 
 
 def find_transcript(input: Path) -> Path | None:
-    for ext in TRANSCRIPT_EXTENSIONS:
+    for ext in aio.TRANSCRIPT_EXTENSIONS:
         p = input.with_suffix(ext)
         if p != input and p.is_file() and not p.is_symlink():
             return p
@@ -85,8 +84,12 @@ def run_job(submit: Submit, input: str | Path, output: str | Path, work_dir: str
     (work / "chunks").mkdir(parents=True, exist_ok=True)
     if Path(input).suffix.lower() == ".txt":
         return _speak(submit, input, output, work, voice=voice, group=group, t0=t0)
-    # The header's duration scales the deadlines of the whole-file stages (decode + VAD, stitch + encode).
-    seconds = aio.probe(input).duration
+    # Scales the deadline of decode + VAD without parsing the file here: bytes / 4000 is the length
+    # at 32 kbit/s, an upper bound for any codec we read (so the deadline errs on the long side).
+    try:
+        seconds = os.path.getsize(input) / 4000
+    except OSError:
+        seconds = 0.0  # prepare reports the missing file with a clear reason
     prep: TaskResult = submit(Task("daemon.pipeline:prepare", {"input": str(input), "work_dir": str(work)},
                                    group=group, audio_seconds=seconds)).result()
     plan = prep.value
@@ -112,6 +115,9 @@ def run_job(submit: Submit, input: str | Path, output: str | Path, work_dir: str
     except BaseException:
         for fut in futures:
             fut.cancel()
+        # Chunks already running cannot be cancelled: let them end before the caller retries in
+        # the same work folder (they would write the same chunk paths).
+        wait(futures)
         raise
     ordered = [results[i] for i in range(len(plan["chunks"]))]
     fin = submit(Task("daemon.pipeline:finish", {

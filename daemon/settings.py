@@ -83,7 +83,7 @@ class Settings(BaseSettings):
     inbox: Path = Field(Path("var/inbox"), description="Watched folder.")
     outbox: Path = Field(Path("var/outbox"), description="Converted files are written here.")
     failed_dir: Path = Field(Path("var/failed"), description="Inputs that failed, each with NAME.error.json.")
-    state_dir: Path = Field(Path("var/state"), description="Spool: work/, done/ and the journal.")
+    state_dir: Path = Field(Path("var/state"), description="The spool: work/ (queued and running jobs, each with its job.json), done/ (archived inputs), daemon.lock.")
     observer: Literal["auto", "inotify", "polling"] = Field("auto", description="File watcher: `polling` for network mounts.")
     rescan_seconds: float = Field(30.0, description="Full inbox scan interval (catches missed events).")
     settle_seconds: float = Field(2.0, description="A file is taken once its size and mtime are unchanged this long.")

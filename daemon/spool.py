@@ -29,10 +29,10 @@ from pathlib import Path
 from typing import Any
 
 from daemon import __version__, log
+from daemon.audio.io import TRANSCRIPT_EXTENSIONS
 from daemon.settings import SILERO_SPEAKERS, SettingsError
 
 MANIFEST = "job.json"
-TRANSCRIPT_EXTENSIONS = (".srt", ".vtt", ".txt")
 #: Output extension for an input extension when OUTPUT_FORMAT=same (we can't write raw AAC etc.).
 SAME_FORMAT = {".wav": "wav", ".wave": "wav", ".flac": "flac", ".ogg": "ogg", ".oga": "ogg",
                ".opus": "opus", ".mp3": "mp3", ".m4a": "m4a", ".aac": "m4a", ".mp4": "m4a"}
@@ -232,6 +232,7 @@ class Spool:
             shutil.rmtree(src)
         job.updated_at = self.clock()
         self._save(job)
+        self.done.mkdir(parents=True, exist_ok=True)  # an admin may have removed it to free space
         os.rename(self.job_dir(job), self.done / job.id)
 
     # --- fail ---------------------------------------------------------------
@@ -316,7 +317,9 @@ class Spool:
             job.history.append({"attempt": job.attempts, "cause": "the daemon stopped during this attempt",
                                 "stage": "interrupted", "at": self.clock()})
             if job.attempts >= self.s.max_attempts:
-                self.fail(job, f"the daemon stopped {job.attempts} times while converting this file", "interrupted")
+                stops = sum(1 for h in job.history if h.get("stage") == "interrupted")
+                self.fail(job, f"gave up after {job.attempts} attempts; the daemon stopped during {stops} of them",
+                          "interrupted")
                 return None
             job.state = "queued"
         if not os.path.lexists(self.source(job)):

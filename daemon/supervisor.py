@@ -167,10 +167,14 @@ class Supervisor:
         self._collect(putting_back=True)
 
     # --- intake and dispatch ------------------------------------------------------
-    def _take_intake(self, limit: int = 64) -> None:
-        """Claim what the watcher handed over (a bounded number per turn, so a burst
-        of files does not starve the rest of the loop)."""
+    def _take_intake(self, limit: int = 64, budget: float = 1.0) -> None:
+        """Claim what the watcher handed over (a bounded number and time per turn, so a burst
+        of files does not starve the rest of the loop: a claim across filesystems copies)."""
+        deadline = time.monotonic() + budget
         for _ in range(limit):
+            if time.monotonic() > deadline:
+                self.notifier.heartbeat()
+                return
             try:
                 cand = self.intake.get_nowait()
             except queue.Empty:
@@ -251,6 +255,11 @@ class Supervisor:
         try:
             final = self.spool.commit(job, fig)
         except Exception as exc:
+            if job.state in ("committing", "committed"):
+                # The output may already be published: converting again would duplicate it.
+                # The job stays in work/ in that state; the next start's recovery finishes it.
+                self.log.error("job.commit_error", job_id=job.id, input=job.rel, state=job.state, error=str(exc))
+                return
             self._attempt_failed(job, exc, stage="commit")
             return
         wall = time.monotonic() - r.started
@@ -269,7 +278,11 @@ class Supervisor:
         stage = stage or err_stage
         if retryable and job.attempts < self.s.max_attempts:
             delay = self.s.retry_backoff_seconds * 2 ** max(0, job.attempts - 1)
-            self.spool.retry(job, cause, stage, delay)
+            try:
+                self.spool.retry(job, cause, stage, delay)
+            except OSError as err:  # the state disk is full or gone: leave the job in work/, stay up
+                self.log.error("job.retry_error", job_id=job.id, input=job.rel, error=str(err))
+                return
             self.counts["retried"] += 1
             self.metrics.job_retried()
             self.log.warning("job.retry", job_id=job.id, input=job.rel, engine=self.s.engine,

@@ -24,23 +24,15 @@ from pathlib import Path
 from typing import Callable
 
 from daemon import log
+from daemon.audio.io import AUDIO_EXTENSIONS, TRANSCRIPT_EXTENSIONS
 
 TEMP_SUFFIXES = (".part", ".tmp", ".crdownload", ".partial", ".download")
-TRANSCRIPT_EXTENSIONS = (".srt", ".vtt", ".txt")
 #: a file whose header will not decode is quarantined only after this many settle periods
 BAD_SETTLE_FACTOR = 5
 MIN_BAD_SETTLE = 1.0
 
 
-def audio_extensions() -> set[str]:
-    try:
-        from daemon.audio.io import AUDIO_EXTENSIONS
-    except ImportError:  # pragma: no cover - the audio package is part of the project
-        AUDIO_EXTENSIONS = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".aac"}
-    return set(AUDIO_EXTENSIONS)
-
-
-_AUDIO = audio_extensions()
+_AUDIO = frozenset(AUDIO_EXTENSIONS)
 
 
 def classify(rel: str) -> tuple[str, str]:

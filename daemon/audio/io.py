@@ -23,6 +23,8 @@ from daemon.errors import InputError, OutputError
 
 BLOCK_FRAMES = 1 << 16
 AUDIO_EXTENSIONS = {".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".aac", ".mp4"}
+#: A transcript beside its audio (same stem); a .txt alone is read aloud by the resynth engine.
+TRANSCRIPT_EXTENSIONS = (".srt", ".vtt", ".txt")
 #: output extension -> (soundfile format, subtype) or None for ffmpeg
 WRITERS = {
     "wav": ("WAV", "PCM_16"),

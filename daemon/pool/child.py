@@ -51,7 +51,8 @@ def main(conn, initializer: str | None, init_args: tuple, init_kwargs: dict,
     log.configure(**(log_config or {}), process="worker")
     if threads:
         for name in THREAD_VARIABLES:
-            os.environ.setdefault(name, str(threads))
+            # Set, not defaulted: an inherited OMP_NUM_THREADS=16 would oversubscribe the cores.
+            os.environ[name] = str(threads)
     try:
         if initializer:
             resolve(initializer)(*init_args, **init_kwargs)

@@ -359,7 +359,7 @@ def test_a_job_that_kept_killing_the_daemon_is_quarantined(tmp_path):
         else:
             assert jobs == []
     report = json.loads((sp.failed_dir / "a.wav.error.json").read_text())
-    assert report["stage"] == "interrupted" and "stopped 2 times" in report["cause"]
+    assert report["stage"] == "interrupted" and "2 attempts; the daemon stopped during 2 of them" in report["cause"]
     assert everything(sp.outbox) == []
 
 
