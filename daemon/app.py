@@ -15,7 +15,7 @@ from daemon.settings import SettingsError
 from daemon.spool import Spool, acquire_lock, daemon_pid
 from daemon.supervisor import Signals, Supervisor
 from daemon.systemd import Notifier
-from daemon.watcher import Watcher
+from daemon.watcher import GuardedProbe, Watcher
 
 
 def make_pool(settings):
@@ -55,7 +55,8 @@ def cli_run(settings, args) -> int:
             logger.info("daemon.stopped", reason=f"{signals.last} while starting")
             return 0
         supervisor = Supervisor(settings, spool, pool, signals=signals, notifier=notifier, metrics=metrics)
-        watcher = Watcher(settings, supervisor.on_candidate, on_seen=metrics.watcher_seen)
+        watcher = Watcher(settings, supervisor.on_candidate, on_seen=metrics.watcher_seen,
+                          probe=GuardedProbe(spool.state / "probing"))
         return supervisor.run(watcher, recovered)
     finally:
         notifier.stopping()

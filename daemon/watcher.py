@@ -83,6 +83,40 @@ def default_probe(path: Path) -> str | None:
     return None
 
 
+class GuardedProbe:
+    """``default_probe`` with a marker file naming the file being probed.
+
+    Headers are parsed in this (the daemon's) process by libsndfile, libmpg123 or
+    FFmpeg.  If one of them crashes on a hostile file, the marker survives, and on
+    the next start that file is reported as bad instead of crashing the daemon
+    again and again under systemd's restarts.
+    """
+
+    CAUSE = "crashed the audio decoder while its header was read"
+
+    def __init__(self, marker: Path, probe=default_probe):
+        self.marker, self.probe = Path(marker), probe
+        self.poisoned: set[str] = set()
+        try:
+            name = self.marker.read_text(encoding="utf-8", errors="surrogateescape")
+            self.marker.unlink()
+        except OSError:
+            name = ""
+        if name:
+            self.poisoned.add(name)
+            log.get("watcher").error("watcher.decoder_crash", path=name, reason=self.CAUSE)
+
+    def __call__(self, path: Path) -> str | None:
+        key = str(path)
+        if key in self.poisoned:
+            return self.CAUSE
+        self.marker.write_text(key, encoding="utf-8", errors="surrogateescape")
+        try:
+            return self.probe(path)
+        finally:
+            self.marker.unlink(missing_ok=True)
+
+
 class Settler:
     """The readiness rules, with no threads and an injectable clock (unit-testable)."""
 

@@ -235,3 +235,23 @@ def test_a_lone_text_is_a_job_only_for_resynth_and_waits_for_its_audio(speech_di
     assert tts.check(other) is None
     clock.t += 100
     assert tts.check(other) is None and other not in tts.pending
+
+
+def test_a_file_that_crashed_the_probe_is_reported_bad_at_the_next_start(tmp_path):
+    from daemon.watcher import GuardedProbe
+
+    marker = tmp_path / "probing"
+    hostile, fine = tmp_path / "hostile.mp3", tmp_path / "fine.wav"
+    seen = []
+
+    def probe(path):
+        seen.append((path, marker.read_text()))  # the marker names the file while it is parsed
+        return None
+
+    guard = GuardedProbe(marker, probe)
+    assert guard(fine) is None and seen == [(fine, str(fine))] and not marker.exists()
+    marker.write_text(str(hostile))  # as if the process died inside the decoder
+    restarted = GuardedProbe(marker, probe)
+    assert not marker.exists()
+    assert restarted(hostile) == GuardedProbe.CAUSE and len(seen) == 1  # not parsed again
+    assert restarted(fine) is None and len(seen) == 2
