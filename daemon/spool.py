@@ -220,7 +220,10 @@ class Spool:
             _fsync_dir(final.parent)
         side_tmp = tmp.with_suffix(".json")
         if side_tmp.exists():
-            os.replace(side_tmp, final.with_suffix(".json"))
+            side = final.with_suffix(".json")
+            if side.exists() and not self.s.overwrite:
+                side = final.with_name(final.name + ".json")  # x.wav and x.mp3 both converted: x.mp3.json
+            os.replace(side_tmp, side)
         job.state = "committed"
         self._save(job)
         self._archive(job)

@@ -212,6 +212,17 @@ def test_sidecar_follows_the_output(spool):
     assert everything(spool.outbox) == ["a (1).json", "a (1).wav", "a.wav"]
 
 
+def test_sidecars_of_one_stem_in_two_formats_do_not_collide(spool):
+    for name in ("a.wav", "a.mp3"):
+        job = spool.claim(drop(spool, name))
+        tmp = spool.start(job)
+        tmp.write_bytes(name.encode())
+        tmp.with_suffix(".json").write_text(name)
+        spool.commit(job)
+    assert everything(spool.outbox) == ["a.json", "a.mp3", "a.mp3.json", "a.wav"]
+    assert (spool.outbox / "a.json").read_text() == "a.wav"
+
+
 # --- failure --------------------------------------------------------------------
 def test_fail_quarantines_with_an_error_report(spool):
     drop(spool, "sub/bad.txt", b"words")
