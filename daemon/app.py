@@ -11,18 +11,12 @@ import sys
 
 from daemon import log
 from daemon.metrics import Metrics
+from daemon.pool import WorkerPool
 from daemon.settings import SettingsError
 from daemon.spool import Spool, acquire_lock, daemon_pid
 from daemon.supervisor import Signals, Supervisor
 from daemon.systemd import Notifier
 from daemon.watcher import GuardedProbe, Watcher
-
-
-def make_pool(settings):
-    from daemon.pool import WorkerPool
-
-    return WorkerPool.from_settings(
-        settings, log_config={"fmt": log.resolve_format(settings.log_format), "level": settings.log_level})
 
 
 def cli_run(settings, args) -> int:
@@ -44,7 +38,7 @@ def cli_run(settings, args) -> int:
     metrics = pool = None
     try:
         recovered = spool.recover()
-        pool = make_pool(settings)
+        pool = WorkerPool.from_settings(settings)
         metrics = Metrics(settings, workers_ok=lambda: pool.broken is None)
         metrics.start()  # /healthz answers "starting" (503) while the workers warm up
         notifier.status("loading models")

@@ -180,8 +180,7 @@ def make_runner(settings, sequential: bool):
         return InlineRunner(settings)
     from daemon.pool import WorkerPool
 
-    pool = WorkerPool.from_settings(settings, log_config={"fmt": log.resolve_format(settings.log_format),
-                                                          "level": settings.log_level})
+    pool = WorkerPool.from_settings(settings)
     pool.start()
     return pool
 

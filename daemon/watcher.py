@@ -377,12 +377,6 @@ class Watcher:
         if not self._stop.is_set():
             self.settler.note("watcher.scan_error", str(exc.filename), exc.strerror or str(exc), level="warning")
 
-    def _rel(self, p: Path) -> str:
-        try:
-            return p.relative_to(self.inbox).as_posix()
-        except ValueError:
-            return str(p)
-
 
 class _Handler:
     """watchdog handler: nominate paths, never touch the filesystem here."""

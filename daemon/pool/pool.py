@@ -12,6 +12,7 @@ from concurrent.futures import Future
 from typing import Any, Callable
 
 from daemon.jobs import Task
+from daemon.log import resolve_format
 from daemon.pool.core import PoolCore
 from daemon.pool.worker import PoolOptions
 
@@ -69,7 +70,8 @@ class WorkerPool:
             initializer=initializer,
             init_args=(settings,) if init_args is None else init_args,
             threads_per_worker=settings.torch_threads,
-            log_config=log_config or {"fmt": settings.log_format, "level": settings.log_level},
+            # Resolved here: a child's stderr is not a terminal, "auto" must mean what it means here.
+            log_config=log_config or {"fmt": resolve_format(settings.log_format), "level": settings.log_level},
             max_attempts=settings.max_attempts,
             default_timeout=fixed if fixed > 0 else AudioScaledTimeout(),
             max_tasks_per_worker=settings.max_tasks_per_worker,
