@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from daemon.engines.resynth.fit import (GAP, KEEP_PAUSE, match_level, place, plan_fit, room, speech_rms, stretch,
-                                        trim_silence)
+from daemon.engines.resynth.fit import (GAP, KEEP_PAUSE, KEEP_SHARE, match_level, place, plan_fit, room,
+                                        speech_rms, stretch, trim_silence)
 from daemon.engines.shift import median_f0
 
 RATE = 16000
@@ -55,9 +55,10 @@ def test_room_stops_a_gap_before_the_next_phrase_or_at_the_chunk_end():
 
 
 def test_room_keeps_part_of_a_longer_source_pause():
-    starts, ends = [0.5, 2.0, 3.0], [1.4, 2.9, 4.0]
-    assert room(starts, 0, 10.0, ends) == pytest.approx(1.5 - KEEP_PAUSE)  # 0.6 s pause: keep 0.15 s
-    assert room(starts, 1, 10.0, ends) == pytest.approx(1.0 - GAP)  # 0.1 s pause: keep the minimum
+    starts, ends = [0.5, 2.0, 3.0, 3.7], [1.4, 2.95, 3.4, 4.0]
+    assert room(starts, 0, 10.0, ends) == pytest.approx(1.5 - KEEP_PAUSE)  # 0.6 s pause: keep 0.2 s
+    assert room(starts, 1, 10.0, ends) == pytest.approx(1.0 - GAP)  # 0.05 s pause: keep the minimum
+    assert room(starts, 2, 10.0, ends) == pytest.approx(0.7 - 0.3 * KEEP_SHARE)  # 0.3 s pause: keep 0.18 s
 
 
 def test_place_never_writes_past_its_limit_and_fades_a_cut():

@@ -9,7 +9,18 @@ VTT, TXT beside the input), ``speak`` (a text file read aloud).
 Importing this package is light; models load in ``ResynthEngine(settings)``.
 """
 
-from daemon.engines.resynth.engine import ResynthEngine
-from daemon.engines.resynth.speak import synthesize_text
-
 __all__ = ["ResynthEngine", "synthesize_text"]
+
+
+def __getattr__(name: str):
+    # Lazy: the daemon's parent imports ``transcript`` from this package and must not pull in
+    # the engine's modules (and whatever they may import) along with it.
+    if name == "ResynthEngine":
+        from daemon.engines.resynth.engine import ResynthEngine
+
+        return ResynthEngine
+    if name == "synthesize_text":
+        from daemon.engines.resynth.speak import synthesize_text
+
+        return synthesize_text
+    raise AttributeError(name)

@@ -18,8 +18,10 @@ import numpy as np
 
 #: Silence always kept before the next phrase when a phrase borrows the pause after it.
 GAP = 0.05
-#: ...and up to this much of a longer source pause (half of it at most), so the pause stays a pause.
-KEEP_PAUSE = 0.15
+#: ...and up to this much of a longer source pause (``KEEP_SHARE`` of it at most), so the pause stays
+#: a pause: 200 ms is still heard (and found by VAD) as a break between phrases.
+KEEP_PAUSE = 0.2
+KEEP_SHARE = 0.6
 FADE = 0.03
 MIN_PITCH, MAX_PITCH = 75.0, 600.0
 
@@ -33,11 +35,12 @@ class Fit:
 
 def room(starts: list[float], i: int, total: float, ends: list[float] | None = None) -> float:
     """Seconds phrase ``i`` may occupy: up to the next phrase less the pause kept before it
-    (``GAP``; with the source ``ends``, half the source pause up to ``KEEP_PAUSE``), or the chunk's end."""
+    (``GAP``; with the source ``ends``, ``KEEP_SHARE`` of the source pause up to ``KEEP_PAUSE``), or the
+    chunk's end."""
     if i + 1 < len(starts):
         keep = GAP
         if ends is not None:
-            keep = max(GAP, min(KEEP_PAUSE, (starts[i + 1] - ends[i]) / 2))
+            keep = max(GAP, min(KEEP_PAUSE, (starts[i + 1] - ends[i]) * KEEP_SHARE))
         end = starts[i + 1] - keep
     else:
         end = total
