@@ -23,7 +23,8 @@ def vd(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.
                           timeout=timeout, env=full_env, cwd=ROOT)
 
 
-@pytest.mark.parametrize("command", ["", "convert", "run", "status", "bench", "voices", "models", "config"])
+@pytest.mark.parametrize("command", ["", "convert", "run", "status", "bench", "voices", "models",
+                                     "install-service", "config"])
 def test_help_explains_every_option(command):
     proc = vd(*([command] if command else []), "--help")
     assert proc.returncode == 0, proc.stderr
