@@ -82,9 +82,6 @@ class Notifier:
     def stopping(self, status: str | None = None) -> bool:
         return self.notify("STOPPING=1", *_status_line(status))
 
-    def reloading(self) -> bool:
-        return self.notify("RELOADING=1")
-
     def extend_timeout(self, seconds: float) -> bool:
         """EXTEND_TIMEOUT_USEC: ask for more start/stop time while still making progress."""
         return self.notify(f"EXTEND_TIMEOUT_USEC={int(seconds * 1_000_000)}")

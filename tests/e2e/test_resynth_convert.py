@@ -18,7 +18,7 @@ import pytest
 import soundfile as sf
 
 from helpers.resynth_models import load, to16k, whisper
-from helpers.speech_metrics import JFK_TEXT, onset_errors, transcribe, wer
+from helpers.speech_metrics import JFK_TEXT, check_onsets_and_words, onset_errors, onsets, transcribe, wer
 
 ROOT = Path(__file__).resolve().parents[2]
 RATE = 16000
@@ -36,21 +36,11 @@ def convert(src: Path, out: Path, tmp_path: Path, **env) -> subprocess.Completed
     return proc
 
 
-def _onsets(audio, min_pause_ms):
-    from daemon.engines.resynth.asr import speech_regions
-
-    return [s for s, _ in speech_regions(audio, min_pause_ms=min_pause_ms)]
-
 
 def _goals(src_path: Path, out: Path, reference: str) -> dict:
     src, res = load(src_path, RATE), load(out, RATE)
     assert abs(sf.info(str(out)).duration - sf.info(str(src_path)).duration) <= 0.010
-    errors = onset_errors(_onsets(src, 300), _onsets(res, 100))
-    hyp = transcribe(whisper(), to16k(res, RATE))
-    rate = wer(reference, hyp)
-    print(f"\n{src_path.name}: onset errors {[round(e, 3) for e in errors]}, WER {rate:.3f}\n  out: {hyp}")
-    assert max(errors) <= 0.25, errors
-    assert rate <= 0.2, hyp
+    check_onsets_and_words(src, to16k(res, RATE), reference, whisper(), label=f"{src_path.name}: ")
     sidecar = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))
     assert sidecar["phrases"] and {m["name"] for m in sidecar["models"]} == {"asr", "tts", "vad"}
     return sidecar
@@ -91,7 +81,7 @@ def test_convert_with_a_transcript_beside_the_input(tmp_path, speech_dir):
     assert [p["text"] for p in sidecar["phrases"]] == [c[2] for c in cues]
     assert [p["start"] for p in sidecar["phrases"]] == pytest.approx([c[0] for c in cues], abs=0.002)
     res = load(out, RATE)
-    errors = onset_errors([c[0] for c in cues], _onsets(res, 100))
+    errors = onset_errors([c[0] for c in cues], onsets(res, 100))
     assert max(errors) <= 0.1, errors
     hyp = transcribe(whisper(), res)
     assert "nation" in hyp.lower() and wer(" ".join(c[2] for c in cues), hyp) <= 0.2, hyp

@@ -43,3 +43,22 @@ def onset_errors(source: list[float], output: list[float]) -> list[float]:
 def transcribe(model, audio16k: np.ndarray, language: str = "en") -> str:
     segments, _ = model.transcribe(audio16k, language=language, beam_size=5, condition_on_previous_text=False)
     return " ".join(s.text.strip() for s in segments)
+
+
+def onsets(audio16k: np.ndarray, min_pause_ms: int) -> list[float]:
+    """Starts (s) of the speech regions Silero VAD finds, split at pauses of ``min_pause_ms``."""
+    from daemon.engines.resynth.asr import speech_regions
+
+    return [start for start, _ in speech_regions(audio16k, min_pause_ms=min_pause_ms)]
+
+
+def check_onsets_and_words(src16k: np.ndarray, out16k: np.ndarray, reference: str, model, label: str = "") -> dict:
+    """Issue 4's goals: every source phrase (VAD regions split at 300 ms pauses) begins a phrase
+    in the output within 0.25 s, and the output recognised again has WER <= 0.2."""
+    errors = onset_errors(onsets(src16k, 300), onsets(out16k, 100))
+    hyp = transcribe(model, out16k)
+    rate = wer(reference, hyp)
+    print(f"\n{label}onset errors {[round(e, 3) for e in errors]}, WER {rate:.3f}\n  ref: {reference}\n  out: {hyp}")
+    assert max(errors) <= 0.25, errors
+    assert rate <= 0.2, hyp
+    return {"wer": rate, "onsets": errors}

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from helpers.resynth_models import engine, load, to16k, whisper
-from helpers.speech_metrics import JFK_TEXT, onset_errors, transcribe, wer
+from helpers.speech_metrics import JFK_TEXT, check_onsets_and_words, onset_errors, onsets, transcribe, wer
 
 RATE = 48000
 PIPER = dict(tts="piper", language="en")
@@ -22,23 +22,10 @@ def eng():
     return engine(**PIPER)
 
 
-def _onsets(audio: np.ndarray, min_pause_ms: int) -> list[float]:
-    from daemon.engines.resynth.asr import speech_regions
-
-    return [s for s, _ in speech_regions(to16k(audio, RATE), min_pause_ms=min_pause_ms)]
-
-
 def _check_goals(src: np.ndarray, out: np.ndarray, reference: str) -> dict:
     assert abs(len(out) - len(src)) / RATE <= 0.010
     assert out.dtype == np.float32 and np.isfinite(out).all() and np.max(np.abs(out)) <= 1.0
-    # Source phrases: VAD regions split at 300 ms pauses; every one must begin a phrase in the output.
-    errors = onset_errors(_onsets(src, 300), _onsets(out, 100))
-    hyp = transcribe(whisper(), to16k(out, RATE))
-    rate = wer(reference, hyp)
-    print(f"\nonset errors {[round(e, 3) for e in errors]}  WER {rate:.3f}\n  ref: {reference}\n  out: {hyp}")
-    assert max(errors) <= 0.25, errors
-    assert rate <= 0.2, hyp
-    return {"wer": rate, "onsets": errors}
+    return check_onsets_and_words(to16k(src, RATE), to16k(out, RATE), reference, whisper())
 
 
 def _stage_rtf(e, audio_seconds: float) -> dict:
@@ -93,7 +80,7 @@ def test_timed_transcript_sets_the_words_and_the_slots(eng, speech_dir):
     out, info = eng.process(src, RATE, voice="x", hints=hints)
     assert len(out) == len(src)
     assert [p["start"] for p in info["phrases"]] == [0.4, 3.3, 5.4, 8.2]
-    errors = onset_errors([p["start"] for p in hints["phrases"]], _onsets(out, 100))
+    errors = onset_errors([p["start"] for p in hints["phrases"]], onsets(to16k(out, RATE), 100))
     assert max(errors) <= 0.05, errors
     assert not out[: int(0.39 * RATE)].any()  # nothing before the first cue
     hyp = transcribe(whisper(), to16k(out, RATE))
@@ -110,7 +97,7 @@ def test_untimed_transcript_replaces_recognised_words(eng, speech_dir):
     assert wer(text, spoken) == 0.0, spoken
     hyp = transcribe(whisper(), to16k(out, RATE))
     assert "nation" in hyp.lower() and wer(text, hyp) <= 0.2, hyp
-    errors = onset_errors(_onsets(src, 300), _onsets(out, 100))
+    errors = onset_errors(onsets(to16k(src, RATE), 300), onsets(to16k(out, RATE), 100))
     assert max(errors) <= 0.25
 
 
