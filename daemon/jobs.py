@@ -6,8 +6,23 @@ the job's work folder.
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
 from typing import Any
+
+
+def resolve(path: str) -> Any:
+    """``"package.module:function"`` -> the object (qualified names like ``Class.method`` too).
+
+    The one resolver of such paths: task functions, pool initializers, CLI handlers.
+    """
+    module, sep, qualname = path.partition(":")
+    if not sep or not module or not qualname:
+        raise ValueError(f"expected 'module:function', got {path!r}")
+    obj = importlib.import_module(module)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return obj
 
 
 @dataclass(frozen=True)
