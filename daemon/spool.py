@@ -542,7 +542,7 @@ def collect_status(settings) -> dict:
                     for p in sp.failed_dir.rglob("*.error.json")) if sp.failed_dir.is_dir() else []
     waiting = 0
     if sp.inbox.is_dir():
-        from daemon.watcher import classify
+        from daemon.audio.names import classify
 
         for root, dirs, files in os.walk(sp.inbox):
             rel_root = Path(root).relative_to(sp.inbox)
