@@ -21,7 +21,7 @@ import threading
 import time
 from pathlib import Path
 
-from daemon import log
+from daemon import durable, log
 
 UNIT_NAME = "voice-daemon.service"
 ENV_NAME = "voice-daemon.env"
@@ -263,7 +263,4 @@ def _hidden_by_protect_home(path: str) -> str | None:
 
 def _write(path: Path, text: str, mode: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
+    durable.write_text(path, text, tmp=path.with_name(f".{path.name}.tmp"), mode=mode)

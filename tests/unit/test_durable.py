@@ -123,3 +123,51 @@ def test_copy_keeps_symlinks_as_links(tmp_path):
     assert (tmp_path / "out" / "link.wav").is_symlink()
     assert (tmp_path / "out" / "real.wav").read_bytes() == b"RIFF"
     assert listing(tmp_path / "out") == ["link.wav", "real.wav"]
+
+
+# --- every writer of a file that must survive goes through these helpers ---------------
+def _publish(tmp_path: Path) -> Path:
+    import numpy as np
+    import soundfile as sf
+
+    from daemon import pipeline
+
+    wav = tmp_path / "work" / "output.wav"
+    wav.parent.mkdir()
+    sf.write(wav, np.zeros(1600, dtype=np.float32), 16000, subtype="FLOAT")
+    (tmp_path / "out").mkdir()
+    return pipeline.publish(str(wav), tmp_path / "out" / "talk.flac", 16000)
+
+
+def _sidecar(tmp_path: Path) -> Path:
+    from daemon import pipeline
+
+    return Path(pipeline._write_sidecar(tmp_path / "talk.flac", [{"start": 0.0, "end": 1.0, "text": "hi"}], []))
+
+
+def _unit_file(tmp_path: Path) -> Path:
+    from daemon import systemd
+
+    path = tmp_path / "units" / "voice-daemon.service"
+    systemd._write(path, "[Service]\n", mode=0o644)
+    return path
+
+
+def _download(tmp_path: Path) -> Path:
+    from daemon.models import registry
+
+    src = tmp_path / "served" / "v4_ru.pt"
+    src.parent.mkdir()
+    src.write_bytes(b"weights")
+    return registry.download(src.as_uri(), tmp_path / "models" / "v4_ru.pt")
+
+
+@pytest.mark.parametrize("writer", [_publish, _sidecar, _unit_file, _download])
+def test_every_writer_syncs_renames_and_syncs_the_folder(tmp_path, recorder, writer):
+    target = writer(tmp_path)
+    assert target.is_file() and target.stat().st_size > 0
+    fsync, replace, fsync_dir = recorder.calls[-3:]
+    assert fsync[0] == "fsync" and replace == ("replace", fsync[1], target.name), recorder.calls
+    assert fsync_dir == ("fsync-dir", target.parent.name)
+    left = [n for n in listing(target.parent) if not n.endswith(".lock")]  # download's lock stays, as before
+    assert left == [target.name]
