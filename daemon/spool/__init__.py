@@ -19,8 +19,16 @@ from daemon.durable import fsync_dir, fsync_file
 from daemon.spool.folders import ERROR_SUFFIX, FOLDERS, check_folders, ensure_dirs, error_report_path
 from daemon.spool.lock import LOCK, acquire_lock, daemon_pid
 from daemon.spool.machine import SAME_FORMAT, Spool, default_voices
-from daemon.spool.record import (IN_FLIGHT, MANIFEST, TRANSITIONS, Job, JobState, TransitionError,
-                                 check_transition, new_job_id)
+from daemon.spool.record import (
+    IN_FLIGHT,
+    MANIFEST,
+    TRANSITIONS,
+    Job,
+    JobState,
+    TransitionError,
+    check_transition,
+    new_job_id,
+)
 from daemon.spool.status import cli_status, collect_status
 
 __all__ = [

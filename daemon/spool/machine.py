@@ -25,7 +25,7 @@ from typing import Collection
 
 from daemon import __version__, durable, log
 from daemon.audio.io import TRANSCRIPT_EXTENSIONS
-from daemon.spool.folders import ensure_dirs, error_report_path
+from daemon.spool.folders import ERROR_SUFFIX, ensure_dirs, error_report_path
 from daemon.spool.moves import free_name, free_path, join, link_or_replace, move, same_file, unlink
 from daemon.spool.record import MANIFEST, Job, JobState, iso, new_job_id, read_job, write_json
 
@@ -209,7 +209,7 @@ class Spool:
         """Quarantine the input in the failed folder with NAME.error.json beside it."""
         self._remove_tmp_outputs(job)
         job.error = {"cause": cause, "stage": stage}
-        job.failed = free_name(self.failed_dir, job.rel, overwrite=False, reserve_suffix=".error.json")
+        job.failed = free_name(self.failed_dir, job.rel, overwrite=False, reserve_suffix=ERROR_SUFFIX)
         job.state = S.FAILING
         self._save(job)
         self._finish_fail(job)
@@ -305,7 +305,7 @@ class Spool:
         for f in sorted((d / "src").iterdir()) if (d / "src").is_dir() else []:
             job = Job(id=d.name, rel=f.name, state=S.FAILING, claimed_at=self.clock(),
                       error={"cause": "its job manifest was lost", "stage": "recover"})
-            job.failed = free_name(self.failed_dir, f.name, overwrite=False, reserve_suffix=".error.json")
+            job.failed = free_name(self.failed_dir, f.name, overwrite=False, reserve_suffix=ERROR_SUFFIX)
             dest = self.failed_dir / job.failed
             dest.parent.mkdir(parents=True, exist_ok=True)
             write_json(error_report_path(dest),

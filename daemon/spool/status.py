@@ -29,7 +29,7 @@ def collect_status(settings) -> dict:
                     for p in sp.failed_dir.rglob("*" + ERROR_SUFFIX)) if sp.failed_dir.is_dir() else []
     waiting = 0
     if sp.inbox.is_dir():
-        for root, dirs, files in os.walk(sp.inbox):
+        for root, _dirs, files in os.walk(sp.inbox):
             rel_root = Path(root).relative_to(sp.inbox)
             waiting += sum(1 for f in files if classify((rel_root / f).as_posix())[0] == "audio")
     return {"running_pid": daemon_pid(settings), "inbox_waiting": waiting, "queued": queued,
