@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
+from daemon import durable
 from daemon.audio import io as aio
 from daemon.audio.decode import decode_to_wav
 from daemon.audio.plan import plan_chunks, silences
@@ -174,16 +175,11 @@ def speak_text(input: str, work_dir: str, output: str, voice: str | None = None)
 
 
 def publish(wav: str, output: str | Path, rate: int) -> Path:
-    """Encode ``wav`` to a temporary name beside ``output``, then rename: readers never see half a file."""
+    """Encode ``wav`` to a temporary name beside ``output``, then rename durably: readers never see half a file."""
     out = Path(output)
     # Keep the real extension last: libsndfile and ffmpeg pick the codec from it.
-    tmp = out.with_name(f".{out.stem}.voice-daemon-{os.getpid()}.tmp{out.suffix}")
-    try:
+    with durable.replacing(out, tmp=out.with_name(f".{out.stem}.voice-daemon-{os.getpid()}.tmp{out.suffix}")) as tmp:
         aio.encode(wav, str(tmp), rate)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return out
 
 
@@ -192,8 +188,6 @@ def _write_sidecar(out: Path, phrases: list[dict], models: list[dict]) -> str | 
     if not phrases and not models:
         return None
     path = out.with_suffix(".json")
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps({"output": out.name, "phrases": phrases, "models": models},
-                              ensure_ascii=False, indent=2), encoding="utf-8")
-    os.replace(tmp, path)
+    durable.write_text(path, json.dumps({"output": out.name, "phrases": phrases, "models": models},
+                                        ensure_ascii=False, indent=2), tmp=path.with_name(f".{path.name}.tmp"))
     return str(path)

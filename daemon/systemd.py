@@ -21,7 +21,8 @@ import threading
 import time
 from pathlib import Path
 
-from daemon import log
+from daemon import durable, log
+from daemon.errors import VoiceDaemonError
 
 UNIT_NAME = "voice-daemon.service"
 ENV_NAME = "voice-daemon.env"
@@ -192,12 +193,19 @@ def folders_dropin(settings) -> str:
     return "\n".join(lines) + "\n"
 
 
+class InstallError(VoiceDaemonError):
+    """install-service cannot put the files in place (the command line prints it, exit 1)."""
+
+    exit_code = 1
+
+
 def install_service(settings, args) -> int:
     """`voice-daemon install-service`: copy the unit and the env file into place.
 
     args: ``dry_run`` (print only), ``unit_dir`` (default /etc/systemd/system),
     ``env_dir`` (default /etc/voice-daemon), ``exec_path`` (default: this
     installation's console script).  Does not run systemctl; prints the commands.
+    Raises InstallError when it cannot.
     """
     dry = bool(getattr(args, "dry_run", False))
     unit_dir = Path(getattr(args, "unit_dir", None) or SYSTEM_UNIT_DIR)
@@ -210,18 +218,13 @@ def install_service(settings, args) -> int:
                            ("the Python interpreter", os.path.realpath(sys.executable))):
             hidden = _hidden_by_protect_home(path)
             if hidden:
-                print(f"voice-daemon: {what} {path} lies under {hidden}, which the service cannot see "
-                      "(ProtectHome=yes).  Install with a system Python into /opt/voice-daemon "
-                      "(see README) or pass --exec-path.", file=sys.stderr)
-                return 1
+                raise InstallError(f"{what} {path} lies under {hidden}, which the service cannot see "
+                                   "(ProtectHome=yes).  Install with a system Python into /opt/voice-daemon "
+                                   "(see README) or pass --exec-path.")
     if not Path(exec_path).is_file():
-        print(f"voice-daemon: {exec_path} does not exist: install the package first (make venv)",
-              file=sys.stderr)
-        return 1
+        raise InstallError(f"{exec_path} does not exist: install the package first (make venv)")
     if not UNIT_SOURCE.is_file() or not ENV_SOURCE.is_file():
-        print(f"voice-daemon: {UNIT_SOURCE} or {ENV_SOURCE} not found: run this from a source checkout",
-              file=sys.stderr)
-        return 1
+        raise InstallError(f"{UNIT_SOURCE} or {ENV_SOURCE} not found: run this from a source checkout")
 
     unit = render_unit(UNIT_SOURCE.read_text(), exec_path + " run")
     dropin = folders_dropin(settings)
@@ -246,8 +249,7 @@ def install_service(settings, args) -> int:
                 print("  " + text.replace("\n", "\n  ").rstrip())
     except OSError as exc:
         hint = " (run as root: sudo)" if isinstance(exc, PermissionError) else ""
-        print(f"voice-daemon: cannot write {exc.filename}: {exc.strerror}{hint}", file=sys.stderr)
-        return 1
+        raise InstallError(f"cannot write {exc.filename}: {exc.strerror}{hint}") from exc
     print(f"ExecStart={exec_path} run")
     print("next:     systemctl daemon-reload && systemctl enable --now voice-daemon")
     print("logs:     journalctl -u voice-daemon -f   (JSON: journalctl -u voice-daemon -o json)")
@@ -263,7 +265,4 @@ def _hidden_by_protect_home(path: str) -> str | None:
 
 def _write(path: Path, text: str, mode: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
+    durable.write_text(path, text, tmp=path.with_name(f".{path.name}.tmp"), mode=mode)

@@ -24,32 +24,15 @@ from pathlib import Path
 from typing import Callable
 
 from daemon import log
-from daemon.audio.io import AUDIO_EXTENSIONS, TRANSCRIPT_EXTENSIONS
+from daemon.audio.io import AUDIO_EXTENSIONS
+from daemon.audio.names import classify
 
-TEMP_SUFFIXES = (".part", ".tmp", ".crdownload", ".partial", ".download")
 #: a file whose header will not decode is quarantined only after this many settle periods
 BAD_SETTLE_FACTOR = 5
 MIN_BAD_SETTLE = 1.0
 
 
 _AUDIO = frozenset(AUDIO_EXTENSIONS)
-
-
-def classify(rel: str) -> tuple[str, str]:
-    """("audio" | "transcript" | "ignore", reason) for a path relative to the inbox."""
-    parts = rel.split("/")
-    if any(p.startswith(".") for p in parts):
-        return "ignore", "hidden"
-    name = parts[-1]
-    lower = name.lower()
-    if name.startswith("~") or lower.endswith(TEMP_SUFFIXES):
-        return "ignore", "temporary name"
-    ext = os.path.splitext(lower)[1]
-    if ext in _AUDIO:
-        return "audio", ""
-    if ext in TRANSCRIPT_EXTENSIONS:
-        return "transcript", ""
-    return "ignore", "not an audio file"
 
 
 @dataclass(frozen=True)

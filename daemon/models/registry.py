@@ -11,11 +11,11 @@ import hashlib
 import importlib.util
 import os
 import re
-import tempfile
 import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from daemon import durable
 from daemon.errors import ModelError
 
 SILERO_URL = "https://models.silero.ai/models/tts/{lang}/{model_id}.pt"
@@ -204,19 +204,14 @@ def download(url: str, dest: Path, *, timeout: float = 60.0, expect_sha256: str 
         fcntl.flock(lock, fcntl.LOCK_EX)
         if dest.is_file():
             return dest
-        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
         h = hashlib.sha256()
-        try:
-            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310
-                for block in iter(lambda: resp.read(1 << 20), b""):
-                    out.write(block)
-                    h.update(block)
+        with durable.open_replacing(dest, "wb", tmp=durable.temp_path(dest, "part", unique=True)) as out, \
+                urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310
+            for block in iter(lambda: resp.read(1 << 20), b""):
+                out.write(block)
+                h.update(block)
             if expect_sha256 and h.hexdigest() != expect_sha256:
                 raise ModelError(f"{url}: downloaded file has SHA-256 {h.hexdigest()}, expected {expect_sha256}")
-            os.replace(tmp, dest)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
     return dest
 
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -45,6 +48,11 @@ def visible(root: Path) -> list[str]:
 
 def everything(root: Path) -> list[str]:
     return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if not p.is_dir())
+
+
+def forge_manifest(sp: Spool, job) -> None:
+    """Write job.json as a crash would have left it: no check of the state's transition."""
+    (sp.job_dir(job) / "job.json").write_text(json.dumps(asdict(job)), encoding="ascii")
 
 
 def convert(sp: Spool, job, payload: bytes = b"converted") -> Path:
@@ -95,6 +103,16 @@ def test_voice_folder_and_mirrored_subfolders(spool):
     convert(spool, job)
     convert(spool, other)
     assert visible(spool.outbox) == ["baya/x.mp3", "podcasts/2024/y.flac"]
+
+
+def test_the_voices_a_folder_may_name_are_given_by_the_builder(tmp_path):
+    sp = Spool(make_settings(tmp_path, voice="kseniya"), voices={"alice", "bob"})
+    sp.ensure_dirs()
+    assert sp.claim(drop(sp, "alice/x.wav")).voice == "alice"
+    assert sp.claim(drop(sp, "baya/x.wav")).voice is None  # a Silero speaker, but not one offered here
+    assert sp.claim(drop(sp, "bob")).voice is None  # a file, not a folder
+    default = Spool(make_settings(tmp_path / "2", voice="alice"))  # without voices=: today's set
+    assert {"alice", "baya", "kseniya"} <= default.voices and "bob" not in default.voices
 
 
 def test_transcripts_travel_with_their_audio(spool):
@@ -295,6 +313,18 @@ class _CrashingShutil(_CrashingOS):
     MUTATING = {"rmtree"}
 
 
+def _patch_everywhere(monkeypatch, name: str, value) -> None:
+    """Replace module ``name`` (os, shutil) in every module that moves or writes the spool's files."""
+    import daemon.durable
+    import daemon.spool
+
+    modules = [daemon.durable] + [m for key, m in sorted(sys.modules.items()) if key.startswith("daemon.spool.")]
+    assert len(modules) > 3, "the spool's modules were not all found"
+    for m in modules:
+        if hasattr(m, name):
+            monkeypatch.setattr(m, name, value)
+
+
 def _lifecycle(sp: Spool, mode: str):
     """What the daemon does with one file: claim → attempt → commit (or fail)."""
     for job in sp.recover():
@@ -318,8 +348,6 @@ def _finish(sp: Spool, job, mode: str):
 @pytest.mark.parametrize("mode", ["commit", "fail"])
 @pytest.mark.parametrize("keep_source", [True, False])
 def test_kill_at_every_step_then_restart_gives_exactly_one_outcome(tmp_path, monkeypatch, mode, keep_source):
-    import daemon.spool as spool_mod
-
     steps = 0
     while True:
         root = tmp_path / f"{mode}-{steps}"
@@ -328,8 +356,8 @@ def test_kill_at_every_step_then_restart_gives_exactly_one_outcome(tmp_path, mon
         drop(sp, "dir/take one.wav")
         drop(sp, "dir/take one.srt", b"subs")
         budget = [steps]
-        monkeypatch.setattr(spool_mod, "os", _CrashingOS(os, budget))
-        monkeypatch.setattr(spool_mod, "shutil", _CrashingShutil(spool_mod.shutil, budget))
+        _patch_everywhere(monkeypatch, "os", _CrashingOS(os, budget))
+        _patch_everywhere(monkeypatch, "shutil", _CrashingShutil(shutil, budget))
         crashed = False
         try:
             _lifecycle(sp, mode)
@@ -397,7 +425,7 @@ def test_copy_claim_whose_original_survived_is_dropped(spool):
     job = spool.claim(drop(spool, "a.wav"))
     # as if the inbox were on another filesystem and the daemon died before unlinking the original
     job.copied, job.state = True, "claiming"
-    spool._save(job)
+    forge_manifest(spool, job)
     drop(spool, "a.wav")
     assert spool.recover() == []
     assert everything(spool.inbox) == ["a.wav"] and list(spool.work.iterdir()) == []
@@ -405,8 +433,6 @@ def test_copy_claim_whose_original_survived_is_dropped(spool):
 
 def test_claim_across_filesystems_copies_then_unlinks(spool, monkeypatch):
     import errno
-
-    import daemon.spool as spool_mod
 
     class CrossDevice:
         def __getattr__(self, name):
@@ -417,7 +443,7 @@ def test_claim_across_filesystems_copies_then_unlinks(spool, monkeypatch):
                 raise OSError(errno.EXDEV, "Invalid cross-device link")
             return os.rename(src, dst)
 
-    monkeypatch.setattr(spool_mod, "os", CrossDevice())
+    _patch_everywhere(monkeypatch, "os", CrossDevice())
     src = drop(spool, "far away.wav")
     drop(spool, "far away.vtt", b"WEBVTT")
     job = spool.claim(src)

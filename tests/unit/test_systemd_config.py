@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 import sys
 from argparse import Namespace
 from pathlib import Path
@@ -132,30 +134,47 @@ def test_install_service_opens_folders_outside_the_state_directory(tmp_path):
     assert "/var/lib/voice-daemon/failed" not in dropin and "var/state" not in dropin
 
 
-def test_install_service_refuses_a_venv_the_service_cannot_see(tmp_path, monkeypatch, capsys):
+def _refused(settings, args) -> tuple[int, str]:
+    """install-service raises; the command line prints the message and exits with its code."""
+    with pytest.raises(systemd.InstallError) as exc:
+        systemd.install_service(settings, args)
+    return exc.value.exit_code, str(exc.value)
+
+
+def test_install_service_refuses_a_venv_the_service_cannot_see(tmp_path, monkeypatch):
     monkeypatch.setattr(sys, "prefix", "/home/alice/voice-daemon/.venv")
-    rc = systemd.install_service(Settings(), _args(tmp_path, exec_path=None))
+    rc, err = _refused(Settings(), _args(tmp_path, exec_path=None))
     assert rc == 1
-    assert "ProtectHome" in capsys.readouterr().err
+    assert "ProtectHome" in err
     assert not (tmp_path / "units").exists()
 
 
-def test_install_service_refuses_an_interpreter_under_home(tmp_path, monkeypatch, capsys):
+def test_install_service_refuses_an_interpreter_under_home(tmp_path, monkeypatch):
     (tmp_path / "opt" / "bin").mkdir(parents=True)
     (tmp_path / "opt" / "bin" / "voice-daemon").write_text("#!/bin/sh\n")
     monkeypatch.setattr(sys, "prefix", str(tmp_path / "opt"))
     monkeypatch.setattr(systemd.os.path, "realpath", lambda p: "/root/.pyenv/versions/3.11.7/bin/python3.11")
-    rc = systemd.install_service(Settings(), _args(tmp_path, exec_path=None))
+    rc, err = _refused(Settings(), _args(tmp_path, exec_path=None))
     assert rc == 1
-    assert "the Python interpreter /root/.pyenv" in capsys.readouterr().err
+    assert "the Python interpreter /root/.pyenv" in err
 
 
-def test_install_service_needs_the_console_script(tmp_path, capsys):
-    rc = systemd.install_service(Settings(), _args(tmp_path, exec_path=str(tmp_path / "nope")))
-    assert rc == 1 and "does not exist" in capsys.readouterr().err
+def test_install_service_needs_the_console_script(tmp_path):
+    rc, err = _refused(Settings(), _args(tmp_path, exec_path=str(tmp_path / "nope")))
+    assert rc == 1 and "does not exist" in err
 
 
-def test_install_service_reports_an_unwritable_target(tmp_path, capsys):
+def test_install_service_reports_an_unwritable_target(tmp_path):
     (tmp_path / "units").write_text("a file where the unit folder should be")
-    rc = systemd.install_service(Settings(), _args(tmp_path))
-    assert rc == 1 and "cannot write" in capsys.readouterr().err
+    rc, err = _refused(Settings(), _args(tmp_path))
+    assert rc == 1 and "cannot write" in err
+
+
+def test_the_command_line_prints_the_refusal_and_exits_1(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(PREFIX)}
+    proc = subprocess.run([sys.executable, "-m", "daemon", "install-service", "--exec-path", str(tmp_path / "nope"),
+                           "--unit-dir", str(tmp_path / "units"), "--env-dir", str(tmp_path / "etc")],
+                          capture_output=True, text=True, timeout=120, env=env, cwd=ROOT)
+    assert proc.returncode == 1
+    assert proc.stderr == f"voice-daemon: error: {tmp_path / 'nope'} does not exist: install the package first (make venv)\n"
+    assert not (tmp_path / "units").exists()

@@ -1,0 +1,39 @@
+"""The spool: the filesystem is the durable queue.
+
+    record    the job record (job.json) and its states, a StrEnum whose allowed
+              transitions are checked on every save
+    machine   the state machine Spool: claim, start, put_back, retry, commit, fail, recover
+    moves     renames, copies across filesystems, publishing without overwriting, free names
+    folders   folder validation and creation; NAME.error.json names
+    lock      one daemon per state folder
+    status    the `voice-daemon status` reader
+
+Every file the spool writes (manifests, error reports, copies) is written with the
+durable helpers of ``daemon.durable`` (temp name, fsync, rename, fsync the folder),
+the one place every writer of a file that must survive uses; ``fsync_file`` and
+``fsync_dir`` are re-exported here.  The spool imports no watcher and no engine:
+the voices an inbox subfolder may name are given to ``Spool(voices=…)``.
+"""
+
+from daemon.durable import fsync_dir, fsync_file
+from daemon.spool.folders import ERROR_SUFFIX, FOLDERS, check_folders, ensure_dirs, error_report_path
+from daemon.spool.lock import LOCK, acquire_lock, daemon_pid
+from daemon.spool.machine import SAME_FORMAT, Spool, default_voices
+from daemon.spool.record import (
+    IN_FLIGHT,
+    MANIFEST,
+    TRANSITIONS,
+    Job,
+    JobState,
+    TransitionError,
+    check_transition,
+    new_job_id,
+)
+from daemon.spool.status import cli_status, collect_status
+
+__all__ = [
+    "ERROR_SUFFIX", "FOLDERS", "IN_FLIGHT", "LOCK", "MANIFEST", "SAME_FORMAT", "TRANSITIONS",
+    "Job", "JobState", "Spool", "TransitionError",
+    "acquire_lock", "check_folders", "check_transition", "cli_status", "collect_status", "daemon_pid",
+    "default_voices", "ensure_dirs", "error_report_path", "fsync_dir", "fsync_file", "new_job_id",
+]

@@ -1,0 +1,140 @@
+"""The job record: what ``work/<job>/job.json`` holds, and the states a job may pass through.
+
+    (new) ──▶ claiming ──▶ queued ──▶ running ──▶ committing ──▶ committed
+    running ──▶ queued               a retry, or an attempt put back at shutdown
+    committing ──▶ queued            recovery found the output gone: convert again
+    queued, running ──▶ failing      quarantine in the failed folder
+
+Every save checks that the state moved along one of these edges since the last
+save (or stayed where it was): a step taken out of order raises TransitionError
+before anything reaches the disk.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from daemon import durable
+
+MANIFEST = "job.json"
+
+
+class JobState(StrEnum):
+    CLAIMING = "claiming"      # job.json written, the input not yet (or only partly) moved in
+    QUEUED = "queued"          # the input is in work/<job>/src, waiting for a worker
+    RUNNING = "running"        # an attempt is converting it into a temp name in the outbox
+    COMMITTING = "committing"  # the final output name is chosen; publishing it
+    COMMITTED = "committed"    # published; the job folder is being archived to done/
+    FAILING = "failing"        # quarantining the input in the failed folder
+
+
+S = JobState
+#: state on disk -> the states it may be saved as next (besides itself); None: a new job
+TRANSITIONS: dict[JobState | None, frozenset[JobState]] = {
+    None: frozenset({S.CLAIMING}),
+    S.CLAIMING: frozenset({S.QUEUED}),
+    S.QUEUED: frozenset({S.RUNNING, S.FAILING}),
+    S.RUNNING: frozenset({S.QUEUED, S.COMMITTING, S.FAILING}),
+    S.COMMITTING: frozenset({S.COMMITTED, S.QUEUED}),
+    S.COMMITTED: frozenset(),
+    S.FAILING: frozenset(),
+}
+#: states in which an attempt holds the job (`status` lists them as in flight)
+IN_FLIGHT = frozenset({S.RUNNING, S.COMMITTING, S.COMMITTED, S.FAILING})
+
+
+class TransitionError(RuntimeError):
+    """A job was about to be saved in a state its saved state cannot lead to: a bug, not bad input."""
+
+    def __init__(self, job_id: str, old: JobState | None, new: JobState):
+        self.job_id, self.old, self.new = job_id, old, new
+        allowed = ", ".join(sorted(TRANSITIONS[old])) or "none"
+        super().__init__(f"job {job_id}: cannot go from {old or 'a new job'} to {new} "
+                         f"(allowed from {old or 'a new job'}: {allowed})")
+
+
+def check_transition(job_id: str, old: JobState | None, new: JobState) -> None:
+    if new != old and new not in TRANSITIONS[old]:
+        raise TransitionError(job_id, old, new)
+
+
+@dataclass
+class Job:
+    """What ``job.json`` holds.  Paths are relative: ``rel`` to the inbox, ``output`` to the outbox."""
+
+    id: str
+    rel: str                       # original path relative to the inbox (posix separators)
+    voice: str | None = None       # from an inbox/<voice>/ folder
+    state: JobState = JobState.CLAIMING
+    attempts: int = 0              # attempts started
+    claimed_at: float = 0.0
+    updated_at: float = 0.0
+    started_at: float | None = None
+    not_before: float = 0.0        # retry backoff: not started before this time
+    companions: list[str] = field(default_factory=list)  # transcripts that travel with the audio
+    copied: bool = False           # claimed by copy + unlink (inbox on another filesystem)
+    output_tmp: str | None = None  # temp name inside the outbox, relative to it
+    output: str | None = None      # final name, recorded before the link/replace
+    failed: str | None = None      # path inside the failed folder, recorded before the move
+    error: dict[str, Any] | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    figures: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.state = JobState(self.state)  # ValueError for a state this version does not know
+        self._saved: JobState | None = None  # the state job.json holds (None: not written yet)
+
+    @property
+    def name(self) -> str:
+        return self.rel.rsplit("/", 1)[-1]
+
+    @property
+    def rel_dir(self) -> str:
+        return self.rel.rpartition("/")[0]
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Job":
+        """A job as read from its manifest (so its saved state is the one read)."""
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        job = cls(**known)
+        job._saved = job.state
+        return job
+
+    def to_manifest(self) -> dict:
+        """The manifest's contents; TransitionError if the state moved along no allowed edge."""
+        self.state = JobState(self.state)
+        check_transition(self.id, self._saved, self.state)
+        return asdict(self)
+
+    def saved(self) -> None:
+        """Record that the manifest now on disk holds this state."""
+        self._saved = self.state
+
+
+def new_job_id(now: float) -> str:
+    """Sortable by claim time, unique: 20250101T120000-1a2b3c4d."""
+    return time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + "-" + secrets.token_hex(4)
+
+
+def iso(t: float | None) -> str | None:
+    """UTC with milliseconds, as the error reports and `status` print times."""
+    if t is None:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1000):03d}Z"
+
+
+def read_job(job_dir: Path) -> Job:
+    """The job whose manifest is in ``job_dir`` (OSError, ValueError or TypeError when unreadable)."""
+    return Job.from_dict(json.loads((job_dir / MANIFEST).read_text(encoding="ascii")))
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Durably (see daemon.durable).  ASCII with escapes, so file names that are not valid
+    UTF-8 survive the round trip."""
+    durable.write_text(path, json.dumps(data, ensure_ascii=True, indent=1), encoding="ascii")
