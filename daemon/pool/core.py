@@ -422,7 +422,7 @@ class PoolCore:
             for w in self._workers.values():
                 if w.state is State.IDLE:
                     w.stop()
-                elif w.state is State.STARTING:  # no use waiting for models nobody will use
+                elif w.state in NEVER_READY:  # no use waiting for models nobody will use
                     w.terminate(now)
         if now < self._close_deadline:
             return

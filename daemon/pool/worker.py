@@ -4,10 +4,13 @@ A worker's life is one ``State``; only the methods below change it, each allowin
 the moves listed in its ``_move`` call and raising ``WorkerStateError`` on any
 other (a dispatcher bug, not a child's fault)::
 
-    STARTING ─ready─▶ IDLE ─assign─▶ BUSY ─task_done─▶ IDLE
-    STARTING ─init_failed / kill─▶ FAILED          BUSY ─kill─▶ KILLED (missed its deadline)
-    IDLE ─retire─▶ RETIRED     BUSY ─retire─▶ RETIRING ─task_done─▶ RETIRED
-    IDLE ─stop─▶ STOPPING      any live state ─terminate─▶ TERMINATED (the pool closes)
+    STARTING ─became_ready─▶ IDLE ─assign─▶ BUSY ─task_done─▶ IDLE
+    STARTING ─init_failed / kill─▶ FAILED         BUSY, RETIRING ─kill─▶ KILLED (missed its deadline)
+    IDLE ─retire─▶ RETIRED       BUSY ─retire─▶ RETIRING ─task_done─▶ RETIRED
+    IDLE ─stop─▶ STOPPING        any live state ─terminate─▶ TERMINATED (the pool closes)
+
+Messages already in the pipe when the pool killed or terminated a worker (a late
+"ready", a last result) are taken without changing its state.
 """
 
 from __future__ import annotations
@@ -121,11 +124,14 @@ class Worker:
         return old
 
     def became_ready(self) -> None:
-        """Its models are loaded.  A worker terminated while loading may still say so."""
-        self._move({State.STARTING: State.IDLE, State.TERMINATED: State.TERMINATED}, "become ready")
+        """Its models are loaded.  One killed or terminated while loading may still say so:
+        its message was in the pipe before the signal."""
+        self._move({State.STARTING: State.IDLE, State.FAILED: State.FAILED,
+                    State.TERMINATED: State.TERMINATED}, "become ready")
 
     def init_failed(self, desc: dict) -> None:
-        self._move({State.STARTING: State.FAILED, State.TERMINATED: State.TERMINATED}, "fail to start")
+        self._move({State.STARTING: State.FAILED, State.FAILED: State.FAILED,
+                    State.TERMINATED: State.TERMINATED}, "fail to start")
         self.init_error = desc
 
     def assign(self, entry, timeout: float | None) -> None:

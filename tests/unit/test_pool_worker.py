@@ -110,8 +110,10 @@ def test_killed_on_its_deadline_loses_the_attempt_as_a_timeout(worker):
 def test_too_slow_to_start_is_a_failed_start(worker):
     worker.kill("did not become ready within 1 s")
     assert worker.state is State.FAILED and not worker.ready and worker.loss_kind == "crash"
-    with pytest.raises(WorkerStateError, match="cannot become ready while failed"):
-        worker.became_ready()
+    worker.became_ready()  # a "ready" sent just before the kill does not revive it
+    assert worker.state is State.FAILED
+    with pytest.raises(WorkerStateError, match="cannot take a task while failed"):
+        worker.assign(entry(), None)
 
 
 def test_terminated_while_loading_ignores_a_late_ready(worker):
