@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from importlib import import_module
 
 from daemon import __version__
 from daemon.errors import VoiceDaemonError
+from daemon.jobs import resolve
 from daemon.settings import SettingsError, describe, load_settings
 
 EPILOG = """\
@@ -127,8 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     from daemon import log
 
     log.configure(settings.log_format, settings.log_level)
-    module, func = COMMANDS[args.command][0].split(":")
-    handler = getattr(import_module(module), func)
+    handler = resolve(COMMANDS[args.command][0])
     try:
         return int(handler(settings, args) or 0)
     except KeyboardInterrupt:

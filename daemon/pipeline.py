@@ -165,7 +165,7 @@ def speak_text(input: str, work_dir: str, output: str, voice: str | None = None)
     if not text:
         raise InputError(input, "contains no text to read", stage="plan")
     t0 = time.perf_counter()
-    audio, info = synthesize_text(text, s, voice or s.voice)
+    audio, info = synthesize_text(text, _state()["engine"].bundle, voice or s.voice)
     wav = str(Path(work_dir) / "output.wav")
     sf.write(wav, audio, s.sample_rate, format="WAV", subtype="FLOAT")
     out = publish(wav, output, s.sample_rate)

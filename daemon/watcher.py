@@ -265,10 +265,6 @@ class Watcher:
             self._thread.join(timeout)
             self._thread = None
 
-    @property
-    def waiting(self) -> int:
-        return len(self.settler.pending)
-
     def nominate(self, path: str | Path) -> None:
         """Called from the observer thread: O(1), no filesystem access."""
         with self._lock:

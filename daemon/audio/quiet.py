@@ -52,7 +52,3 @@ def _report(path: str, text: str) -> None:
         from daemon import log
 
         log.get().debug("audio.decoder_messages", path=path, lines=len(noise), first=noise[0][:200])
-
-
-def is_mp3(path: str) -> bool:
-    return str(path).lower().endswith(".mp3")

@@ -15,6 +15,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
+#: The range of voice pitch (Hz) both engines analyse with Praat.
+MIN_PITCH, MAX_PITCH = 75.0, 600.0
+
 
 class Engine(Protocol):
     name: str

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-MIN_PITCH, MAX_PITCH = 75.0, 600.0
+from daemon.engines import MAX_PITCH, MIN_PITCH
 
 
 class ShiftEngine:

@@ -17,7 +17,7 @@ from daemon.errors import ModelError
 from daemon.models import registry
 
 
-def _set_threads(threads: int) -> None:
+def set_threads(threads: int) -> None:
     # silero-vad and silero-stress call torch.set_num_threads(1) on import: set ours after them.
     import torch
 
@@ -56,7 +56,7 @@ def load_accentor(settings):
     model = _load("ru")
     if model is None:
         raise ModelError("silero-stress could not load its Russian model: reinstall the silero-stress package")
-    _set_threads(settings.torch_threads)
+    set_threads(settings.torch_threads)
     log.get().info("model.loaded", model="stress", path=ref.path, seconds=round(time.perf_counter() - t0, 3))
     return model, ref
 
@@ -89,7 +89,7 @@ def load_silero_tts(settings):
         raise ModelError(f"{ref.path}: the model has no apply_tts(); set {ref.variable} to a Silero TTS model")
     if hasattr(model, "to"):
         model.to(torch.device("cpu"))
-    _set_threads(settings.torch_threads)
+    set_threads(settings.torch_threads)
     log.get().info("model.loaded", model="tts", kind="silero", path=ref.path,
                    seconds=round(time.perf_counter() - t0, 3))
     return model, ref

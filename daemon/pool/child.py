@@ -12,13 +12,13 @@ Runs only inside a ``spawn`` child.  Messages on the pipe (pickled tuples):
 from __future__ import annotations
 
 import faulthandler
-import importlib
 import os
 import signal
 import sys
 import threading
 import time
 
+from daemon.jobs import resolve
 from daemon.pool.remote import describe_exception, dumps
 
 #: Native thread pools sized from the environment when first loaded (OpenMP in torch,
@@ -26,17 +26,6 @@ from daemon.pool.remote import describe_exception, dumps
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 EXIT_INIT_FAILED = 78   # EX_CONFIG: the models could not be loaded
 EXIT_ORPHANED = 70
-
-
-def resolve(path: str):
-    """``"package.module:function"`` -> the function (qualified names like ``Class.method`` too)."""
-    module, sep, qualname = path.partition(":")
-    if not sep or not module or not qualname:
-        raise ValueError(f"expected 'module:function', got {path!r}")
-    obj = importlib.import_module(module)
-    for part in qualname.split("."):
-        obj = getattr(obj, part)
-    return obj
 
 
 def main(conn, initializer: str | None, init_args: tuple, init_kwargs: dict,

@@ -26,11 +26,10 @@ from daemon.errors import PoolStartError, TaskError
 from daemon.jobs import Task, TaskResult
 from daemon.pool import remote
 from daemon.pool.queue import FairQueue
-from daemon.pool.worker import BUSY, IDLE, STARTING, STOPPING, PoolOptions, Worker, exit_cause
+from daemon.pool.worker import NEVER_READY, PoolOptions, State, Worker, exit_cause
 
 log = logs.get()
 
-KILL_AFTER_TERMINATE = 2.0  # seconds between SIGTERM and SIGKILL at close
 CLOSE_POLL = 0.1
 _CANCEL = object()  # in a settle list: cancel this Future (it never started)
 
@@ -150,8 +149,8 @@ class PoolCore:
                 "workers": self.opts.workers,
                 "alive": len(ws),
                 "ready": sum(w.ready for w in ws),
-                "busy": sum(w.state == BUSY for w in ws),
-                "starting": sum(w.state == STARTING for w in ws),
+                "busy": sum(w.busy for w in ws),
+                "starting": sum(w.state is State.STARTING for w in ws),
                 "queued": len(self._queue),
                 "pids": sorted(w.pid for w in ws if w.ready),
                 **{k: self.counts[k] for k in ("tasks_done", "tasks_failed", "retries", "timeouts",
@@ -214,9 +213,9 @@ class PoolCore:
         now = time.monotonic()
         times = []
         for w in self._workers.values():
-            if w.state == BUSY and w.deadline is not None:
+            if w.busy and w.deadline is not None:
                 times.append(w.deadline)
-            elif w.state == STARTING:
+            elif w.state in NEVER_READY:
                 times.append(w.started + self.opts.start_timeout)
         if self._closing:
             times.append(self._close_deadline if now < self._close_deadline else now + CLOSE_POLL)
@@ -265,7 +264,7 @@ class PoolCore:
         kind = message[0]
         if kind == "ready":
             _, pid, seconds, torch_threads = message
-            w.state = IDLE
+            w.became_ready()
             self.counts["models_loaded"] += 1
             # seconds: from spawn to ready (interpreter, imports, models); init_seconds: in the child
             log.info("pool.worker_ready", worker_pid=pid, worker=w.id,
@@ -273,13 +272,11 @@ class PoolCore:
                      torch_threads=torch_threads)
             old = self._workers.get(w.replaces) if w.replaces else None
             if old is not None:
-                old.retiring = True
-                if old.state == IDLE:
-                    old.stop()
-            if self._closing:
+                old.retire()
+            if self._closing and w.state is State.IDLE:
                 w.stop()
         elif kind == "init_error":
-            w.init_error = message[1]
+            w.init_failed(message[1])
         elif kind in ("done", "error"):
             if w.entry is None or w.entry.id != message[1]:
                 log.warning("pool.unexpected_message", worker_pid=w.pid, kind=kind)
@@ -296,14 +293,14 @@ class PoolCore:
                          kind="exception", attempts=w.entry.attempts if w.entry else 1, retryable=False)
 
     def _finish_task(self, w: Worker, result: TaskResult | None, settle: list, error=None) -> None:
-        entry, w.entry = w.entry, None
-        w.state, w.deadline = IDLE, None
-        w.tasks_done += 1
+        entry = w.task_done()
         if entry is not None:
             self.counts["tasks_done" if error is None else "tasks_failed"] += 1
             settle.append((entry.future, result, error))
         limit = self.opts.max_tasks_per_worker
-        if w.retiring or self._closing:
+        if w.state is not State.IDLE:  # retired, or being stopped or killed
+            return
+        if self._closing:
             w.stop()
         elif limit and w.tasks_done >= limit and w.replacement is None and not self.broken:
             # Warm the replacement first; this one keeps serving until it is ready.
@@ -314,7 +311,7 @@ class PoolCore:
         self._read(w, settle)  # its last words: a result, or why its initializer failed
         exitcode = w.finish()
         del self._workers[w.id]
-        cause = w.kill_cause or exit_cause(exitcode)
+        cause = w.cause or exit_cause(exitcode)
         entry, task_info = w.entry, w.describe_task()
         w.entry = None
         if self._closing:
@@ -323,18 +320,18 @@ class PoolCore:
                     "the worker pool closed before the task finished", kind="shutdown",
                     attempts=entry.attempts)))
             return
-        if w.state == STARTING:
+        if w.state in NEVER_READY:
             self._start_failed(w, cause, settle)
             return
-        if w.state == STOPPING and entry is None:
-            if w.retiring:
+        if w.state in (State.STOPPING, State.RETIRED) and entry is None:
+            if w.state is State.RETIRED:
                 self.counts["recycled"] += 1
                 log.info("pool.worker_recycled", worker_pid=w.pid, tasks=w.tasks_done,
                          new_pid=getattr(self._workers.get(w.replacement), "pid", None))
             return
         log.warning("pool.worker_died", worker_pid=w.pid, exitcode=exitcode, cause=cause, **task_info)
         if entry is not None:
-            self._retry_or_fail(entry, cause, w.kill_kind, settle)
+            self._retry_or_fail(entry, cause, w.loss_kind, settle)
         if w.replacement is None and not self.broken:
             self.counts["restarts"] += 1
             self._spawn("replace")
@@ -343,7 +340,7 @@ class PoolCore:
         if w.init_error:
             detail = remote.summary(w.init_error)
         else:
-            detail = w.kill_cause or f"died while loading ({cause})"
+            detail = w.cause or f"died while loading ({cause})"
         if self.broken:
             log.debug("pool.worker_start_failed", worker_pid=w.pid, cause=detail)
             return
@@ -378,12 +375,12 @@ class PoolCore:
     def _check_deadlines(self, settle: list) -> None:
         now = time.monotonic()
         for w in list(self._workers.values()):
-            if w.state == BUSY and w.deadline is not None and now >= w.deadline:
+            if w.busy and w.deadline is not None and now >= w.deadline:
                 self.counts["timeouts"] += 1
                 log.warning("pool.task_timeout", worker_pid=w.pid, timeout=w.timeout, **w.describe_task())
-                w.kill(f"timed out after {w.timeout:g} s", "timeout")
+                w.kill(f"timed out after {w.timeout:g} s")
                 self._reap(w, settle)
-            elif w.state == STARTING and now >= w.started + self.opts.start_timeout:
+            elif w.state in NEVER_READY and now >= w.started + self.opts.start_timeout:
                 w.kill(f"did not become ready within {self.opts.start_timeout:g} s")
                 self._reap(w, settle)
 
@@ -391,16 +388,13 @@ class PoolCore:
         if self.broken:
             return
         for w in list(self._workers.values()):
-            if w.state != IDLE or w.retiring:
+            if w.state is not State.IDLE:
                 continue
             entry = self._next_entry()
             if entry is None:
                 return
             entry.attempts += 1
-            w.entry, w.state = entry, BUSY
-            w.timeout = self._timeout_for(entry.task)
-            w.deadline = time.monotonic() + w.timeout if w.timeout else None
-            w.send(entry.payload)  # a dead child's sentinel reports it; the task is then retried
+            w.assign(entry, self._timeout_for(entry.task))
 
     def _next_entry(self) -> _Entry | None:
         while (entry := self._queue.pop()) is not None:
@@ -426,19 +420,17 @@ class PoolCore:
             for entry in self._queue.drain():
                 settle.append(_cancelled(entry))
             for w in self._workers.values():
-                if w.state == IDLE:
+                if w.state is State.IDLE:
                     w.stop()
-                elif w.state == STARTING:  # no use waiting for models nobody will use
-                    w.proc.terminate()
-                    w.terminated_at = now
+                elif w.state in NEVER_READY:  # no use waiting for models nobody will use
+                    w.terminate(now)
         if now < self._close_deadline:
             return
         for w in self._workers.values():
-            if w.terminated_at is None:
-                w.proc.terminate()
-                w.terminated_at = now
-            elif now >= w.terminated_at + KILL_AFTER_TERMINATE:
-                w.proc.kill()
+            if w.state is State.TERMINATED:
+                w.escalate(now)
+            else:
+                w.terminate(now)
 
     def _teardown(self) -> list:
         """Last resort and final step: no child, queued task or socket survives this."""

@@ -8,13 +8,13 @@ only resolves modules already loaded, the standard library and numpy.
 
 from __future__ import annotations
 
-import importlib
 import io
 import pickle
 import sys
 import traceback
 
 from daemon.errors import TaskError, VoiceDaemonError
+from daemon.jobs import resolve
 
 #: Modules the parent may import while unpickling, beside those already loaded.
 SAFE_ROOTS = frozenset(sys.stdlib_module_names) | {"numpy"}
@@ -87,9 +87,7 @@ def rebuild(desc: dict) -> BaseException | None:
     if not allowed_here(module) or "<locals>" in qualname:
         return None
     try:
-        cls = importlib.import_module(module)
-        for part in qualname.split("."):
-            cls = getattr(cls, part)
+        cls = resolve(f"{module}:{qualname}")
         args = loads(desc["args"]) if desc["args"] is not None else ()
         state = loads(desc["state"]) if desc["state"] is not None else {}
     except Exception:

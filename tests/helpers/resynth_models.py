@@ -6,9 +6,14 @@ once per module that imports it, so the engines are cached here instead.
 
 from __future__ import annotations
 
+import contextlib
+import logging
+
 import numpy as np
 import soundfile as sf
 import soxr
+import structlog
+from structlog.testing import capture_logs
 
 from daemon.settings import Settings
 
@@ -30,6 +35,20 @@ def engine(**kw):
 
         _ENGINES[key] = ResynthEngine(settings(**kw))
     return _ENGINES[key]
+
+
+@contextlib.contextmanager
+def chunk_events():
+    """The ``resynth.chunk`` debug events (stage seconds per chunk) logged inside the block."""
+    wrapper = structlog.get_config()["wrapper_class"]
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
+    try:
+        with capture_logs() as events:
+            chunks: list[dict] = []
+            yield chunks
+    finally:
+        structlog.configure(wrapper_class=wrapper)
+    chunks += [e for e in events if e["event"] == "resynth.chunk"]
 
 
 def whisper():

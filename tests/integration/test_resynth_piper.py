@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from helpers.resynth_models import engine, load, to16k, whisper
+from helpers.resynth_models import chunk_events, engine, load, to16k, whisper
 from helpers.speech_metrics import JFK_TEXT, check_onsets_and_words, onset_errors, onsets, transcribe, wer
 
 RATE = 48000
@@ -28,17 +28,21 @@ def _check_goals(src: np.ndarray, out: np.ndarray, reference: str) -> dict:
     return check_onsets_and_words(to16k(src, RATE), to16k(out, RATE), reference, whisper())
 
 
-def _stage_rtf(e, audio_seconds: float) -> dict:
-    return {k: round(v / audio_seconds, 4) for k, v in e.timings.items() if k != "audio"}
+def _stage_rtf(chunks: list[dict]) -> dict:
+    """Seconds per audio second in each stage, from the engine's ``resynth.chunk`` debug events."""
+    [chunk] = chunks
+    stages = ("vad", "asr", "stress", "tts", "fit")
+    assert all(chunk[f"{stage}_seconds"] >= 0 for stage in stages) and chunk["tts_seconds"] > 0
+    return {stage: round(chunk[f"{stage}_seconds"] / chunk["audio_seconds"], 4) for stage in stages}
 
 
 def test_jfk_keeps_duration_onsets_and_words(eng, speech_dir):
     src = load(speech_dir / "fw_jfk.flac", RATE)
-    before = dict(eng.timings)
-    out, info = eng.process(src, RATE, voice="kseniya")  # a one-speaker Piper voice ignores the name
+    with chunk_events() as chunks:
+        out, info = eng.process(src, RATE, voice="kseniya")  # a one-speaker Piper voice ignores the name
     _check_goals(src, out, JFK_TEXT)
-    spent = {k: eng.timings[k] - before[k] for k in before}
-    print("stage RTF (1 thread):", {k: round(v / spent["audio"], 4) for k, v in spent.items() if k != "audio"})
+    print("stage RTF (1 thread):", _stage_rtf(chunks))
+    assert chunks[0]["phrases"] == len(info["phrases"]) and chunks[0]["audio_seconds"] == round(len(src) / RATE, 3)
     assert len(info["phrases"]) >= 3
     for ph in info["phrases"]:
         assert set(ph) >= {"start", "end", "text", "stressed", "stretch"}
@@ -55,11 +59,10 @@ def test_jfk_keeps_duration_onsets_and_words(eng, speech_dir):
 def test_a_minute_of_speech_with_pauses(eng, speech_dir):
     src = load(speech_dir / "silero_vad_en.wav", RATE)
     reference = transcribe(whisper(), to16k(src, RATE))  # the source transcript, by the same ASR
-    t0 = dict(eng.timings)
-    out, info = eng.process(src, RATE, voice="x")
+    with chunk_events() as chunks:
+        out, info = eng.process(src, RATE, voice="x")
     _check_goals(src, out, reference)
-    spent = {k: eng.timings[k] - t0[k] for k in t0}
-    print("stage RTF (1 thread):", {k: round(v / spent["audio"], 4) for k, v in spent.items() if k != "audio"})
+    print("stage RTF (1 thread):", _stage_rtf(chunks))
     # Phrases never overlap: each one is placed before the next begins.
     ph = info["phrases"]
     assert all(a["start"] + a["spoken"] <= b["start"] + 1e-6 for a, b in zip(ph, ph[1:]))
@@ -144,12 +147,9 @@ def test_prosody_follows_the_source_intonation_and_loudness(speech_dir):
 def test_text_read_aloud_with_sentence_pauses():
     from daemon.engines.resynth import synthesize_text
     from daemon.engines.resynth.asr import speech_regions
-    from helpers.resynth_models import settings
-
-    eng = engine(**PIPER)  # registers its models: synthesize_text reuses them
-    s = settings(**PIPER)
+    eng = engine(**PIPER)
     audio, info = synthesize_text("Ask not what your country can do for you. Ask what you can do.\n\n"
-                                  "That is all.", s, voice="x")
+                                  "That is all.", eng.bundle, voice="x")  # the engine's models
     assert audio.dtype == np.float32 and len(audio) / RATE > 3
     assert [p["text"] for p in info["phrases"]] == [
         "Ask not what your country can do for you.", "Ask what you can do.", "That is all."]

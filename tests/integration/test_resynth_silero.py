@@ -90,8 +90,7 @@ def test_long_text_goes_to_the_model_in_pieces_below_its_limit(eng):
 def test_text_read_aloud_in_russian(eng, model_file):
     from daemon.engines.resynth import synthesize_text
 
-    s = settings(tts="silero", tts_model=str(model_file), language="ru", asr_model="none")
-    audio, info = synthesize_text("Привет. Как дела?\n\nВсе хорошо!", s, voice="baya")
+    audio, info = synthesize_text("Привет. Как дела?\n\nВсе хорошо!", eng.bundle, voice="baya")
     assert [p["stressed"] for p in info["phrases"]][2].startswith("Вс+ё")
     assert info["phrases"][1]["start"] - info["phrases"][0]["end"] == pytest.approx(0.4, abs=0.01)
     assert len(audio) / RATE == pytest.approx(info["phrases"][-1]["end"] + 0.2, abs=0.01)
@@ -106,13 +105,15 @@ def test_without_asr_speech_needs_a_transcript(eng, speech_dir):
 
 
 def test_other_native_rate_and_a_resampled_one(model_file):
-    from daemon.engines.resynth import synthesize_text
+    from daemon.engines.resynth import ResynthModels, synthesize_text
 
-    audio, _ = synthesize_text("Да.", settings(tts="silero", tts_model=str(model_file), sample_rate=24000,
-                                               language="ru", asr_model="none"), voice="aidar")
+    models = ResynthModels.load(settings(tts="silero", tts_model=str(model_file), sample_rate=24000,
+                                         language="ru", asr_model="none"))
+    audio, _ = synthesize_text("Да.", models, voice="aidar")
     assert len(audio) > 0.4 * 24000
     # Piper at 22.05 kHz, resampled to an arbitrary processing rate:
-    audio, _ = synthesize_text("Yes.", settings(tts="piper", sample_rate=44100, language="en"), voice="x")
+    models = ResynthModels.load(settings(tts="piper", sample_rate=44100, language="en", asr_model="none"))
+    audio, _ = synthesize_text("Yes.", models, voice="x")
     assert len(audio) > 0.4 * 44100
 
 

@@ -67,6 +67,11 @@ def test_missing_env_file_is_a_config_error(env, tmp_path):
     ("SHIFT_FORMANT", "3", "0.5…2.0"),
     ("CHUNK_SECONDS", "1", "5…600"),
     ("METRICS_ADDR", "nowhere", "host:port"),
+    ("CROSSFADE_MS", "900", "allowed: 0…500 ms"),
+    ("MAX_ATTEMPTS", "0", "allowed: 1–100"),
+    ("THREADS_PER_WORKER", "-1", "allowed: 0 or more"),
+    ("MAX_INPUT_BYTES", "0", "allowed: a number above 0"),
+    ("MAX_INPUT_SECONDS", "nan", "allowed: a number above 0"),
 ])
 def test_bad_values_name_variable_value_and_allowed(env, var, value, allowed):
     env.setenv(PREFIX + var, value)

@@ -4,12 +4,13 @@ Stages (one module each, plain functions or small classes, models loaded once
 per worker): ``asr`` (Silero VAD slots + faster-whisper words), ``stress``
 (silero-stress), ``tts`` (Silero torch.package or Piper), ``fit`` (time-stretch
 and placement), ``prosody`` (PRESERVE_PROSODY), ``transcript``/``align`` (SRT,
-VTT, TXT beside the input), ``speak`` (a text file read aloud).
+VTT, TXT beside the input), ``speak`` (a text file read aloud).  ``bundle`` holds the
+worker's models (``ResynthModels``), shared by the engine and the text reader.
 
 Importing this package is light; models load in ``ResynthEngine(settings)``.
 """
 
-__all__ = ["ResynthEngine", "synthesize_text"]
+__all__ = ["ResynthEngine", "ResynthModels", "synthesize_text"]
 
 
 def __getattr__(name: str):
@@ -19,6 +20,10 @@ def __getattr__(name: str):
         from daemon.engines.resynth.engine import ResynthEngine
 
         return ResynthEngine
+    if name == "ResynthModels":
+        from daemon.engines.resynth.bundle import ResynthModels
+
+        return ResynthModels
     if name == "synthesize_text":
         from daemon.engines.resynth.speak import synthesize_text
 

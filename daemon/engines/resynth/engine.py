@@ -1,7 +1,8 @@
 """ResynthEngine: recognise → stress → synthesise → fit every phrase into its source slot.
 
-Built once per worker child (models load in ``__init__``); ``process`` turns one
-chunk (mono float32, cut in silences) into a chunk of exactly the same length.
+Built once per worker child on the worker's ``ResynthModels`` (loaded in
+``__init__`` when none is given); ``process`` turns one chunk (mono float32, cut in
+silences) into a chunk of exactly the same length.
 """
 
 from __future__ import annotations
@@ -12,65 +13,37 @@ from typing import Any
 import numpy as np
 
 from daemon import log
+from daemon.audio.resample import resample
 from daemon.engines.resynth import fit as fitmod
 from daemon.engines.resynth import prosody
 from daemon.engines.resynth.align import replace_words
 from daemon.engines.resynth.asr import ASR_RATE, group_phrases
-from daemon.engines.resynth.stress import Stresser, stress_needed
+from daemon.engines.resynth.bundle import ResynthModels
 from daemon.engines.resynth.text import clean, has_cyrillic
 from daemon.engines.resynth.transcript import is_timed
-from daemon.engines.resynth.tts import load_backend
 from daemon.errors import InputError
-from daemon.models import registry
 
 #: Level for a phrase whose source slot is silent (a transcript cue over music, say).
 DEFAULT_RMS = 0.08
 #: Piper re-synthesises at another speaking rate when the slot asks for more than this much stretch.
 RATE_TOLERANCE = (0.85, 1.18)
 RATE_LIMITS = (0.6, 1.6)
-
-
-def resample(audio: np.ndarray, src: int, dst: int) -> np.ndarray:
-    if src == dst or not len(audio):
-        return np.asarray(audio, dtype=np.float32)
-    import soxr
-
-    return soxr.resample(np.asarray(audio, dtype=np.float32), src, dst, quality="HQ").astype(np.float32)
+#: Stages whose seconds the ``resynth.chunk`` debug event reports.
+STAGES = ("vad", "asr", "stress", "tts", "fit")
 
 
 class ResynthEngine:
     name = "resynth"
 
-    def __init__(self, settings):
+    def __init__(self, settings, bundle: ResynthModels | None = None):
         t0 = time.perf_counter()
         self.settings = settings
-        self.asr = None
-        if registry.asr_ref(settings) is not None:
-            from daemon.engines.resynth.asr import Recognizer
-
-            self.asr = Recognizer(settings)  # first: a language/model mismatch fails before slow loads
-        self.tts = load_backend(settings)
-        self.stresser = Stresser(settings) if stress_needed(settings) else None
-        from daemon.models.loaders import _set_threads
-
-        _set_threads(settings.torch_threads)
-        self.tts.check_voice(settings.voice)
+        self.bundle = bundle or ResynthModels.load(settings)
+        self.asr, self.tts, self.stresser = self.bundle.asr, self.bundle.tts, self.bundle.stresser
         self._models: list[dict] | None = None
-        self.timings: dict[str, float] = {"vad": 0.0, "asr": 0.0, "stress": 0.0, "tts": 0.0, "fit": 0.0, "audio": 0.0}
-        self._warm_up()
-        from daemon.engines.resynth import speak
-
-        speak.remember(settings, self.tts, self.stresser)
         log.get().info("resynth.ready", tts=self.tts.name, voice_model=self.tts.ref.path,
                        asr=self.asr.ref.path if self.asr else None, stress=self.stresser is not None,
                        seconds=round(time.perf_counter() - t0, 3))
-
-    def _warm_up(self) -> None:
-        word = "Привет." if self.tts.name == "silero" else "Hello."
-        self.tts.synthesize(self.stresser(word) if self.stresser else word,
-                            self.tts.check_voice(self.settings.voice))
-        if self.asr is not None:
-            self.asr.regions(np.zeros(ASR_RATE // 2, dtype=np.float32))
 
     # --- interface ------------------------------------------------------------
     def voices(self) -> list[str]:
@@ -78,13 +51,7 @@ class ResynthEngine:
 
     def models(self) -> list[dict[str, Any]]:
         if self._models is None:
-            refs = [self.tts.ref]
-            if self.stresser:
-                refs.append(self.stresser.ref)
-            if self.asr:
-                refs += [self.asr.ref, registry.vad_ref(self.settings)]
-            self._models = [{k: v for k, v in registry.describe(r).items() if k in ("name", "kind", "path", "sha256")}
-                            for r in refs]
+            self._models = self.bundle.describe()
         return self._models
 
     def process(self, audio: np.ndarray, sample_rate: int, *, voice: str,
@@ -92,17 +59,20 @@ class ResynthEngine:
         speaker = self.tts.check_voice(voice)
         audio = np.asarray(audio, dtype=np.float32).reshape(-1)
         total = len(audio) / sample_rate
-        phrases = self._phrases(audio, sample_rate, hints)
+        seconds = dict.fromkeys(STAGES, 0.0)  # time spent in each stage, for one debug event
+        phrases = self._phrases(audio, sample_rate, hints, seconds)
         out = np.zeros(len(audio), dtype=np.float32)
         starts, ends = [p["start"] for p in phrases], [p["end"] for p in phrases]
         done = []
         for i, ph in enumerate(phrases):
-            done.append(self._render(ph, fitmod.room(starts, i, total, ends), audio, sample_rate, speaker, out))
-        self.timings["audio"] += total
+            done.append(self._render(ph, fitmod.room(starts, i, total, ends), audio, sample_rate, speaker, out,
+                                     seconds))
+        log.get().debug("resynth.chunk", audio_seconds=round(total, 3), phrases=len(done),
+                        **{f"{stage}_seconds": round(t, 4) for stage, t in seconds.items()})
         return out, {"phrases": done, "models": self.models()}
 
     # --- stages ---------------------------------------------------------------
-    def _phrases(self, audio: np.ndarray, rate: int, hints) -> list[dict]:
+    def _phrases(self, audio: np.ndarray, rate: int, hints, seconds: dict[str, float]) -> list[dict]:
         """The chunk's phrases with slots: from a timed transcript, or recognised."""
         total = len(audio) / rate
         given = [p for p in (hints or {}).get("phrases", []) if clean(p.get("text", ""))]
@@ -129,8 +99,8 @@ class ResynthEngine:
         if given:  # an untimed .txt: keep the recognised slots, take the transcript's words
             phrases, matched = replace_words(phrases, " ".join(p["text"] for p in given))
             log.get().debug("resynth.transcript_aligned", phrases=len(phrases), matched_words=matched)
-        self.timings["vad"] += t1 - t0
-        self.timings["asr"] += time.perf_counter() - t1
+        seconds["vad"] += t1 - t0
+        seconds["asr"] += time.perf_counter() - t1
         return phrases
 
     def _has_speech(self, audio: np.ndarray, rate: int) -> bool:
@@ -138,7 +108,8 @@ class ResynthEngine:
 
         return bool(speech_regions(resample(audio, rate, ASR_RATE), self.settings.vad_threshold))
 
-    def _render(self, ph: dict, space: float, src: np.ndarray, rate: int, speaker: str, out: np.ndarray) -> dict:
+    def _render(self, ph: dict, space: float, src: np.ndarray, rate: int, speaker: str, out: np.ndarray,
+                seconds: dict[str, float]) -> dict:
         s = self.settings
         text = ph["text"]
         t0 = time.perf_counter()
@@ -168,9 +139,9 @@ class ResynthEngine:
         seg = fitmod.match_level(seg, level if level > 1e-3 else DEFAULT_RMS)
         written = fitmod.place(out, seg, a, a + int(space * rate), int(fitmod.FADE * rate))
         t3 = time.perf_counter()
-        self.timings["stress"] += t1 - t0
-        self.timings["tts"] += t2 - t1
-        self.timings["fit"] += t3 - t2
+        seconds["stress"] += t1 - t0
+        seconds["tts"] += t2 - t1
+        seconds["fit"] += t3 - t2
         rec = {"start": round(ph["start"], 3), "end": round(ph["end"], 3), "text": text, "stressed": stressed,
                "stretch": round(fit.factor * length, 3), "spoken": round(written / rate, 3)}
         if fit.truncated or written < len(seg) - int(0.005 * rate):

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from daemon.engines import MAX_PITCH, MIN_PITCH
+
 #: Silence always kept before the next phrase when a phrase borrows the pause after it.
 GAP = 0.05
 #: ...and up to this much of a longer source pause (``KEEP_SHARE`` of it at most), so the pause stays
@@ -23,7 +25,6 @@ GAP = 0.05
 KEEP_PAUSE = 0.2
 KEEP_SHARE = 0.6
 FADE = 0.03
-MIN_PITCH, MAX_PITCH = 75.0, 600.0
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,10 @@ import html
 import re
 from pathlib import Path
 
+from daemon.audio.io import TRANSCRIPT_EXTENSIONS
 from daemon.engines.resynth.text import clean, sentences
 from daemon.errors import InputError
 
-TRANSCRIPT_EXTENSIONS = (".srt", ".vtt", ".txt")
 #: Transcripts larger than this are refused (a subtitle file is a few hundred kB).
 MAX_BYTES = 20 * 1024 * 1024
 

@@ -13,10 +13,10 @@ import numpy as np
 from daemon import log
 from daemon.engines.resynth import text as textmod
 from daemon.errors import ModelError
+from daemon.settings import SILERO_RATES
 
 #: Pause between pieces of one phrase (seconds).
 PIECE_PAUSE = 0.12
-SILERO_RATES = (8000, 24000, 48000)
 
 
 class SileroTTS:
