@@ -57,3 +57,10 @@ class PoolStartError(VoiceDaemonError):
     """Workers could not start (usually: their models failed to load)."""
 
     exit_code = 78
+
+
+class PoolClosedError(RuntimeError):
+    """A task was submitted to a worker pool that is closing or closed.
+
+    A RuntimeError, as it always was; its own type so a caller can tell "the pool is
+    being stopped" from a failure of the task."""

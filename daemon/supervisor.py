@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Callable
 
 from daemon import log
-from daemon.errors import InputError, ModelError, OutputError, PoolStartError, TaskError
+from daemon.errors import InputError, ModelError, OutputError, PoolClosedError, PoolStartError, TaskError
 from daemon.spool import Job, Spool, fsync_file
 from daemon.watcher import Candidate
 
@@ -333,4 +333,4 @@ def _is_shutdown(exc: BaseException) -> bool:
         return True
     if isinstance(exc, TaskError) and exc.kind == "shutdown":
         return True
-    return isinstance(exc, RuntimeError) and "closed" in str(exc)
+    return isinstance(exc, PoolClosedError)

@@ -22,7 +22,7 @@ from concurrent.futures import Future
 from multiprocessing.connection import wait
 
 from daemon import log as logs
-from daemon.errors import PoolStartError, TaskError
+from daemon.errors import PoolClosedError, PoolStartError, TaskError
 from daemon.jobs import Task, TaskResult
 from daemon.pool import remote
 from daemon.pool.queue import FairQueue
@@ -118,7 +118,7 @@ class PoolCore:
         future: Future = Future()
         with self._lock:
             if self._closing:
-                raise RuntimeError("cannot submit to a closed worker pool")
+                raise PoolClosedError("cannot submit to a closed worker pool")
             if self.broken:
                 raise PoolBrokenError(self.broken)
             if self._thread is None:

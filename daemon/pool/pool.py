@@ -88,12 +88,8 @@ class WorkerPool:
 
     def submit(self, task: Task) -> Future:
         """Queue ``task``; raises at once if its arguments cannot be pickled, the pool is
-        closed (RuntimeError) or broken (PoolBrokenError)."""
+        closed (PoolClosedError, a RuntimeError) or broken (PoolBrokenError)."""
         return self._core.submit(task)
-
-    def submit_many(self, tasks) -> list[Future]:
-        """``submit`` each task in order; the Futures in the same order."""
-        return [self.submit(task) for task in tasks]
 
     def stats(self) -> dict:
         return self._core.stats()

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from daemon.errors import InputError, PoolStartError, TaskError
+from daemon.errors import InputError, PoolClosedError, PoolStartError, TaskError
 from daemon.pool import AudioScaledTimeout, PoolBrokenError, Task, WorkerPool
 from helpers import wait_until
 
@@ -174,7 +174,7 @@ def test_idle_worker_killed_from_outside_is_replaced(make_pool):
     os.kill(victim, signal.SIGKILL)
     wait_until(lambda: pool.stats()["ready"] == 2 and victim not in pool.stats()["pids"], timeout=60)
     assert pool.stats()["restarts"] == 1
-    assert all(f.result(timeout=30).attempts == 1 for f in pool.submit_many(task("square", x=i) for i in range(4)))
+    assert all(f.result(timeout=30).attempts == 1 for f in [pool.submit(task("square", x=i)) for i in range(4)])
 
 
 def test_results_that_cannot_be_pickled_fail_their_task_only(make_pool):
@@ -244,7 +244,7 @@ def test_recycled_after_n_tasks_replacement_warm_first_old_finishes_its_task(mak
     wait_until(lambda: pool.stats()["recycled"] == 1, timeout=30)
     wait_until(lambda: not alive(old), timeout=30)
 
-    later = [f.result(timeout=60) for f in pool.submit_many(task("square", x=i) for i in range(5))]
+    later = [f.result(timeout=60) for f in [pool.submit(task("square", x=i)) for i in range(5)]]
     assert [r.value["y"] for r in later] == [i * i for i in range(5)]
     assert old not in {r.worker_pid for r in later}
     assert pool.stats()["restarts"] == 0
@@ -286,6 +286,14 @@ def test_close_lets_a_running_task_finish_within_grace(make_pool, tmp_path):
     closer.join(60)
     assert not closer.is_alive()
     assert running.result(timeout=5).value["tag"] == "finished"
+
+
+def test_submit_after_close_raises_pool_closed_error():
+    pool = WorkerPool(1, initializer=T + "init_record")
+    pool.close()
+    with pytest.raises(PoolClosedError, match="closed worker pool") as info:
+        pool.submit(task("whoami"))
+    assert isinstance(info.value, RuntimeError)  # what callers caught before it had a type
 
 
 def test_context_manager_leaves_no_children():
