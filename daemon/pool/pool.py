@@ -83,8 +83,24 @@ class WorkerPool:
     def start(self) -> "WorkerPool":
         """Start every child and wait until all are warm; raise PoolStartError (with the
         child's cause) if one cannot load, after cleaning up every child."""
-        self._core.start()
+        started = self.start_async()
+        try:
+            started.result()
+        except BaseException:  # PoolStartError, or Ctrl-C while the models load
+            self.close(0)
+            raise
         return self
+
+    def start_async(self) -> Future:
+        """Start every child without waiting: the Future resolves once all are warm, or fails
+        with PoolStartError (then ``close()`` the pool).  For a caller that waits on other
+        things at the same time, such as a signal."""
+        return self._core.start()
+
+    def on_broken(self, callback: Callable[[str], None]) -> None:
+        """Call ``callback(reason)`` once, from the pool's thread, when the pool breaks (at once if
+        it is broken already).  It must not block: it runs where the pool settles futures."""
+        self._core.broken_signal.add_done_callback(lambda f: callback(f.result()))
 
     def submit(self, task: Task) -> Future:
         """Queue ``task``; raises at once if its arguments cannot be pickled, the pool is
