@@ -59,6 +59,16 @@ class PoolStartError(VoiceDaemonError):
     exit_code = 78
 
 
+class UsageError(VoiceDaemonError):
+    """A command's own arguments are wrong in a way argparse cannot check (exit 2, as argparse)."""
+
+    exit_code = 2  # EX_USAGE as argparse uses it
+
+
+class AlreadyRunningError(VoiceDaemonError):
+    """Another voice-daemon holds the state folder's lock."""
+
+
 class PoolClosedError(RuntimeError):
     """A task was submitted to a worker pool that is closing or closed.
 

@@ -12,7 +12,6 @@ from concurrent.futures import Future
 from typing import Any, Callable
 
 from daemon.jobs import Task
-from daemon.log import resolve_format
 from daemon.pool.core import PoolCore
 from daemon.pool.worker import PoolOptions
 
@@ -59,19 +58,20 @@ class WorkerPool:
         self._finalizer = weakref.finalize(self, self._core.close, 0.0)
 
     @classmethod
-    def from_settings(cls, settings, *, initializer: str | None = "daemon.pipeline:init_worker",
-                      init_args: tuple | None = None, log_config: dict | None = None,
-                      **overrides: Any) -> "WorkerPool":
+    def from_settings(cls, settings, *, initializer: str | None, init_args: tuple = (),
+                      log_config: dict | None, **overrides: Any) -> "WorkerPool":
         """The pool the settings describe (VOICE_DAEMON_WORKERS, THREADS_PER_WORKER, MAX_ATTEMPTS,
-        TASK_TIMEOUT_SECONDS, MAX_TASKS_PER_WORKER, WORKER_START_TIMEOUT_SECONDS)."""
+        TASK_TIMEOUT_SECONDS, MAX_TASKS_PER_WORKER, WORKER_START_TIMEOUT_SECONDS).
+
+        What the children run and how they log is the caller's to say (``daemon/app.py``):
+        the pool knows nothing about the pipeline."""
         fixed = settings.task_timeout_seconds
         options = dict(
             workers=settings.workers,
             initializer=initializer,
-            init_args=(settings,) if init_args is None else init_args,
+            init_args=init_args,
             threads_per_worker=settings.torch_threads,
-            # Resolved here: a child's stderr is not a terminal, "auto" must mean what it means here.
-            log_config=log_config or {"fmt": resolve_format(settings.log_format), "level": settings.log_level},
+            log_config=log_config,
             max_attempts=settings.max_attempts,
             default_timeout=fixed if fixed > 0 else AudioScaledTimeout(),
             max_tasks_per_worker=settings.max_tasks_per_worker,
