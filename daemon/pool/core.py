@@ -190,7 +190,8 @@ class PoolCore:
                     settle = []
                 settle += self._teardown()
                 if self._starting:
-                    settle.append((self.started, None, self._start_error(self.broken or "the pool closed while starting")))
+                    reason = self.broken or "the pool closed while starting"
+                    settle.append((self.started, None, self._start_error(reason)))
             _settle(settle)
             figures = {k: self.counts[k] for k in ("tasks_done", "tasks_failed", "restarts", "recycled")}
             log.info("pool.closed", **figures, seconds=round(time.monotonic() - self._opened_at, 3))

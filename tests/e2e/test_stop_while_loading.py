@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import wait_until
+from helpers import live_in_group, wait_until
 from helpers.fake_silero import build_fake_silero
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,22 +46,6 @@ def environment(tmp_path: Path, model: Path) -> dict:
 
 def loading_pids(marker: Path) -> list[int]:
     return [int(line) for line in marker.read_text().split()] if marker.exists() else []
-
-
-def live_in_group(pgid: int) -> list[int]:
-    """Processes (not zombies) of the program's own session/process group."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                rest = f.read().decode(errors="replace").rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if rest[0] != "Z" and int(rest[2]) == pgid:
-            found.append(int(entry))
-    return found
 
 
 def stop_while_loading(args: list[str], env: dict, marker: Path, log: Path, sig: int) -> tuple[int, list[int], str]:
