@@ -26,9 +26,10 @@ import time
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
+from typing import Any, Callable
 
-from daemon.errors import InputError
-from daemon.jobs import Task, TaskResult
+from daemon.errors import InputError, UsageError, VoiceDaemonError
+from daemon.jobs import Task, TaskResult, resolve
 from daemon.settings import usable_cores
 
 MODES = ("sequential", "sequential-unpinned", "threads", "reload", "pool")
@@ -41,32 +42,39 @@ SPEECH = Path(__file__).resolve().parents[2] / "shared" / "data" / "speech"
 SAMPLE_EVERY = 0.2  # seconds between memory samples
 
 
-def cli_bench(settings, args) -> int:
+class BenchFailed(VoiceDaemonError):
+    """A mode failed; the table and the JSON say which and why."""
+
+
+def cli_bench(settings, args, make_pool: Callable[..., Any]) -> int:
+    """`voice-daemon bench`.  ``make_pool(settings, log_config=...)`` builds the warm pool (in the
+    pool mode's own process: it must be picklable, e.g. a module-level function)."""
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     unknown = [m for m in modes if m not in MODES]
     if unknown or not modes:
-        print(f"voice-daemon bench: unknown mode(s) {', '.join(unknown) or '(none)'}; "
-              f"choose from {', '.join(MODES)}", file=sys.stderr)
-        return 2
+        raise UsageError(f"unknown mode(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(MODES)}")
     workload = "quick" if args.quick else "full"
     speech = Path(getattr(args, "speech_dir", None) or SPEECH)
     if not speech.is_dir():
-        print(f"voice-daemon bench: no recordings at {speech}; pass --speech-dir DIR (a folder of speech "
-              "recordings such as shared/data/speech)", file=sys.stderr)
-        return 2
+        raise UsageError(f"no recordings at {speech}; pass --speech-dir DIR (a folder of speech "
+                         "recordings such as shared/data/speech)")
+    runners = {**RUNNERS, "pool": partial(run_pool, make_pool=make_pool)}
     with tempfile.TemporaryDirectory(prefix="voice-daemon-bench-") as tmp:
         files = build_workload(speech, Path(tmp) / "in", settings.sample_rate, WORKLOADS[workload])
         results = []
         for mode in modes:
             print(f"bench: running {mode}…", file=sys.stderr, flush=True)
-            results.append(measure(settings, mode, files, Path(tmp) / mode))
+            results.append(measure(settings, mode, runners[mode], files, Path(tmp) / mode))
         _compare_outputs(results)
     report = make_report(settings, workload, files, results)
     print(format_table(report))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
         print(f"bench: wrote {args.json}", file=sys.stderr)
-    return 0 if all("error" not in r for r in results) else 1
+    failed = [r["mode"] for r in results if "error" in r]
+    if failed:
+        raise BenchFailed(f"mode(s) {', '.join(failed)} failed (see the table)")
+    return 0
 
 
 # ---- the workload -------------------------------------------------------------------------------
@@ -99,10 +107,10 @@ def build_workload(speech_dir: Path, out_dir: Path, rate: int, spec) -> list[dic
 
 
 # ---- one mode, in its own process ------------------------------------------------------------------
-def measure(settings, mode: str, files: list[dict], out_dir: Path) -> dict:
+def measure(settings, mode: str, run: Callable, files: list[dict], out_dir: Path) -> dict:
     ctx = multiprocessing.get_context("spawn")
     receive, send = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_run_mode, args=(settings, mode, files, str(out_dir), send),
+    proc = ctx.Process(target=_run_mode, args=(settings, mode, run, files, str(out_dir), send),
                        name=f"voice-daemon-bench-{mode}")
     cpu_before = _children_cpu()
     proc.start()
@@ -164,12 +172,12 @@ def tree_rss(root: int) -> int:
     return total
 
 
-def _run_mode(settings, mode: str, files: list[dict], out_dir: str, conn) -> None:
+def _run_mode(settings, mode: str, run: Callable, files: list[dict], out_dir: str, conn) -> None:
     from daemon import log
 
     log.configure(settings.log_format, _quiet(settings.log_level), process=f"bench-{mode}")
     try:
-        result = RUNNERS[mode](settings, files, Path(out_dir))
+        result = run(settings, files, Path(out_dir))
     except BaseException as exc:  # noqa: BLE001 - reported in the table
         conn.send(("error", f"{type(exc).__name__}: {exc}"))
     else:
@@ -219,8 +227,6 @@ def _set_torch_threads(n: int) -> None:
 
 
 def _call(task: Task) -> TaskResult:
-    from daemon.pool.child import resolve
-
     started = time.perf_counter()
     value = resolve(task.func)(**task.kwargs)
     return TaskResult(value, os.getpid(), 1, time.perf_counter() - started)
@@ -291,12 +297,9 @@ def _reload_call(settings, task: Task) -> TaskResult:
     return _call(task)
 
 
-def run_pool(settings, files, out_dir) -> dict:
-    from daemon.pool import WorkerPool
-
+def run_pool(settings, files, out_dir, make_pool: Callable[..., Any]) -> dict:
     started = time.monotonic()
-    pool = WorkerPool.from_settings(
-        settings, log_config={"fmt": settings.log_format, "level": _quiet(settings.log_level)}).start()
+    pool = make_pool(settings, log_config={"fmt": settings.log_format, "level": _quiet(settings.log_level)}).start()
     try:
         startup = time.monotonic() - started
         figures, wall = _batch(pool.submit, files, out_dir, parallel=True)
@@ -306,6 +309,7 @@ def run_pool(settings, files, out_dir) -> dict:
     return _summary(figures, wall, startup, loads, settings.workers, out_dir)
 
 
+#: mode -> run(settings, files, out_dir); "pool" also needs the composition root's make_pool
 RUNNERS = {"sequential": run_sequential, "sequential-unpinned": partial(run_sequential, pinned=False),
            "threads": run_threads, "reload": run_reload, "pool": run_pool}
 

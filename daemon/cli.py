@@ -11,7 +11,7 @@ import argparse
 import sys
 
 from daemon import __version__
-from daemon.errors import VoiceDaemonError
+from daemon.errors import UsageError, VoiceDaemonError
 from daemon.jobs import resolve
 from daemon.settings import SettingsError, describe, load_settings
 
@@ -23,7 +23,7 @@ Configuration comes from VOICE_DAEMON_* environment variables (and env files);
 
 # subcommand -> (handler "module:function", one-line help, long description)
 COMMANDS = {
-    "convert": ("daemon.convert:cli_convert", "convert one file (parallel chunks on the warm pool)",
+    "convert": ("daemon.app:cli_convert", "convert one file (parallel chunks on the warm pool)",
                 "Convert INPUT to OUTPUT with the configured engine.  The output format follows "
                 "OUTPUT's extension.  Prints a progress bar on a terminal and a one-line summary."),
     "run": ("daemon.app:cli_run", "run the watch-folder service",
@@ -31,7 +31,7 @@ COMMANDS = {
             "quarantine failures in VOICE_DAEMON_FAILED_DIR.  Stops cleanly on SIGTERM/SIGINT."),
     "status": ("daemon.spool:cli_status", "show queued, in-flight, done and failed jobs",
                "Read the state folders and print what is queued, in flight, done and failed."),
-    "bench": ("daemon.bench:cli_bench", "benchmark sequential / threads / reload / pool",
+    "bench": ("daemon.app:cli_bench", "benchmark sequential / threads / reload / pool",
               "Run one fixed workload made from the shared speech recordings through each way of "
               "running it and print a table (and JSON with --json)."),
     "voices": ("daemon.models.cli:cli_voices", "list the speakers of the configured TTS",
@@ -133,6 +133,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("voice-daemon: interrupted", file=sys.stderr)
         return 130
+    except UsageError as exc:
+        print(f"voice-daemon {args.command}: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except SettingsError as exc:  # e.g. `run` finds its folders overlapping
+        print(f"voice-daemon: configuration error: {exc}", file=sys.stderr)
+        return exc.exit_code
     except VoiceDaemonError as exc:
         print(f"voice-daemon: error: {exc}", file=sys.stderr)
         return exc.exit_code

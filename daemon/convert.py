@@ -2,7 +2,8 @@
 
 ``run_job`` knows nothing about processes: it is given a ``submit(Task) ->
 Future`` function (the warm pool's, or ``InlineRunner.submit`` to run every stage
-in this process).  ``cli_convert`` is `voice-daemon convert`.
+in this process).  ``convert_command`` is `voice-daemon convert`, given the runner
+to use by the composition root (``daemon/app.py``).
 """
 
 from __future__ import annotations
@@ -12,17 +13,25 @@ import sys
 import tempfile
 import time
 from concurrent.futures import Future, as_completed, wait
-from importlib import import_module
+from functools import partial
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Protocol
 
 from daemon import log
 from daemon.audio import io as aio
 from daemon.errors import InputError, OutputError
-from daemon.jobs import Task, TaskResult
+from daemon.jobs import Task, TaskResult, resolve
 
 Submit = Callable[[Task], Future]
 CHARS_PER_SECOND = 15  # rough speaking rate: scales a text job's deadline
+
+
+class Runner(Protocol):
+    """What runs a job's tasks: the warm pool, or ``InlineRunner``."""
+
+    def submit(self, task: Task) -> Future: ...
+
+    def close(self, grace: float = ...) -> None: ...
 
 
 class InlineRunner:
@@ -38,8 +47,7 @@ class InlineRunner:
         fut: Future = Future()
         t0 = time.perf_counter()
         try:
-            module, name = task.func.split(":")
-            func = self._funcs.get(task.func) or getattr(import_module(module), name)
+            func = self._funcs.get(task.func) or resolve(task.func)
             self._funcs[task.func] = func
             value = func(**task.kwargs)
         except BaseException as exc:  # delivered through the future, like the pool does
@@ -52,12 +60,29 @@ class InlineRunner:
         pass
 
 
+def job_runner(settings) -> Callable[..., dict]:
+    """``run_job`` as the settings want it: the resynth engine speaks the words of a transcript
+    found beside the input; the other engines take no transcript."""
+    return partial(run_job, transcripts=settings.engine == "resynth")
+
+
 def find_transcript(input: Path) -> Path | None:
     for ext in aio.TRANSCRIPT_EXTENSIONS:
         p = input.with_suffix(ext)
         if p != input and p.is_file() and not p.is_symlink():
             return p
     return None
+
+
+def read_transcript(input: Path) -> list[dict] | None:
+    """The phrases of the transcript beside ``input`` (same stem), or None; InputError if it is bad."""
+    if (path := find_transcript(input)) is None:
+        return None
+    from daemon.engines.resynth.transcript import load_transcript
+
+    phrases = load_transcript(path)
+    log.get().info("convert.transcript", path=str(path), phrases=len(phrases))
+    return phrases
 
 
 def chunk_hints(phrases: list[dict], start_s: float, end_s: float) -> dict | None:
@@ -73,17 +98,20 @@ def chunk_hints(phrases: list[dict], start_s: float, end_s: float) -> dict | Non
 
 
 def run_job(submit: Submit, input: str | Path, output: str | Path, work_dir: str | Path, *,
-            voice: str | None = None, group: str = "", transcript: list[dict] | None = None,
+            voice: str | None = None, group: str = "", transcripts: bool = False,
             progress: Callable[[str, float], None] | None = None) -> dict:
     """Convert ``input`` to ``output`` through ``submit``; return figures.
 
-    ``progress(stage, audio_seconds_done)`` is called after prepare and after each chunk.
+    ``transcripts``: read a transcript beside the input (``.srt``, ``.vtt``, ``.txt``) and hand
+    each chunk its phrases.  ``progress(stage, audio_seconds_done)`` is called after prepare and
+    after each chunk.
     """
     t0 = time.monotonic()
     work = Path(work_dir)
     (work / "chunks").mkdir(parents=True, exist_ok=True)
-    if Path(input).suffix.lower() == ".txt":
+    if Path(input).suffix.lower() == ".txt":  # a text alone is itself the job
         return _speak(submit, input, output, work, voice=voice, group=group, t0=t0)
+    transcript = read_transcript(Path(input)) if transcripts else None
     # Scales the deadline of decode + VAD without parsing the file here: bytes / 4000 is the length
     # at 32 kbit/s, an upper bound for any codec we read (so the deadline errs on the long side).
     try:
@@ -174,40 +202,24 @@ def check_paths(input: Path, output: Path, overwrite: bool) -> aio.AudioInfo | N
     return info
 
 
-def make_runner(settings, sequential: bool):
-    """The warm pool (default), or everything in this process with ``--sequential``."""
-    if sequential:
-        return InlineRunner(settings)
-    from daemon.pool import WorkerPool
-
-    pool = WorkerPool.from_settings(settings)
-    pool.start()
-    return pool
-
-
-def cli_convert(settings, args) -> int:
+def convert_command(settings, args, make_runner: Callable[[], Runner]) -> int:
+    """`voice-daemon convert INPUT OUTPUT`: ``make_runner()`` gives what runs the tasks (something
+    with ``submit`` and ``close``), built once the paths are known to be good."""
     inp, out = Path(args.input), Path(args.output)
     info = check_paths(inp, out, args.overwrite)
-    logger = log.get()
-    transcript = None
-    if settings.engine == "resynth" and info and (tpath := find_transcript(inp)) is not None:
-        from daemon.engines.resynth.transcript import load_transcript
-
-        transcript = load_transcript(tpath)
-        logger.info("convert.transcript", path=str(tpath), phrases=len(transcript))
     bar = _progress_bar(info.duration if info else 0.0, enabled=bool(info) and not args.no_progress and sys.stderr.isatty())
     t0 = time.monotonic()
-    runner = make_runner(settings, args.sequential)
+    runner = make_runner()
     startup = time.monotonic() - t0
     try:
         with tempfile.TemporaryDirectory(prefix="voice-daemon-") as work:
-            fig = run_job(runner.submit, inp, out, work, voice=args.voice or None,
-                          transcript=transcript, progress=bar.update if bar else None)
+            fig = job_runner(settings)(runner.submit, inp, out, work, voice=args.voice or None,
+                                       progress=bar.update if bar else None)
     finally:
         if bar:
             bar.close()
         runner.close()
-    logger.info("convert.done", **{k: v for k, v in fig.items() if k != "source"})
+    log.get().info("convert.done", **{k: v for k, v in fig.items() if k != "source"})
     print(f"{inp} -> {fig['output']}: {fig['audio_seconds']:.1f} s of audio in {fig['wall_seconds']:.1f} s "
           f"(real-time factor {fig['rtf']}, {fig['chunks']} chunks, {len(fig['worker_pids'])} process(es); "
           f"models loaded in {startup:.1f} s before that)")
@@ -232,6 +244,3 @@ class _Bar:
 
 def _progress_bar(total: float, enabled: bool) -> _Bar | None:
     return _Bar(total) if enabled else None
-
-
-__all__ = ["InlineRunner", "run_job", "cli_convert", "check_paths", "make_runner", "InputError"]

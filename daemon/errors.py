@@ -57,3 +57,20 @@ class PoolStartError(VoiceDaemonError):
     """Workers could not start (usually: their models failed to load)."""
 
     exit_code = 78
+
+
+class UsageError(VoiceDaemonError):
+    """A command's own arguments are wrong in a way argparse cannot check (exit 2, as argparse)."""
+
+    exit_code = 2  # EX_USAGE as argparse uses it
+
+
+class AlreadyRunningError(VoiceDaemonError):
+    """Another voice-daemon holds the state folder's lock."""
+
+
+class PoolClosedError(RuntimeError):
+    """A task was submitted to a worker pool that is closing or closed.
+
+    A RuntimeError, as it always was; its own type so a caller can tell "the pool is
+    being stopped" from a failure of the task."""

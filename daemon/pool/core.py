@@ -22,7 +22,7 @@ from concurrent.futures import Future
 from multiprocessing.connection import wait
 
 from daemon import log as logs
-from daemon.errors import PoolStartError, TaskError
+from daemon.errors import PoolClosedError, PoolStartError, TaskError
 from daemon.jobs import Task, TaskResult
 from daemon.pool import remote
 from daemon.pool.queue import FairQueue
@@ -59,7 +59,6 @@ class PoolCore:
         self.opts = opts
         self._ctx = multiprocessing.get_context("spawn")
         self._lock = threading.Lock()
-        self._changed = threading.Condition(self._lock)
         self._queue: FairQueue[_Entry] = FairQueue()
         self._workers: dict[int, Worker] = {}
         self._handles: dict = {}
@@ -70,7 +69,7 @@ class PoolCore:
         self._task_ids = itertools.count(1)
         self._thread: threading.Thread | None = None
         self._done = threading.Event()
-        self._starting = True            # start() has not returned yet
+        self._starting = True            # not every worker has been warm yet
         self._closing = False
         self._close_deadline = 0.0
         self._close_begun = False
@@ -78,9 +77,13 @@ class PoolCore:
         self.broken: str | None = None
         self.broken_cause: BaseException | None = None  # the initializer's exception, rebuilt
         self.counts: Counter = Counter()
+        # Resolved by the dispatcher, outside the lock: waiters (the daemon's loop) get one event each.
+        self.started: Future = Future()         # None once every worker is warm, or PoolStartError
+        self.broken_signal: Future = Future()   # the reason, once the pool breaks
 
     # ---- called by other threads --------------------------------------------------
-    def start(self) -> None:
+    def start(self) -> Future:
+        """Spawn every child; the Future resolves once all are warm, or fails with PoolStartError."""
         with self._lock:
             if self._thread is not None or self._closing:
                 raise RuntimeError("a pool can be started once")
@@ -93,21 +96,7 @@ class PoolCore:
                 raise PoolStartError(f"cannot start workers: {exc}") from exc
             self._thread = threading.Thread(target=self._loop, name="pool-dispatcher", daemon=True)
             self._thread.start()
-        try:
-            with self._changed:
-                self._changed.wait_for(
-                    lambda: self.broken or self._done.is_set()
-                    or sum(w.ready for w in self._workers.values()) >= self.opts.workers)
-                reason = self.broken or ("the pool closed while starting" if self._done.is_set() else None)
-        except BaseException:
-            self.close(0)
-            raise
-        if reason:
-            self.close(0)
-            raise PoolStartError(reason) from self.broken_cause
-        self._starting = False
-        log.info("pool.started", workers=self.opts.workers, threads_per_worker=self.opts.threads_per_worker,
-                 seconds=round(time.monotonic() - self._opened_at, 3))
+        return self.started
 
     def submit(self, task: Task) -> Future:
         if ":" not in task.func:
@@ -117,7 +106,7 @@ class PoolCore:
         future: Future = Future()
         with self._lock:
             if self._closing:
-                raise RuntimeError("cannot submit to a closed worker pool")
+                raise PoolClosedError("cannot submit to a closed worker pool")
             if self.broken:
                 raise PoolBrokenError(self.broken)
             if self._thread is None:
@@ -185,7 +174,7 @@ class PoolCore:
                         self._advance_close(settle)
                     else:
                         self._dispatch()
-                    self._changed.notify_all()
+                    self._check_started(settle)
                 _settle(settle)
         except BaseException as exc:  # noqa: BLE001 - a bug here must not leave children behind
             crash = exc
@@ -195,12 +184,33 @@ class PoolCore:
                 self._closing = True
                 if crash is not None and not self.broken:
                     self.broken = f"the pool's dispatcher failed: {crash!r}"
-                settle = self._teardown()
-                self._changed.notify_all()
+                    settle = [(self.broken_signal, self.broken, None)]
+                else:
+                    settle = []
+                settle += self._teardown()
+                if self._starting:
+                    reason = self.broken or "the pool closed while starting"
+                    settle.append((self.started, None, self._start_error(reason)))
             _settle(settle)
             figures = {k: self.counts[k] for k in ("tasks_done", "tasks_failed", "restarts", "recycled")}
             log.info("pool.closed", **figures, seconds=round(time.monotonic() - self._opened_at, 3))
             self._done.set()
+
+    def _check_started(self, settle: list) -> None:
+        if not self._starting or self.started.done():
+            return
+        if self.broken:
+            settle.append((self.started, None, self._start_error(self.broken)))
+        elif sum(w.ready for w in self._workers.values()) >= self.opts.workers:
+            self._starting = False
+            log.info("pool.started", workers=self.opts.workers, threads_per_worker=self.opts.threads_per_worker,
+                     seconds=round(time.monotonic() - self._opened_at, 3))
+            settle.append((self.started, None, None))
+
+    def _start_error(self, reason: str) -> PoolStartError:
+        exc = PoolStartError(reason)
+        exc.__cause__ = self.broken_cause  # the initializer's exception, rebuilt, when there is one
+        return exc
 
     def _refresh_handles(self) -> list:
         self._handles = {}
@@ -356,6 +366,7 @@ class PoolCore:
     def _break(self, reason: str, settle: list) -> None:
         self.broken = reason
         log.error("pool.broken", reason=reason)
+        settle.append((self.broken_signal, reason, None))
         for entry in self._queue.drain():
             settle.append((entry.future, None, PoolBrokenError(reason)))
 

@@ -12,7 +12,6 @@ from concurrent.futures import Future
 from typing import Any, Callable
 
 from daemon.jobs import Task
-from daemon.log import resolve_format
 from daemon.pool.core import PoolCore
 from daemon.pool.worker import PoolOptions
 
@@ -59,19 +58,20 @@ class WorkerPool:
         self._finalizer = weakref.finalize(self, self._core.close, 0.0)
 
     @classmethod
-    def from_settings(cls, settings, *, initializer: str | None = "daemon.pipeline:init_worker",
-                      init_args: tuple | None = None, log_config: dict | None = None,
-                      **overrides: Any) -> "WorkerPool":
+    def from_settings(cls, settings, *, initializer: str | None, init_args: tuple = (),
+                      log_config: dict | None, **overrides: Any) -> "WorkerPool":
         """The pool the settings describe (VOICE_DAEMON_WORKERS, THREADS_PER_WORKER, MAX_ATTEMPTS,
-        TASK_TIMEOUT_SECONDS, MAX_TASKS_PER_WORKER, WORKER_START_TIMEOUT_SECONDS)."""
+        TASK_TIMEOUT_SECONDS, MAX_TASKS_PER_WORKER, WORKER_START_TIMEOUT_SECONDS).
+
+        What the children run and how they log is the caller's to say (``daemon/app.py``):
+        the pool knows nothing about the pipeline."""
         fixed = settings.task_timeout_seconds
         options = dict(
             workers=settings.workers,
             initializer=initializer,
-            init_args=(settings,) if init_args is None else init_args,
+            init_args=init_args,
             threads_per_worker=settings.torch_threads,
-            # Resolved here: a child's stderr is not a terminal, "auto" must mean what it means here.
-            log_config=log_config or {"fmt": resolve_format(settings.log_format), "level": settings.log_level},
+            log_config=log_config,
             max_attempts=settings.max_attempts,
             default_timeout=fixed if fixed > 0 else AudioScaledTimeout(),
             max_tasks_per_worker=settings.max_tasks_per_worker,
@@ -83,17 +83,29 @@ class WorkerPool:
     def start(self) -> "WorkerPool":
         """Start every child and wait until all are warm; raise PoolStartError (with the
         child's cause) if one cannot load, after cleaning up every child."""
-        self._core.start()
+        started = self.start_async()
+        try:
+            started.result()
+        except BaseException:  # PoolStartError, or Ctrl-C while the models load
+            self.close(0)
+            raise
         return self
+
+    def start_async(self) -> Future:
+        """Start every child without waiting: the Future resolves once all are warm, or fails
+        with PoolStartError (then ``close()`` the pool).  For a caller that waits on other
+        things at the same time, such as a signal."""
+        return self._core.start()
+
+    def on_broken(self, callback: Callable[[str], None]) -> None:
+        """Call ``callback(reason)`` once, from the pool's thread, when the pool breaks (at once if
+        it is broken already).  It must not block: it runs where the pool settles futures."""
+        self._core.broken_signal.add_done_callback(lambda f: callback(f.result()))
 
     def submit(self, task: Task) -> Future:
         """Queue ``task``; raises at once if its arguments cannot be pickled, the pool is
-        closed (RuntimeError) or broken (PoolBrokenError)."""
+        closed (PoolClosedError, a RuntimeError) or broken (PoolBrokenError)."""
         return self._core.submit(task)
-
-    def submit_many(self, tasks) -> list[Future]:
-        """``submit`` each task in order; the Futures in the same order."""
-        return [self.submit(task) for task in tasks]
 
     def stats(self) -> dict:
         return self._core.stats()

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from helpers import media, wait_until
+from helpers import live_in_group, media, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 180  # two workers loading models on a busy 2-core machine
@@ -141,17 +141,7 @@ def _hidden(root: Path) -> list[str]:
 
 
 def _group_alive(pgid: int) -> bool:
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                rest = f.read().decode(errors="replace").rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if rest[0] != "Z" and int(rest[2]) == pgid:
-            return True
-    return False
+    return bool(live_in_group(pgid))
 
 
 @pytest.fixture

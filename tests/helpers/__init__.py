@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 
@@ -15,3 +16,20 @@ def wait_until(predicate, timeout: float = 30.0, interval: float = 0.05, message
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s: {message or predicate}")
         time.sleep(interval)
+
+
+def live_in_group(pgid: int) -> list[int]:
+    """PIDs of the live (non-zombie) processes of process group ``pgid``, read from /proc: what a
+    program started with ``start_new_session=True`` left behind, its workers included."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                rest = f.read().decode(errors="replace").rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if rest[0] != "Z" and int(rest[2]) == pgid:
+            found.append(int(entry))
+    return found

@@ -96,16 +96,32 @@ def _module():
     return sys.modules[MODULE]
 
 
-def build_fake_silero(path) -> Path:
-    """Write the stand-in model to ``path`` (a ``.pt`` torch.package) and return it."""
+#: Put before the model's source in a slow stand-in: loading it (which runs the file's code, as a
+#: real Silero model's does) first notes the loading process's pid in a file, then takes its time.
+SLOW_LOAD = """
+import os as _os, time as _time
+with open({marker!r}, "a") as _f:
+    _f.write(f"{{_os.getpid()}}\\n")
+_time.sleep({seconds!r})
+"""
+
+
+def build_fake_silero(path, *, load_seconds: float = 0.0, loading_marker=None) -> Path:
+    """Write the stand-in model to ``path`` (a ``.pt`` torch.package) and return it.
+
+    ``load_seconds``: a model that takes that long to load, appending the loading process's pid
+    to ``loading_marker`` as it begins (lets a test stop a program while its models load)."""
     from torch.package import PackageExporter
 
     path = Path(path)
-    model = _module().StandInTTS()
+    model = _module().StandInTTS()  # pickled by the class's name: the packaged source is what loads
+    source = SOURCE
+    if load_seconds:
+        source = SLOW_LOAD.format(marker=str(loading_marker), seconds=float(load_seconds)) + SOURCE
     with warnings.catch_warnings(), PackageExporter(str(path)) as exp:
         warnings.simplefilter("ignore", UserWarning)  # torch's own TypedStorage deprecation notice
         exp.save_source_string(PACKAGE, "", is_package=True)
-        exp.save_source_string(MODULE, SOURCE)
-        exp.extern(["torch", "torch.**", "math"])
+        exp.save_source_string(MODULE, source)
+        exp.extern(["torch", "torch.**", "math", "os", "time"])
         exp.save_pickle("tts_models", "model", model)
     return path

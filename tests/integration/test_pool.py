@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from daemon.errors import InputError, PoolStartError, TaskError
+from daemon.errors import InputError, PoolClosedError, PoolStartError, TaskError
 from daemon.pool import AudioScaledTimeout, PoolBrokenError, Task, WorkerPool
 from helpers import wait_until
 
@@ -174,7 +174,7 @@ def test_idle_worker_killed_from_outside_is_replaced(make_pool):
     os.kill(victim, signal.SIGKILL)
     wait_until(lambda: pool.stats()["ready"] == 2 and victim not in pool.stats()["pids"], timeout=60)
     assert pool.stats()["restarts"] == 1
-    assert all(f.result(timeout=30).attempts == 1 for f in pool.submit_many(task("square", x=i) for i in range(4)))
+    assert all(f.result(timeout=30).attempts == 1 for f in [pool.submit(task("square", x=i)) for i in range(4)])
 
 
 def test_results_that_cannot_be_pickled_fail_their_task_only(make_pool):
@@ -225,6 +225,36 @@ def test_replacement_that_cannot_load_breaks_the_pool_without_a_loop(make_pool, 
     assert (stats["models_loaded"], stats["restarts"], stats["alive"]) == (1, 1, 0)
 
 
+def test_on_broken_tells_once_with_the_reason_even_a_late_listener(make_pool, tmp_path):
+    marker = tmp_path / "models-gone"
+    pool = make_pool(1, initializer=T + "init_fail_if_exists", init_args=(str(marker),))
+    heard: list[str] = []
+    pool.on_broken(heard.append)
+    marker.touch()
+    with pytest.raises(PoolBrokenError):
+        pool.submit(task("kill_self")).result(timeout=60)
+    wait_until(lambda: heard, timeout=30)
+    late: list[str] = []
+    pool.on_broken(late.append)  # broken already: called at once
+    assert heard == late == [pool.broken] and "cannot load models" in heard[0]
+
+
+def test_start_async_resolves_when_warm_and_fails_when_closed_while_loading(tmp_path):
+    gate = tmp_path / "gate"
+    warm = WorkerPool(1, initializer=T + "init_record")
+    started = warm.start_async()
+    assert started.result(timeout=60) is None and warm.stats()["ready"] == 1
+    warm.close()
+    slow = WorkerPool(2, initializer=T + "init_wait_if_exists", init_args=(str(tmp_path), str(gate)))
+    started = slow.start_async()  # both children wait in their initializer for a gate never opened
+    wait_until(lambda: slow.stats()["starting"] == 2, timeout=30)
+    pids = [w.pid for w in slow._core._workers.values()]
+    slow.close(0)
+    with pytest.raises(PoolStartError, match="closed while starting"):
+        started.result(timeout=30)
+    assert not any(alive(pid) for pid in pids)
+
+
 # ---- recycling ------------------------------------------------------------------------------
 def test_recycled_after_n_tasks_replacement_warm_first_old_finishes_its_task(make_pool, tmp_path):
     slow_start, ready_gate, task_gate = tmp_path / "slow", tmp_path / "ready", tmp_path / "task"
@@ -244,7 +274,7 @@ def test_recycled_after_n_tasks_replacement_warm_first_old_finishes_its_task(mak
     wait_until(lambda: pool.stats()["recycled"] == 1, timeout=30)
     wait_until(lambda: not alive(old), timeout=30)
 
-    later = [f.result(timeout=60) for f in pool.submit_many(task("square", x=i) for i in range(5))]
+    later = [f.result(timeout=60) for f in [pool.submit(task("square", x=i)) for i in range(5)]]
     assert [r.value["y"] for r in later] == [i * i for i in range(5)]
     assert old not in {r.worker_pid for r in later}
     assert pool.stats()["restarts"] == 0
@@ -286,6 +316,14 @@ def test_close_lets_a_running_task_finish_within_grace(make_pool, tmp_path):
     closer.join(60)
     assert not closer.is_alive()
     assert running.result(timeout=5).value["tag"] == "finished"
+
+
+def test_submit_after_close_raises_pool_closed_error():
+    pool = WorkerPool(1, initializer=T + "init_record")
+    pool.close()
+    with pytest.raises(PoolClosedError, match="closed worker pool") as info:
+        pool.submit(task("whoami"))
+    assert isinstance(info.value, RuntimeError)  # what callers caught before it had a type
 
 
 def test_context_manager_leaves_no_children():

@@ -12,7 +12,7 @@ import os
 
 import pytest
 
-from daemon import bench
+from daemon import app, bench
 from daemon.settings import load_settings
 
 
@@ -28,7 +28,7 @@ def test_bench_runs_every_mode_and_reports(tmp_path, monkeypatch, capsys, speech
     out = tmp_path / "bench.json"
     args = argparse.Namespace(modes=",".join(bench.MODES), quick=True, json=str(out))
 
-    assert bench.cli_bench(settings, args) == 0
+    assert app.cli_bench(settings, args) == 0
 
     report = json.loads(out.read_text())
     table = capsys.readouterr().out

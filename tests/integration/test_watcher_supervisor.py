@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,9 @@ from daemon.jobs import Task
 from daemon.pool import WorkerPool
 from daemon.settings import Settings
 from daemon.spool import Spool
-from daemon.supervisor import Signals, Supervisor
+from daemon.metrics import Metrics
+from daemon.supervisor import Events, Signals, Supervisor
+from daemon.systemd import Notifier
 from daemon.watcher import Watcher
 from helpers import wait_until
 
@@ -38,15 +41,19 @@ def scripted_run_job(submit, input, output, work_dir, *, voice=None, group="", t
 
 
 class Running:
-    """A supervisor loop in a thread; ``stop()`` does what SIGTERM's handler does: count."""
+    """A supervisor loop in a thread; ``stop()`` does what SIGTERM's handler does."""
 
     def __init__(self, settings, *, resume: bool = False):
         self.spool = Spool(settings)
         self.spool.ensure_dirs()
         recovered = self.spool.recover() if resume else []
         self.pool = WorkerPool(workers=2, max_attempts=2, start_timeout=120).start()
-        self.signals = Signals()
-        self.sup = Supervisor(settings, self.spool, self.pool, signals=self.signals, run_job=scripted_run_job)
+        events = Events()
+        self.signals = Signals(events)
+        # No systemd here (the notifier is a no-op without NOTIFY_SOCKET); metrics counted, not served.
+        self.sup = Supervisor(settings, self.spool, self.pool, events=events, signals=self.signals,
+                              notifier=Notifier(environ={}), metrics=Metrics(settings),
+                              run_job=scripted_run_job, clock=time.time)
         self.watcher = Watcher(settings, self.sup.on_candidate)
         self.result = None
         self.thread = threading.Thread(target=self._run, args=(recovered,), name="supervisor-under-test")
@@ -56,8 +63,8 @@ class Running:
         self.result = self.sup.run(self.watcher, recovered)
 
     def stop(self, signals: int = 1):
-        self.signals.count += signals
-        self.signals.last = "SIGTERM"
+        for _ in range(signals):
+            self.signals.receive("SIGTERM")
         self.thread.join(120)
         assert not self.thread.is_alive()
         self.pool.close(5)

@@ -1,9 +1,13 @@
 """The loop: intake → claim → dispatch → commit / retry / quarantine, and shutdown.
 
-One thread (the main one) makes every decision and every move of a file.  Signal
-handlers only count signals.  Each job's orchestration (``convert.run_job``: prepare →
-chunks in parallel → finish) runs in a small bounded thread pool here; those threads
-only wait on the worker pool's futures, the CPU work happens in the spawn children.
+One thread (the main one) makes every decision and every move of a file.  It blocks on
+one queue of events (``events.py``): signals, files from the watcher, finished jobs, a
+broken pool.  It wakes without an event only for a real deadline: the next delayed
+retry, the end of the shutdown grace, the next watchdog heartbeat.
+
+Each job's orchestration (``run_job``: prepare → chunks in parallel → finish) runs in a
+small bounded thread pool here; those threads only wait on the worker pool's futures,
+the CPU work happens in the spawn children.
 
 Shutdown (SIGTERM/SIGINT): stop intake, let running jobs finish for
 SHUTDOWN_GRACE_SECONDS, then stop the workers and put what did not finish back in
@@ -12,46 +16,21 @@ the spool (resumed at the next start).  A second signal skips the wait.
 
 from __future__ import annotations
 
-import heapq
-import queue
-import signal
-import threading
 import time
 from collections import deque
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
-from daemon import log
-from daemon.errors import InputError, ModelError, OutputError, PoolStartError, TaskError
+from daemon.errors import InputError, ModelError, OutputError, PoolClosedError, PoolStartError, TaskError
 from daemon.spool import Job, Spool, fsync_file
+from daemon.supervisor.events import CANDIDATE, FINISHED, POOL_BROKEN, Events, Signals
+from daemon.supervisor.report import Reporter
+from daemon.supervisor.schedule import Schedule
 from daemon.watcher import Candidate
 
-TICK = 0.2  # longest the loop sleeps; a finished job or a new file wakes it sooner
-
-
-class Signals:
-    """Counts SIGTERM/SIGINT; the handler does nothing else (the loop acts)."""
-
-    def __init__(self):
-        self.count = 0
-        self.last: str | None = None
-        self._old: dict[int, object] = {}
-
-    def install(self) -> "Signals":
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            self._old[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def restore(self) -> None:
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-        self._old.clear()
-
-    def _handle(self, signum, _frame) -> None:
-        self.count += 1
-        self.last = signal.Signals(signum).name
+INTAKE_LIMIT = 64     # claims per turn, and
+INTAKE_BUDGET = 1.0   # seconds of claiming per turn: a claim across filesystems copies the file
 
 
 @dataclass
@@ -77,45 +56,34 @@ def describe_error(exc: BaseException) -> tuple[str, str, bool]:
 
 
 class Supervisor:
-    def __init__(self, settings, spool: Spool, pool, *, signals: Signals | None = None,
-                 notifier=None, metrics=None, run_job: Callable | None = None,
-                 clock: Callable[[], float] = time.time):
+    """Every collaborator is given (``daemon/app.py`` builds them): ``run_job(submit, src, out_tmp,
+    work_dir, voice=, group=)`` converts one job through ``pool.submit``; ``clock`` is the wall
+    clock of the spool's retry times."""
+
+    def __init__(self, settings, spool: Spool, pool, *, events: Events, signals: Signals, notifier,
+                 metrics, run_job: Callable[..., dict], clock: Callable[[], float]):
         self.s, self.spool, self.pool = settings, spool, pool
-        self.signals = signals or Signals()
-        if notifier is None:
-            from daemon.systemd import Notifier
-
-            notifier = Notifier()
-        if metrics is None:
-            from daemon.metrics import Metrics
-
-            metrics = Metrics(settings)  # counted, not served: only app.py starts the server
-        self.notifier, self.metrics = notifier, metrics
-        if run_job is None:
-            from daemon.convert import run_job
-        self.run_job = run_job
-        self.clock = clock
+        self.events, self.signals, self.notifier = events, signals, notifier
+        self.run_job, self.clock = run_job, clock
+        self.report = Reporter(settings, notifier, metrics)
+        self.log = self.report.log
         self.max_jobs = max(2, 2 * settings.workers)  # keeps workers busy while a job is between stages
-        self.intake: queue.SimpleQueue[Candidate] = queue.SimpleQueue()
-        self.ready: deque[Job] = deque()
-        self.delayed: list[tuple[float, str, Job]] = []  # (not_before, id, job): retry backoff
+        self.schedule: Schedule[Job] = Schedule(max_attempts=settings.max_attempts,
+                                                backoff_seconds=settings.retry_backoff_seconds, clock=clock)
+        self.intake: deque[Candidate] = deque()  # handed over by the watcher, not yet claimed
         self.running: dict[str, Running] = {}
-        self.counts = {"done": 0, "failed": 0, "retried": 0}
-        self._wake = threading.Event()
         self._executor = ThreadPoolExecutor(max_workers=self.max_jobs, thread_name_prefix="job")
         self._claim_errors: set[str] = set()
-        self._last_status = ""
-        self.log = log.get("supervisor")
 
     # --- called from other threads ------------------------------------------------
     def on_candidate(self, cand: Candidate) -> None:
-        self.intake.put(cand)
-        self._wake.set()
+        self.events.put(CANDIDATE, cand)
 
     # --- the loop -------------------------------------------------------------------
     def run(self, watcher, recovered: list[Job] = ()) -> int:
         for job in recovered:
             self._enqueue(job, recovered=True)
+        self.pool.on_broken(lambda reason: self.events.put(POOL_BROKEN, reason))
         watcher.start()
         self.notifier.ready(f"watching {self.spool.inbox}; {len(recovered)} job(s) resumed")
         self.log.info("daemon.ready", inbox=str(self.spool.inbox), outbox=str(self.spool.outbox),
@@ -136,20 +104,39 @@ class Supervisor:
                     self._take_intake()
                     self._dispatch()
                 self._collect()
-                self._heartbeat()
+                self._turn()
                 if stop_at is not None and (not self.running or self.signals.count > 1
                                             or time.monotonic() >= stop_at):
                     break
-                self._wake.wait(TICK)
-                self._wake.clear()
+                self._receive(self._timeout(stop_at))
         finally:
             watcher.stop()
             self._stop_running()
-        self.log.info("daemon.stopped", done=self.counts["done"], failed=self.counts["failed"],
-                      left_queued=len(self.ready) + len(self.delayed))
+        self.log.info("daemon.stopped", done=self.report.counts["done"], failed=self.report.counts["failed"],
+                      left_queued=len(self.schedule))
         if broken:
             raise PoolStartError(f"the worker pool broke: {broken}")
         return 0
+
+    def _receive(self, timeout: float) -> None:
+        """Block until an event comes or ``timeout`` passes, then take every event waiting.  Only
+        candidates carry work; the other kinds wake the loop, which then looks at what changed."""
+        event = self.events.get(timeout)
+        while event is not None:
+            if event.kind == CANDIDATE:
+                self.intake.append(event.value)
+            event = self.events.get_nowait()
+
+    def _timeout(self, stop_at: float | None) -> float:
+        now = time.monotonic()
+        if self.intake and stop_at is None:
+            return 0.0  # the last turn's claiming ran out of budget
+        deadlines = [self.report.next_turn()]
+        if stop_at is not None:
+            deadlines.append(stop_at)
+        elif (due := self.schedule.next_due()) is not None and len(self.running) < self.max_jobs:
+            deadlines.append(now + due - self.clock())  # a full house wakes on a finished job instead
+        return max(0.0, min(deadlines) - now)
 
     def _begin_stop(self, watcher) -> None:
         self.log.info("daemon.stopping", signal=self.signals.last, running=len(self.running),
@@ -167,18 +154,17 @@ class Supervisor:
         self._collect(putting_back=True)
 
     # --- intake and dispatch ------------------------------------------------------
-    def _take_intake(self, limit: int = 64, budget: float = 1.0) -> None:
+    def _take_intake(self) -> None:
         """Claim what the watcher handed over (a bounded number and time per turn, so a burst
-        of files does not starve the rest of the loop: a claim across filesystems copies)."""
-        deadline = time.monotonic() + budget
-        for _ in range(limit):
+        of files does not starve the rest of the loop)."""
+        deadline = time.monotonic() + INTAKE_BUDGET
+        for _ in range(INTAKE_LIMIT):
+            if not self.intake:
+                return
             if time.monotonic() > deadline:
-                self.notifier.heartbeat()
+                self.report.heartbeat()
                 return
-            try:
-                cand = self.intake.get_nowait()
-            except queue.Empty:
-                return
+            cand = self.intake.popleft()
             try:
                 job = self.spool.claim(cand.path)
             except Exception as exc:  # e.g. no permission to move it: the file stays, the daemon too
@@ -194,41 +180,25 @@ class Supervisor:
                 self._quarantine(job, f"The input {cand.reason}.", "intake")
 
     def _enqueue(self, job: Job, recovered: bool = False) -> None:
-        self.log.info("job.queued", job_id=job.id, input=job.rel, voice=job.voice or self.s.voice,
-                      attempts=job.attempts, **({"resumed": True} if recovered else {}))
-        if job.not_before > self.clock():
-            heapq.heappush(self.delayed, (job.not_before, job.id, job))
-        else:
-            self.ready.append(job)
+        self.report.job(job).queued(resumed=recovered)
+        self.schedule.add(job)
 
     def _dispatch(self) -> None:
-        now = self.clock()
-        while self.delayed and self.delayed[0][0] <= now:
-            self.ready.append(heapq.heappop(self.delayed)[2])
-        while self.ready and len(self.running) < self.max_jobs:
-            job = self.ready.popleft()
+        while len(self.running) < self.max_jobs and (job := self.schedule.pop()) is not None:
             try:
                 out_tmp = self.spool.start(job)
             except OSError as exc:
                 self._attempt_failed(job, exc)
                 continue
-            fut = self._executor.submit(self._run_one, job, self.spool.source(job), out_tmp, self.spool.scratch(job))
-            fut.add_done_callback(lambda _f: self._wake.set())
+            fut = self._executor.submit(self._run_one, job, out_tmp)
+            fut.add_done_callback(lambda _f, job_id=job.id: self.events.put(FINISHED, job_id))
             self.running[job.id] = Running(job, fut, time.monotonic())
-            self.log.info("job.started", job_id=job.id, input=job.rel, engine=self.s.engine,
-                          voice=job.voice or self.s.voice, attempt=job.attempts)
+            self.report.job(job).started()
 
-    def _run_one(self, job: Job, src: Path, out_tmp: Path, scratch: Path) -> dict:
+    def _run_one(self, job: Job, out_tmp) -> dict:
         """In a job thread: waits on the pool's futures; moves no file of the spool."""
-        transcript = None
-        if self.s.engine == "resynth" and src.suffix.lower() != ".txt":  # a .txt alone is itself the job
-            from daemon.convert import find_transcript
-            from daemon.engines.resynth.transcript import load_transcript
-
-            if (tpath := find_transcript(src)) is not None:
-                transcript = load_transcript(tpath)
-        fig = self.run_job(self.pool.submit, src, out_tmp, scratch, voice=job.voice, group=job.id,
-                           transcript=transcript)
+        fig = self.run_job(self.pool.submit, self.spool.source(job), out_tmp, self.spool.scratch(job),
+                           voice=job.voice, group=job.id)
         fsync_file(out_tmp)  # durable before the rename makes it visible
         return fig
 
@@ -258,74 +228,48 @@ class Supervisor:
             if job.state in ("committing", "committed"):
                 # The output may already be published: converting again would duplicate it.
                 # The job stays in work/ in that state; the next start's recovery finishes it.
-                self.log.error("job.commit_error", job_id=job.id, input=job.rel, state=job.state, error=str(exc))
+                self.report.job(job).error("job.commit_error", exc, state=job.state)
                 return
             self._attempt_failed(job, exc, stage="commit")
             return
-        wall = time.monotonic() - r.started
-        audio = float(fig.get("audio_seconds") or 0.0)
-        self.counts["done"] += 1
-        self.metrics.job_done(audio, wall)
-        self.log.info("job.done", job_id=job.id, input=job.rel,
-                      output=final.relative_to(self.spool.outbox).as_posix(), engine=self.s.engine,
-                      voice=job.voice or self.s.voice, audio_seconds=round(audio, 3),
-                      wall_seconds=round(wall, 3), rtf=round(wall / audio, 4) if audio else None,
-                      attempts=job.attempts, task_attempts=fig.get("attempts"),
-                      worker_pids=fig.get("worker_pids"), chunks=fig.get("chunks"))
+        self.report.job(job).done(final.relative_to(self.spool.outbox).as_posix(),
+                                  time.monotonic() - r.started, fig)
 
     def _attempt_failed(self, job: Job, exc: BaseException, stage: str | None = None) -> None:
         cause, err_stage, retryable = describe_error(exc)
         stage = stage or err_stage
-        if retryable and job.attempts < self.s.max_attempts:
-            delay = self.s.retry_backoff_seconds * 2 ** max(0, job.attempts - 1)
-            try:
-                self.spool.retry(job, cause, stage, delay)
-            except OSError as err:  # the state disk is full or gone: leave the job in work/, stay up
-                self.log.error("job.retry_error", job_id=job.id, input=job.rel, error=str(err))
-                return
-            self.counts["retried"] += 1
-            self.metrics.job_retried()
-            self.log.warning("job.retry", job_id=job.id, input=job.rel, engine=self.s.engine,
-                             voice=job.voice or self.s.voice, attempts=job.attempts, stage=stage,
-                             error=cause, retry_in=round(delay, 3))
-            heapq.heappush(self.delayed, (job.not_before, job.id, job))
+        delay = self.schedule.retry_delay(job.attempts, retryable)
+        if delay is None:
+            self._quarantine(job, cause, stage)
             return
-        self._quarantine(job, cause, stage)
+        try:
+            self.spool.retry(job, cause, stage, delay)
+        except OSError as err:  # the state disk is full or gone: leave the job in work/, stay up
+            self.report.job(job).error("job.retry_error", err)
+            return
+        self.report.job(job).retry(stage, cause, delay)
+        self.schedule.add(job)
 
     def _quarantine(self, job: Job, cause: str, stage: str) -> None:
         try:
             dest = self.spool.fail(job, cause, stage)
         except OSError as exc:  # the failed folder itself is unusable: leave the job in work/
-            self.log.error("job.quarantine_error", job_id=job.id, input=job.rel, error=str(exc))
+            self.report.job(job).error("job.quarantine_error", exc)
             return
-        self.counts["failed"] += 1
-        self.metrics.job_failed()
-        self.log.error("job.failed", job_id=job.id, input=job.rel, output=None,
-                       quarantined=dest.relative_to(self.spool.failed_dir).as_posix(), engine=self.s.engine,
-                       voice=job.voice or self.s.voice, attempts=job.attempts, stage=stage, error=cause)
+        self.report.job(job).failed(dest.relative_to(self.spool.failed_dir).as_posix(), stage, cause)
 
     def _put_back(self, job: Job, why: str) -> None:
         try:
             self.spool.put_back(job)
         except OSError as exc:
-            self.log.error("job.put_back_error", job_id=job.id, input=job.rel, error=str(exc))
+            self.report.job(job).error("job.put_back_error", exc)
             return
-        self.log.info("job.put_back", job_id=job.id, input=job.rel, reason=why)
+        self.report.job(job).put_back(why)
 
     # --- health -----------------------------------------------------------------------
-    def _heartbeat(self) -> None:
-        queued = len(self.ready) + len(self.delayed) + self.intake.qsize()
-        self.metrics.set_queue(queued)
-        self.metrics.set_in_flight(len(self.running))
-        self.metrics.loop_tick()
-        stats = self.pool.stats()
-        self.metrics.observe_pool(stats)
-        self.notifier.heartbeat()  # WATCHDOG=1 when due: proves this loop is not stuck
-        status = (f"{queued} queued, {len(self.running)} converting, {self.counts['done']} done, "
-                  f"{self.counts['failed']} failed; workers {stats.get('ready', '?')}/{stats.get('workers', '?')} ready")
-        if status != self._last_status:
-            self._last_status = status
-            self.notifier.status(status)
+    def _turn(self) -> None:
+        self.report.turn(queued=len(self.schedule) + len(self.intake), running=len(self.running),
+                         pool_stats=self.pool.stats())
 
 
 def _is_shutdown(exc: BaseException) -> bool:
@@ -333,4 +277,4 @@ def _is_shutdown(exc: BaseException) -> bool:
         return True
     if isinstance(exc, TaskError) and exc.kind == "shutdown":
         return True
-    return isinstance(exc, RuntimeError) and "closed" in str(exc)
+    return isinstance(exc, PoolClosedError)

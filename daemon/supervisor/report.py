@@ -1,0 +1,114 @@
+"""What the daemon tells the world about its jobs: log lines, metrics, systemd's STATUS= and heartbeats.
+
+``Reporter`` holds the daemon-wide figures; ``Reporter.job(job)`` gives a ``JobReport``
+whose logger is bound once with the job's ``job_id``, ``input``, ``engine`` and ``voice``,
+so every ``job.*`` line carries them.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Callable
+
+from daemon import log
+
+#: /healthz calls the loop stalled after ``metrics.stall_seconds`` without a turn: turn at
+#: least this many times as often, even with nothing to do.
+TURNS_PER_STALL = 3
+
+
+class Reporter:
+    def __init__(self, settings, notifier, metrics, *, monotonic: Callable[[], float] = time.monotonic):
+        self.s, self.notifier, self.metrics = settings, notifier, metrics
+        self.monotonic = monotonic
+        self.log = log.get("supervisor")
+        self.counts = {"done": 0, "failed": 0, "retried": 0}
+        self._jobs: dict[str, JobReport] = {}
+        self._last_status = ""
+        self._turn_at = monotonic()
+        self._beat_due = -math.inf  # the first turn sends one
+
+    def job(self, job) -> "JobReport":
+        """The job's report, made once per job and kept until its outcome is logged."""
+        report = self._jobs.get(job.id)
+        if report is None:
+            bound = self.log.bind(job_id=job.id, input=job.rel, engine=self.s.engine, voice=job.voice or self.s.voice)
+            report = self._jobs[job.id] = JobReport(self, job, bound)
+        return report
+
+    def forget(self, job) -> None:
+        self._jobs.pop(job.id, None)
+
+    # --- the daemon's figures ------------------------------------------------------
+    def turn(self, *, queued: int, running: int, pool_stats: dict) -> None:
+        """Once per turn of the loop: metrics, the watchdog heartbeat when due, the STATUS line."""
+        self._turn_at = self.monotonic()
+        self.metrics.set_queue(queued)
+        self.metrics.set_in_flight(running)
+        self.metrics.loop_tick()
+        self.metrics.observe_pool(pool_stats)
+        self.heartbeat()  # WATCHDOG=1 when due: proves this loop is not stuck
+        status = (f"{queued} queued, {running} converting, {self.counts['done']} done, "
+                  f"{self.counts['failed']} failed; workers {pool_stats.get('ready', '?')}/"
+                  f"{pool_stats.get('workers', '?')} ready")
+        if status != self._last_status:
+            self._last_status = status
+            self.notifier.status(status)
+
+    def heartbeat(self) -> None:
+        """WATCHDOG=1 when due (half of systemd's WatchdogSec after the last); timed here, by the
+        same clock the loop's deadline uses, so that waking at ``next_turn()`` finds it due."""
+        interval = self.notifier.watchdog_interval()
+        now = self.monotonic()
+        if interval is not None and now >= self._beat_due:
+            self.notifier.watchdog()  # a failed send is the notifier's to log; the next is due all the same
+            self._beat_due = now + interval
+
+    def next_turn(self) -> float:
+        """The latest monotonic time of the next turn: the next heartbeat, and often enough for /healthz."""
+        beat = self._beat_due if self.notifier.watchdog_interval() is not None else math.inf
+        return min(beat, self._turn_at + self.metrics.stall_seconds / TURNS_PER_STALL)
+
+
+class JobReport:
+    """The log lines and counters of one job; the bound logger carries job_id, input, engine, voice."""
+
+    def __init__(self, reporter: Reporter, job, bound):
+        self.r, self.job, self.log = reporter, job, bound
+
+    def queued(self, resumed: bool = False) -> None:
+        self.log.info("job.queued", attempts=self.job.attempts, **({"resumed": True} if resumed else {}))
+
+    def started(self) -> None:
+        self.log.info("job.started", attempt=self.job.attempts)
+
+    def done(self, output: str, wall: float, fig: dict) -> None:
+        audio = float(fig.get("audio_seconds") or 0.0)
+        self.r.counts["done"] += 1
+        self.r.metrics.job_done(audio, wall)
+        self.log.info("job.done", output=output, audio_seconds=round(audio, 3), wall_seconds=round(wall, 3),
+                      rtf=round(wall / audio, 4) if audio else None, attempts=self.job.attempts,
+                      task_attempts=fig.get("attempts"), worker_pids=fig.get("worker_pids"),
+                      chunks=fig.get("chunks"))
+        self.r.forget(self.job)
+
+    def retry(self, stage: str, cause: str, delay: float) -> None:
+        self.r.counts["retried"] += 1
+        self.r.metrics.job_retried()
+        self.log.warning("job.retry", attempts=self.job.attempts, stage=stage, error=cause, retry_in=round(delay, 3))
+
+    def failed(self, quarantined: str, stage: str, cause: str) -> None:
+        self.r.counts["failed"] += 1
+        self.r.metrics.job_failed()
+        self.log.error("job.failed", output=None, quarantined=quarantined, attempts=self.job.attempts,
+                       stage=stage, error=cause)
+        self.r.forget(self.job)
+
+    def put_back(self, reason: str) -> None:
+        self.log.info("job.put_back", reason=reason)
+        self.r.forget(self.job)
+
+    def error(self, event: str, exc: BaseException, **fields) -> None:
+        """A step of the spool failed (``job.commit_error``, ``job.retry_error``…): the job stays in work/."""
+        self.log.error(event, error=str(exc), **fields)

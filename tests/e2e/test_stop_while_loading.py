@@ -1,0 +1,97 @@
+"""A signal while the workers load their models ends the program at once, leaving no process behind.
+
+The real `voice-daemon run` / `convert` processes load the real resynth engine; its Silero TTS
+model is the test stand-in (tests/helpers/fake_silero.py, a real torch.package) made to take
+60 s to load, longer than systemd's patience with a stop (TimeoutStopSec=90 less the grace).
+Each worker notes its pid in a file as that load begins: the signal is sent only then.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from helpers import live_in_group, wait_until
+from helpers.fake_silero import build_fake_silero
+
+ROOT = Path(__file__).resolve().parents[2]
+WORKERS = 2
+LOAD_SECONDS = 60
+STOP_WITHIN = 5.0  # seconds from the signal to the program's exit
+
+
+@pytest.fixture
+def slow_model(tmp_path) -> tuple[Path, Path]:
+    marker = tmp_path / "loading.pids"
+    return build_fake_silero(tmp_path / "slow_v4_ru.pt", load_seconds=LOAD_SECONDS, loading_marker=marker), marker
+
+
+def environment(tmp_path: Path, model: Path) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VOICE_DAEMON_", "NOTIFY_SOCKET", "WATCHDOG_"))}
+    env.update({
+        "VOICE_DAEMON_ENGINE": "resynth", "VOICE_DAEMON_TTS": "silero", "VOICE_DAEMON_TTS_MODEL": str(model),
+        "VOICE_DAEMON_ASR_MODEL": "none", "VOICE_DAEMON_STRESS": "off", "VOICE_DAEMON_SAMPLE_RATE": "48000",
+        "VOICE_DAEMON_VOICE": "kseniya", "VOICE_DAEMON_WORKERS": str(WORKERS), "VOICE_DAEMON_LOG_FORMAT": "json",
+        "VOICE_DAEMON_INBOX": str(tmp_path / "inbox"), "VOICE_DAEMON_OUTBOX": str(tmp_path / "outbox"),
+        "VOICE_DAEMON_FAILED_DIR": str(tmp_path / "failed"), "VOICE_DAEMON_STATE_DIR": str(tmp_path / "state"),
+    })
+    return env
+
+
+def loading_pids(marker: Path) -> list[int]:
+    return [int(line) for line in marker.read_text().split()] if marker.exists() else []
+
+
+def stop_while_loading(args: list[str], env: dict, marker: Path, log: Path, sig: int) -> tuple[int, list[int], str]:
+    """Start ``voice-daemon *args``, wait until every worker is inside its slow load, send ``sig``;
+    (exit code, the workers' pids, the log).  Fails if the program is not gone within STOP_WITHIN."""
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "daemon", *args], cwd=ROOT, env=env, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_until(lambda: len(loading_pids(marker)) >= WORKERS or proc.poll() is not None, 180,
+                   message="every worker loading its models")
+        assert proc.poll() is None, log.read_text()[-3000:]
+        workers = loading_pids(marker)
+        assert all(os.path.exists(f"/proc/{pid}") for pid in workers)
+        proc.send_signal(sig)
+        sent = time.monotonic()
+        try:
+            code = proc.wait(STOP_WITHIN)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"still running {STOP_WITHIN} s after the signal:\n{log.read_text()[-3000:]}")
+        assert time.monotonic() - sent < STOP_WITHIN
+        # No orphan: nothing of its process group is left (the workers included), at once.
+        assert live_in_group(proc.pid) == [], log.read_text()[-3000:]
+        return code, workers, log.read_text()
+    finally:
+        if proc.poll() is None or live_in_group(proc.pid):
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(30)
+
+
+def test_sigterm_while_the_models_load_stops_run_at_once(tmp_path, slow_model):
+    model, marker = slow_model
+    code, workers, text = stop_while_loading(["run"], environment(tmp_path, model), marker,
+                                             tmp_path / "run.log", signal.SIGTERM)
+    assert code == 0, text[-3000:]
+    assert len(workers) == WORKERS
+    assert '"event": "daemon.stopped"' in text and "SIGTERM while starting" in text
+    assert '"event": "daemon.ready"' not in text and '"event": "pool.worker_ready"' not in text
+
+
+def test_ctrl_c_while_the_models_load_stops_convert_at_once(tmp_path, slow_model, speech_dir):
+    model, marker = slow_model
+    out = tmp_path / "out.wav"
+    code, _workers, text = stop_while_loading(
+        ["convert", str(speech_dir / "silero_vad_ru_num.wav"), str(out)], environment(tmp_path, model), marker,
+        tmp_path / "convert.log", signal.SIGINT)
+    assert code == 130, text[-3000:]
+    assert "voice-daemon: interrupted" in text
+    assert not out.exists() and not list(tmp_path.glob(".out*"))
