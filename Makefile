@@ -8,7 +8,7 @@ SYSTEM_PACKAGES := ffmpeg sox libsox-fmt-all espeak-ng
 SYSTEM_COMMANDS := ffmpeg ffprobe sox espeak-ng
 PYTEST_ARGS ?=
 
-.PHONY: help sysdeps venv test test-fast run bench install-service clean
+.PHONY: help sysdeps venv lint test test-fast run bench install-service clean
 
 help:
 	@echo "make run     start the watch-folder service (folders under ./var/ by default)"
@@ -36,10 +36,15 @@ $(STAMP): pyproject.toml config/constraints.txt
 
 venv: sysdeps $(STAMP)
 
-test: venv
+test: venv lint
 	$(PY) -m pytest -ra $(PYTEST_ARGS)
 
-test-fast: venv
+# The rules of the house, held by tools: ruff (bugs, import order) and import-linter (layers, pyproject.toml).
+lint: venv
+	$(VENV)/bin/ruff check daemon tests
+	$(VENV)/bin/lint-imports
+
+test-fast: venv lint
 	$(PY) -m pytest -ra -m "not slow" $(PYTEST_ARGS)
 
 run: venv

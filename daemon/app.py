@@ -15,6 +15,7 @@ import os
 import time
 
 from daemon import bench, convert, log
+from daemon.engines import voice_folders
 from daemon.errors import AlreadyRunningError
 from daemon.metrics import Metrics
 from daemon.pool import WorkerPool
@@ -54,7 +55,7 @@ def cli_bench(settings, args) -> int:
 
 def cli_run(settings, args) -> int:
     logger = log.get("daemon")
-    spool = Spool(settings)
+    spool = Spool(settings, voices=voice_folders(settings))
     spool.ensure_dirs()  # SettingsError (exit 78) when the folders overlap or cannot be made
     lock = acquire_lock(spool.state)
     if lock is None:

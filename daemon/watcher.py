@@ -191,7 +191,7 @@ class Settler:
         """Forget handed-over paths that are gone, and (``older_than`` seconds) ones the
         supervisor never claimed, so that a rescan offers them again."""
         now = self.clock()
-        for path, (sig, at) in list(self.handed.items()):
+        for path, (_sig, at) in list(self.handed.items()):
             if not os.path.lexists(path) or (older_than is not None and now - at >= older_than):
                 del self.handed[path]
 

@@ -14,7 +14,6 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from helpers import wait_until  # noqa: E402  (re-exported for tests)
 
 SPEECH = (ROOT.parent / "shared" / "data" / "speech").resolve()
 

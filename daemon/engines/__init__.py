@@ -30,6 +30,14 @@ class Engine(Protocol):
         ...
 
 
+def voice_folders(settings) -> frozenset[str]:
+    """The voices an inbox subfolder may name (``inbox/<voice>/x.wav``): the Silero speakers
+    and the configured voice."""
+    from daemon.settings import SILERO_SPEAKERS
+
+    return frozenset(SILERO_SPEAKERS) | {settings.voice}
+
+
 def load_engine(settings) -> Engine:
     """Build the configured engine with its models loaded (call once per worker)."""
     if settings.engine == "shift":

@@ -8,9 +8,9 @@ its first file.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 import time
 import urllib.error
+from pathlib import Path
 
 from daemon import log
 from daemon.errors import ModelError

@@ -18,7 +18,7 @@ the voices an inbox subfolder may name are given to ``Spool(voices=…)``.
 from daemon.durable import fsync_dir, fsync_file
 from daemon.spool.folders import ERROR_SUFFIX, FOLDERS, check_folders, ensure_dirs, error_report_path
 from daemon.spool.lock import LOCK, acquire_lock, daemon_pid
-from daemon.spool.machine import SAME_FORMAT, Spool, default_voices
+from daemon.spool.machine import SAME_FORMAT, Spool
 from daemon.spool.record import (
     IN_FLIGHT,
     MANIFEST,
@@ -35,5 +35,5 @@ __all__ = [
     "ERROR_SUFFIX", "FOLDERS", "IN_FLIGHT", "LOCK", "MANIFEST", "SAME_FORMAT", "TRANSITIONS",
     "Job", "JobState", "Spool", "TransitionError",
     "acquire_lock", "check_folders", "check_transition", "cli_status", "collect_status", "daemon_pid",
-    "default_voices", "ensure_dirs", "error_report_path", "fsync_dir", "fsync_file", "new_job_id",
+    "ensure_dirs", "error_report_path", "fsync_dir", "fsync_file", "new_job_id",
 ]

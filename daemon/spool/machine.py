@@ -35,22 +35,15 @@ SAME_FORMAT = {".wav": "wav", ".wave": "wav", ".flac": "flac", ".ogg": "ogg", ".
 S = JobState
 
 
-def default_voices(settings) -> frozenset[str]:
-    """Today's voice folders (the Silero speakers and VOICE_DAEMON_VOICE), for a caller that
-    does not say which voices the engine offers."""
-    from daemon.settings import SILERO_SPEAKERS
-
-    return frozenset(SILERO_SPEAKERS) | {settings.voice}
-
-
 class Spool:
     """``voices``: the names an inbox subfolder may carry to choose the voice of what is dropped
-    in it (``inbox/<voice>/…``); by default ``default_voices(settings)``."""
+    in it (``inbox/<voice>/…``), given by the composition root (the engines know them); by
+    default only VOICE_DAEMON_VOICE."""
 
     def __init__(self, settings, clock=time.time, *, voices: Collection[str] | None = None):
         self.s = settings
         self.clock = clock
-        self.voices = frozenset(default_voices(settings) if voices is None else voices)
+        self.voices = frozenset({settings.voice} if voices is None else voices)
         self.inbox = Path(settings.inbox).absolute()
         self.outbox = Path(settings.outbox).absolute()
         self.failed_dir = Path(settings.failed_dir).absolute()

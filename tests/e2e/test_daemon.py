@@ -6,8 +6,8 @@ the outbox or in the failed folder, and that nothing half-written is left behind
 from __future__ import annotations
 
 import json
-import shutil
 import os
+import shutil
 import signal
 import subprocess
 import sys

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from daemon.jobs import Task
+from daemon.metrics import Metrics
 from daemon.pool import WorkerPool
 from daemon.settings import Settings
 from daemon.spool import Spool
-from daemon.metrics import Metrics
 from daemon.supervisor import Events, Signals, Supervisor
 from daemon.systemd import Notifier
 from daemon.watcher import Watcher

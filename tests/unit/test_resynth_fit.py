@@ -5,8 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from daemon.engines.resynth.fit import (GAP, KEEP_PAUSE, KEEP_SHARE, match_level, place, plan_fit, room,
-                                        speech_rms, stretch, trim_silence)
+from daemon.engines.resynth.fit import (
+    GAP,
+    KEEP_PAUSE,
+    KEEP_SHARE,
+    match_level,
+    place,
+    plan_fit,
+    room,
+    speech_rms,
+    stretch,
+    trim_silence,
+)
 from daemon.engines.shift import median_f0
 
 RATE = 16000

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from daemon.engines.resynth.transcript import (is_timed, load_transcript, parse_srt, parse_time, parse_txt,
-                                               parse_vtt)
+from daemon.engines.resynth.transcript import is_timed, load_transcript, parse_srt, parse_time, parse_txt, parse_vtt
 from daemon.errors import InputError
 
 SRT = """1

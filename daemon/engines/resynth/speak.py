@@ -29,7 +29,7 @@ def synthesize_text(text: str, models: "ResynthModels", voice: str | None = None
     parts: list[np.ndarray] = [np.zeros(int(EDGE * rate), np.float32)]
     pos = len(parts[0])
     phrases = []
-    for p_i, para in enumerate(p for p in re.split(r"\n\s*\n", text) if p.strip()):
+    for para in (p for p in re.split(r"\n\s*\n", text) if p.strip()):
         for s_i, sentence in enumerate(sentences(para)):
             if phrases:
                 gap = np.zeros(int((PARAGRAPH_PAUSE if s_i == 0 else SENTENCE_PAUSE) * rate), np.float32)
