@@ -89,7 +89,7 @@ class Settings(BaseSettings):
     observer: Literal["auto", "inotify", "polling"] = Field("auto", description="File watcher: `polling` for network mounts.")
     rescan_seconds: float = Field(30.0, gt=0, description="Full inbox scan interval (catches missed events).")
     settle_seconds: float = Field(2.0, ge=0, description="A file is taken once its size and mtime are unchanged this long.")
-    closed_settle_seconds: float = Field(0.2, ge=0, description="A file its writer closed (inotify's close-after-write, or renamed in) whose header matches its length is taken once unchanged this long (at most SETTLE_SECONDS).")
+    closed_settle_seconds: float = Field(0.1, ge=0, description="A file its writer closed (inotify's close-after-write, or renamed in) whose header matches its length is taken once unchanged this long (at most SETTLE_SECONDS).")
     overwrite: bool = Field(False, description="Overwrite an existing output instead of adding a numbered suffix.")
     keep_source: bool = Field(True, description="Archive the input under STATE_DIR/done/ (true) or delete it (false) after success.")
     retry_backoff_seconds: float = Field(5.0, ge=0, description="First retry delay of a failed job (doubles each attempt).")

@@ -185,3 +185,12 @@ def _running_with(text: str) -> list[int]:
         if text in cmd and state != "Z":
             found.append(int(entry))
     return found
+
+
+@pytest.mark.slow
+def test_the_pickup_latency_script_prints_its_figure(tools):
+    """tools/pickup_latency.py runs (its figure is read by people, not asserted: the machine's load moves it)."""
+    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "pickup_latency.py"), "--rounds", "1",
+                           "--seconds", "3"], capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert re.search(r"fast pick-up: drop-to-output median \d+\.\d{3} s .* for a 3 s file, 1 rounds", proc.stdout)
