@@ -55,3 +55,20 @@ def test_a_failed_download_leaves_no_lock_file_or_folder(tmp_path):
     with pytest.raises(OSError):
         registry.download(f"http://127.0.0.1:{port}/v4_ru.pt", dest, timeout=5)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_late_encoding_failure_names_the_output_not_its_hidden_temp_name(tmp_path):
+    """What check_paths cannot see coming (e.g. Opus at a rate it cannot store) still names the real path."""
+    import numpy as np
+    import soundfile as sf
+
+    from daemon.errors import OutputError
+    from daemon.pipeline import publish
+
+    wav = tmp_path / "stitched.wav"
+    sf.write(str(wav), np.zeros(4410, dtype="float32"), 44100, format="WAV", subtype="FLOAT")
+    out = tmp_path / "talk.opus"
+    with pytest.raises(OutputError) as exc:
+        publish(str(wav), out, 44100)
+    assert exc.value.path == str(out) and ".tmp" not in str(exc.value), str(exc.value)
+    assert list(tmp_path.iterdir()) == [wav], "no hidden temp file left behind"
