@@ -12,14 +12,13 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from helpers import live_in_group, media, wait_until
 from helpers.chromium import Chromium
+from helpers.webhook import Receiver
 
 ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 180
@@ -110,33 +109,6 @@ def test_the_status_page_shows_a_job_converting_then_done(tmp_path, speech_dir, 
     assert code == 0, daemon.text()
     assert (daemon.outbox / "long.wav").is_file()
     assert all((shots / n).stat().st_size > 1000 for n in ("converting.png", "done.png"))
-
-
-class Receiver:
-    """A webhook receiver on 127.0.0.1 that keeps every POSTed JSON body."""
-
-    def __init__(self):
-        self.bodies: list[dict] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802
-                outer.bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/voice"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 @pytest.mark.slow

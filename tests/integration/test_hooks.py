@@ -8,8 +8,6 @@ them holds up the caller (the supervisor's loop) or the hooks after it.
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from structlog.testing import capture_logs
@@ -17,6 +15,7 @@ from structlog.testing import capture_logs
 from daemon.hooks import Hooks, payload
 from daemon.settings import Settings
 from helpers import wait_until
+from helpers.webhook import Receiver
 
 DONE = {"job_id": "20260101T000000-abcd", "input": "talk.wav", "output": "/srv/out/talk.wav",
         "sidecar": None, "engine": "resynth", "voice": "aidar", "audio_seconds": 12.5, "wall_seconds": 1.25,
@@ -24,36 +23,6 @@ DONE = {"job_id": "20260101T000000-abcd", "input": "talk.wav", "output": "/srv/o
 FAILED = {"job_id": "20260101T000001-beef", "input": "bad.mp3", "output": None, "failed": "/srv/failed/bad.mp3",
           "error_report": "/srv/failed/bad.mp3.error.json", "engine": "shift", "voice": None, "attempts": 1,
           "stage": "decode", "reason": "The input is empty (0 bytes)."}
-
-
-class Receiver:
-    """An HTTP server on 127.0.0.1 that keeps every POST body."""
-
-    def __init__(self):
-        self.bodies: list[dict] = []
-        self.headers: list[dict] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802
-                n = int(self.headers.get("Content-Length", 0))
-                outer.bodies.append(json.loads(self.rfile.read(n)))
-                outer.headers.append(dict(self.headers))
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/hook"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(5)
 
 
 @pytest.fixture
