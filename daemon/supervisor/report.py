@@ -2,8 +2,8 @@
 
 ``Reporter`` holds the daemon-wide figures; ``Reporter.job(job)`` gives a ``JobReport``
 whose logger is bound once with the job's ``job_id``, ``input``, ``engine`` and ``voice``
-(``semitones`` and ``formant`` instead for `shift`, which has no voices), so every
-``job.*`` line carries them.
+(for `shift`, which has no voices, only an inbox voice folder's name, else null, and its
+``semitones`` and ``formant``), so every ``job.*`` line carries them.
 
 Observers (the status page's live board, the job hooks) hear the same moments through
 ``job_event(kind, info)``: queued, started, progress, retry, done, failed, put_back.
@@ -54,7 +54,8 @@ class Reporter:
         """What identifies a job in every line: id, input, engine and voice (shift: its settings)."""
         fields = {"job_id": job.id, "input": job.rel, "engine": self.s.engine}
         if self.s.engine == "shift":
-            fields.update(semitones=self.s.shift_semitones, formant=self.s.shift_formant)
+            # No voices: VOICE_DAEMON_VOICE means nothing here; an inbox/<voice>/ folder is still named.
+            fields.update(voice=job.voice, semitones=self.s.shift_semitones, formant=self.s.shift_formant)
         else:
             fields["voice"] = job.voice or self.s.voice
         return fields
@@ -63,7 +64,7 @@ class Reporter:
         """Every observer hears ``kind`` for ``job``; a failing one is logged, never raised."""
         if not self.observers:
             return
-        event = {"voice": None, **self.job_fields(job), "attempts": job.attempts, **info}
+        event = {**self.job_fields(job), "attempts": job.attempts, **info}
         for obs in self.observers:
             try:
                 obs.job_event(kind, event)

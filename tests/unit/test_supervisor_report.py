@@ -87,11 +87,10 @@ def test_every_job_line_carries_the_bound_fields(systemd):
     assert [e["event"] for e in logs] == ["job.queued", "job.started", "job.retry", "job.retry_error",
                                           "job.done", "job.failed"]
     for e in logs[:5]:
-        # shift has no voices: its lines carry its pitch and formant, not a voice it does not use
-        assert (e["job_id"], e["input"], e["engine"], e["semitones"], e["formant"]) == (
-            "j1", "baya/talk.wav", "shift", 4.0, 1.15)
-        assert "voice" not in e
-    assert logs[-1]["job_id"] == "j2"
+        # shift has no voices: its lines carry its pitch and formant, and the voice folder's name only
+        assert (e["job_id"], e["input"], e["engine"], e["voice"], e["semitones"], e["formant"]) == (
+            "j1", "baya/talk.wav", "shift", "baya", 4.0, 1.15)
+    assert logs[-1]["job_id"] == "j2" and logs[-1]["voice"] is None  # not VOICE_DAEMON_VOICE's kseniya
     assert logs[0]["resumed"] is True and logs[1]["attempt"] == 1
     assert logs[2]["retry_in"] == 0.25 and logs[2]["stage"] == "crash" and logs[2]["error"] == "Worker died."
     done = logs[4]
