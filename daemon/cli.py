@@ -122,10 +122,24 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()  # inside the try: a closed pipe shows up here, not in a traceback at exit
         return code
     except BrokenPipeError:
+        if not _stdout_gone():
+            raise  # a broken pipe of our own (a socket, a child): a bug to see, not to hide
         # The reader left (`| head`): stop quietly, as a program killed by SIGPIPE would.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_BROKEN_PIPE
+
+
+def _stdout_gone() -> bool:
+    """True when stdout is a pipe (or socket) nobody reads any more (poll says POLLERR/POLLHUP)."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(ev & (select.POLLERR | select.POLLHUP) for _fd, ev in poller.poll(0))
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _main(argv: list[str] | None) -> int:

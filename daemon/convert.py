@@ -298,16 +298,19 @@ class _Bar:
 
 
 class _AboveBar:
-    """A file for log lines while the bar is drawn: clear the bar, write, draw it again."""
+    """A file for log lines while the bar is drawn: clear the bar, write whole lines, draw it again."""
 
     def __init__(self, bar):
-        self._bar = bar
+        self._bar, self._pending = bar, ""
 
     def write(self, text: str) -> int:
-        self._bar.clear()
-        sys.stderr.write(text)
-        sys.stderr.flush()
-        self._bar.refresh()
+        self._pending += text  # print() writes the line and its newline separately
+        if "\n" in self._pending:
+            lines, _, self._pending = self._pending.rpartition("\n")
+            self._bar.clear()
+            sys.stderr.write(lines + "\n")
+            sys.stderr.flush()
+            self._bar.refresh()
         return len(text)
 
     def flush(self) -> None:

@@ -72,3 +72,43 @@ def test_a_late_encoding_failure_names_the_output_not_its_hidden_temp_name(tmp_p
         publish(str(wav), out, 44100)
     assert exc.value.path == str(out) and ".tmp" not in str(exc.value), str(exc.value)
     assert list(tmp_path.iterdir()) == [wav], "no hidden temp file left behind"
+
+
+def test_log_lines_go_above_the_progress_bar_not_through_it(monkeypatch):
+    import io
+    import sys
+
+    from daemon import convert, log
+
+    err = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", err)
+    log.configure("json", "info")
+    bar = convert._Bar(60.0)
+    try:
+        bar.update("prepared", 0.0)
+        log.get().info("convert.transcript", phrases=3)  # a line while the bar is drawn
+        bar.update("chunk", 30.0)
+    finally:
+        bar.close()
+        log.configure("json", "info")
+    screen = _terminal(err.getvalue())
+    (line,) = [row for row in screen if "convert.transcript" in row]
+    assert line.startswith("{") and line.endswith("}"), screen  # whole, on a line of its own, not overdrawn
+    assert screen[-1].startswith("converting:  50%|"), screen  # and the bar below it
+
+
+def _terminal(text: str) -> list[str]:
+    """What a terminal shows for ``text``: a carriage return goes back to the line's start and
+    what follows overwrites it (trailing spaces dropped)."""
+    rows, row, col = [], [], 0
+    for ch in text:
+        if ch == "\n":
+            rows.append("".join(row).rstrip())
+            row, col = [], 0
+        elif ch == "\r":
+            col = 0
+        else:
+            row[col:col + 1] = [ch] if col < len(row) else row[col:] + [ch]
+            col += 1
+    rows.append("".join(row).rstrip())
+    return [r for r in rows if r]
