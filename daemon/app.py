@@ -14,16 +14,19 @@ from __future__ import annotations
 import os
 import time
 
-from daemon import bench, convert, log
+from daemon import __version__, bench, convert, log
 from daemon.engines import voice_folders
 from daemon.errors import AlreadyRunningError
+from daemon.hooks import Hooks
 from daemon.metrics import Metrics
 from daemon.pool import WorkerPool
-from daemon.spool import Spool, acquire_lock, daemon_pid
+from daemon.spool import Spool, acquire_lock, daemon_pid, write_record
+from daemon.spool.folders import folder_paths
 from daemon.supervisor import Events, Signals, Supervisor
 from daemon.supervisor.events import POOL_STARTED, SIGNAL
 from daemon.systemd import Notifier
 from daemon.watcher import GuardedProbe, Watcher
+from daemon.web import LiveBoard, StatusPage
 
 #: What every worker child runs first: load the VAD and the engine (``daemon/pipeline.py``).
 WORKER_INITIALIZER = "daemon.pipeline:init_worker"
@@ -55,21 +58,27 @@ def cli_bench(settings, args) -> int:
 
 def cli_run(settings, args) -> int:
     logger = log.get("daemon")
+    convert.check_voice(settings)  # before any model loads
     spool = Spool(settings, voices=voice_folders(settings))
     spool.ensure_dirs()  # SettingsError (exit 78) when the folders overlap or cannot be made
     lock = acquire_lock(spool.state)
     if lock is None:
         raise AlreadyRunningError(f"another voice-daemon (pid {daemon_pid(settings)}) is using "
                                   f"VOICE_DAEMON_STATE_DIR={spool.state}")
+    # What `voice-daemon status --state-dir` reads to find this daemon's other folders.
+    write_record(spool.state, {"version": __version__, "started_at": time.time(),
+                               "folders": folder_paths(settings), "metrics_addr": settings.metrics_addr})
     events = Events()
     # Signals are counted from here on: a SIGTERM while the models load is not lost.
     signals = Signals(events).install()
     notifier = Notifier()
-    metrics = pool = None
+    metrics = pool = hooks = None
     try:
         recovered = spool.recover()
         pool = build_pool(settings)
         metrics = Metrics(settings, workers_ok=lambda: pool.broken is None)
+        live = LiveBoard()
+        StatusPage(settings, live, metrics=metrics, pool_stats=pool.stats).install(metrics)
         metrics.start()  # /healthz answers "starting" (503) while the workers warm up
         notifier.status("loading models")
         logger.info("daemon.starting", workers=settings.workers, engine=settings.engine,
@@ -77,8 +86,10 @@ def cli_run(settings, args) -> int:
         if not _start(pool, events) or signals.count:
             logger.info("daemon.stopped", reason=f"{signals.last} while starting")
             return 0
+        hooks = Hooks.from_settings(settings)
         supervisor = Supervisor(settings, spool, pool, events=events, signals=signals, notifier=notifier,
-                                metrics=metrics, run_job=convert.job_runner(settings), clock=time.time)
+                                metrics=metrics, run_job=convert.job_runner(settings), clock=time.time,
+                                observers=[live, *([hooks] if hooks else [])])
         watcher = Watcher(settings, supervisor.on_candidate, on_seen=metrics.watcher_seen,
                           probe=GuardedProbe(spool.state / "probing"))
         return supervisor.run(watcher, recovered)
@@ -86,6 +97,8 @@ def cli_run(settings, args) -> int:
         notifier.stopping()
         if pool is not None:
             pool.close(0)  # workers still loading their models are terminated, not waited for
+        if hooks is not None:
+            hooks.close()  # the last jobs' hooks get their timeout, then are killed
         if metrics is not None:
             metrics.close()
         notifier.close()

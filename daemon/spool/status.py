@@ -1,4 +1,9 @@
-"""`voice-daemon status`: read the spool's folders (never write them) and say what is where."""
+"""`voice-daemon status`: read the spool's folders (never write them) and say what is where.
+
+The folders come from the settings, unless the state folder holds the record a running (or
+the last) daemon wrote at start (``daemon.json``): then its inbox, outbox and failed folder
+are the ones that daemon uses, so ``status --state-dir DIR`` alone finds everything.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +13,27 @@ from pathlib import Path
 
 from daemon.audio.names import classify
 from daemon.spool.folders import ERROR_SUFFIX, folder_paths
-from daemon.spool.lock import daemon_pid
+from daemon.spool.lock import daemon_pid, read_record
 from daemon.spool.machine import Spool
 from daemon.spool.record import IN_FLIGHT, iso, read_job
 
+#: The systemd unit's VOICE_DAEMON_STATE_DIR (its Environment= line): where to hint when the
+#: configured folder holds no daemon.
+SERVICE_STATE_DIR = Path("/var/lib/voice-daemon/state")
+LATEST = 5          # done jobs listed
+LATEST_FAILED = 20  # failed inputs listed
+
+
+def status_settings(settings):
+    """The settings with the folders a daemon recorded in the state folder, if it did."""
+    record = read_record(Path(settings.state_dir).absolute())
+    folders = (record or {}).get("folders") or {}
+    known = {k: Path(v) for k, v in folders.items() if k in ("inbox", "outbox", "failed_dir") and v}
+    return settings.model_copy(update=known) if known else settings
+
 
 def collect_status(settings) -> dict:
+    settings = status_settings(settings)
     sp = Spool(settings, voices=())  # only its folders are read
     queued, in_flight = [], []
     for d in sorted(sp.work.iterdir()) if sp.work.is_dir() else []:
@@ -25,16 +45,51 @@ def collect_status(settings) -> dict:
                 "state": job.state, "claimed_at": iso(job.claimed_at)}
         (in_flight if job.state in IN_FLIGHT else queued).append(item)
     done = sorted(p.name for p in sp.done.iterdir()) if sp.done.is_dir() else []
-    failed = sorted(p.relative_to(sp.failed_dir).as_posix()[: -len(ERROR_SUFFIX)]
-                    for p in sp.failed_dir.rglob("*" + ERROR_SUFFIX)) if sp.failed_dir.is_dir() else []
+    reports = sorted(sp.failed_dir.rglob("*" + ERROR_SUFFIX)) if sp.failed_dir.is_dir() else []
+    failed = [p.relative_to(sp.failed_dir).as_posix()[: -len(ERROR_SUFFIX)] for p in reports]
     waiting = 0
     if sp.inbox.is_dir():
         for root, _dirs, files in os.walk(sp.inbox):
             rel_root = Path(root).relative_to(sp.inbox)
             waiting += sum(1 for f in files if classify((rel_root / f).as_posix())[0] == "audio")
     return {"running_pid": daemon_pid(settings), "inbox_waiting": waiting, "queued": queued,
-            "in_flight": in_flight, "done": len(done), "last_done": done[-5:], "failed": len(failed),
-            "failed_inputs": failed[-20:], "folders": folder_paths(settings)}
+            "in_flight": in_flight, "done": len(done), "last_done": done[-LATEST:],
+            "latest_done": [_done_item(sp.done / name) for name in reversed(done[-LATEST:])],
+            "failed": len(failed), "failed_inputs": failed[-LATEST_FAILED:],
+            "latest_failed": _latest_failed(sp.failed_dir, reports),
+            "folders": folder_paths(settings), "record": read_record(sp.state)}
+
+
+def _done_item(job_dir: Path) -> dict:
+    try:
+        job = read_job(job_dir)
+    except (OSError, ValueError, TypeError):
+        return {"job_id": job_dir.name}
+    fig = job.figures or {}
+    return {"job_id": job.id, "input": job.rel, "output": job.output, "voice": job.voice,
+            "attempts": job.attempts, "finished_at": iso(job.updated_at),
+            **{k: fig.get(k) for k in ("audio_seconds", "wall_seconds", "rtf", "chunks")}}
+
+
+def _latest_failed(failed_dir: Path, reports: list[Path]) -> list[dict]:
+    """The newest error reports (by their time on disk), each with its reason."""
+    def mtime(p: Path) -> float:
+        try:
+            return p.stat().st_mtime
+        except OSError:
+            return 0.0
+
+    out = []
+    for p in sorted(reports, key=mtime, reverse=True)[:LATEST]:
+        try:
+            report = json.loads(p.read_text(encoding="utf-8", errors="replace"))
+        except (OSError, ValueError):
+            report = {}
+        out.append({"input": p.relative_to(failed_dir).as_posix()[: -len(ERROR_SUFFIX)],
+                    "reason": report.get("cause"), "stage": report.get("stage"),
+                    "attempts": report.get("attempts"), "failed_at": report.get("failed_at"),
+                    "job_id": report.get("job_id")})
+    return out
 
 
 def cli_status(settings, args) -> int:
@@ -42,9 +97,15 @@ def cli_status(settings, args) -> int:
     if getattr(args, "json", False):
         print(json.dumps(st, ensure_ascii=False, indent=2))
         return 0
-    pid = st["running_pid"]
-    print(f"daemon:      {'running, pid ' + str(pid) if pid else 'not running'}")
-    print(f"inbox:       {st['inbox_waiting']} audio file(s) waiting   ({st['folders']['inbox']})")
+    pid, folders = st["running_pid"], st["folders"]
+    print(f"daemon:      {'running, pid ' + str(pid) if pid else 'not running'}   (state folder {folders['state_dir']})")
+    if not pid:
+        for line in _where_else(settings, Path(folders["state_dir"])):
+            print(f"             {line}")
+    addr = (st["record"] or {}).get("metrics_addr") if pid else None
+    if addr:
+        print(f"status page: http://{addr}/")
+    print(f"inbox:       {st['inbox_waiting']} audio file(s) waiting   ({folders['inbox']})")
     print(f"queued:      {len(st['queued'])}")
     if pid:
         print(f"in flight:   {len(st['in_flight'])}")
@@ -52,8 +113,23 @@ def cli_status(settings, args) -> int:
         print(f"interrupted: {len(st['in_flight'])}   (resumed at the next start)")
     for item in st["in_flight"]:
         print(f"  {item['job_id']}  {item['state']:<10} attempt {item['attempts']}  {item['input']!r}")
-    print(f"done:        {st['done']}   ({st['folders']['outbox']})")
-    print(f"failed:      {st['failed']}   ({st['folders']['failed_dir']})")
-    for name in st["failed_inputs"]:
-        print(f"  {name!r}")
+    print(f"done:        {st['done']}   ({folders['outbox']})")
+    print(f"failed:      {st['failed']}   ({folders['failed_dir']})")
+    for item in st["latest_failed"]:
+        print(f"  {item['input']!r}: {item['reason'] or '(no reason recorded)'}")
     return 0
+
+
+def _where_else(settings, state: Path) -> list[str]:
+    """Hints for "not running": a relative folder depends on where `status` runs."""
+    lines = []
+    if not Path(settings.state_dir).is_absolute():
+        lines.append(f"VOICE_DAEMON_STATE_DIR={settings.state_dir} is relative to this folder ({Path.cwd()}); "
+                     "point `status` at the daemon's with --state-dir DIR, or set VOICE_DAEMON_STATE_DIR in "
+                     "the env file (VOICE_DAEMON_ENV_FILE, or /etc/voice-daemon/voice-daemon.env)")
+    elif not state.is_dir():
+        lines.append(f"{state} does not exist")
+    service = SERVICE_STATE_DIR
+    if service != state and service.is_dir():
+        lines.append(f"the systemd service's state folder exists: voice-daemon status --state-dir {service}")
+    return lines
