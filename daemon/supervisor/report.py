@@ -90,7 +90,7 @@ class JobReport:
         self.log.info("job.done", output=output, audio_seconds=round(audio, 3), wall_seconds=round(wall, 3),
                       rtf=round(wall / audio, 4) if audio else None, attempts=self.job.attempts,
                       task_attempts=fig.get("attempts"), worker_pids=fig.get("worker_pids"),
-                      chunks=fig.get("chunks"))
+                      chunks=fig.get("chunks"), check=fig.get("check"))
         self.r.forget(self.job)
 
     def retry(self, stage: str, cause: str, delay: float) -> None:
