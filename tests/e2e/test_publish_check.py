@@ -12,11 +12,27 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+from test_daemon import Daemon, cut
+
 from helpers import media, wait_until
-from test_daemon import cut, daemon_factory  # noqa: F401  (the fixture)
 
 ROOT = Path(__file__).resolve().parents[2]
 DAMAGE = str(ROOT / "tests" / "helpers" / "damage")
+
+
+@pytest.fixture
+def daemon(tmp_path):
+    """A `voice-daemon run` on temporary folders (tests/e2e/test_daemon.py), not started yet."""
+    made: list[Daemon] = []
+
+    def make(**env) -> Daemon:
+        made.append(Daemon(tmp_path / "d", **env))
+        return made[-1]
+
+    yield make
+    for d in made:
+        d.close()
 
 
 def damaged(env: dict, log: Path, times: int | None = None) -> dict:
@@ -27,8 +43,8 @@ def damaged(env: dict, log: Path, times: int | None = None) -> dict:
     return env
 
 
-def test_a_damaged_output_is_retried_then_quarantined_with_the_reason(daemon_factory, speech_dir, tmp_path):
-    d = daemon_factory(max_attempts=2)
+def test_a_damaged_output_is_retried_then_quarantined_with_the_reason(daemon, speech_dir, tmp_path):
+    d = daemon(max_attempts=2)
     damaged(d.env, tmp_path / "damage.log")
     d.start()
     cut(speech_dir, d.inbox / "talk.wav", "silero_vad_en.wav", 0, 6.0)
@@ -42,8 +58,8 @@ def test_a_damaged_output_is_retried_then_quarantined_with_the_reason(daemon_fac
     assert len((tmp_path / "damage.log").read_text().splitlines()) == 2  # both attempts were damaged
 
 
-def test_a_damaged_first_attempt_is_retried_and_the_good_one_published(daemon_factory, speech_dir, tmp_path):
-    d = daemon_factory()
+def test_a_damaged_first_attempt_is_retried_and_the_good_one_published(daemon, speech_dir, tmp_path):
+    d = daemon()
     damaged(d.env, tmp_path / "damage.log", times=1)
     d.start()
     cut(speech_dir, d.inbox / "talk.wav", "silero_vad_en.wav", 0, 6.0)
