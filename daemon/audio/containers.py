@@ -68,7 +68,8 @@ def ogg_links(path: str | os.PathLike) -> list[Link]:
 
     A link begins with one or more beginning-of-stream pages (several when streams are
     multiplexed); a beginning-of-stream page that does not follow another starts a new link.
-    Only the BOS pages are parsed: a search for their capture pattern, in C, over a mapping.
+    Only the BOS pages are parsed (small: a codec's identification header): a search for their
+    capture pattern, in C, over a mapping, and each candidate's checksum.
     """
     size = os.path.getsize(path)
     if size == 0:
@@ -94,13 +95,41 @@ def ogg_links(path: str | os.PathLike) -> list[Link]:
 
 
 def _page_end(mm: mmap.mmap, pos: int) -> int | None:
-    """Where the Ogg page at ``pos`` ends, or None if no whole page header is there."""
+    """Where the Ogg page at ``pos`` ends, or None if no whole, intact page is there (the capture
+    pattern can occur by chance inside compressed data: the page's CRC tells a real page)."""
     if pos + 27 > len(mm):
         return None
     nsegs = mm[pos + 26]
     if pos + 27 + nsegs > len(mm):
         return None
-    return pos + 27 + nsegs + sum(mm[pos + 27: pos + 27 + nsegs])
+    end = pos + 27 + nsegs + sum(mm[pos + 27: pos + 27 + nsegs])
+    if end > len(mm):
+        return None
+    page = bytearray(mm[pos:end])
+    stored = int.from_bytes(page[22:26], "little")
+    page[22:26] = b"\0\0\0\0"
+    return end if _ogg_crc(page) == stored else None
+
+
+def _crc_table() -> list[int]:
+    table = []
+    for i in range(256):
+        r = i << 24
+        for _ in range(8):
+            r = ((r << 1) ^ 0x04C11DB7) if r & 0x80000000 else (r << 1)
+        table.append(r & 0xFFFFFFFF)
+    return table
+
+
+_CRC_TABLE = _crc_table()
+
+
+def _ogg_crc(data: bytes) -> int:
+    """Ogg's page checksum: CRC-32, polynomial 0x04C11DB7, not reflected (not zlib's)."""
+    crc = 0
+    for byte in data:
+        crc = ((crc << 8) & 0xFFFFFFFF) ^ _CRC_TABLE[(crc >> 24) ^ byte]
+    return crc
 
 
 def chain_frames(links: list[Link]) -> int:

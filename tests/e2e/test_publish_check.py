@@ -12,27 +12,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-from test_daemon import Daemon, cut
+from test_daemon import cut
 
 from helpers import media, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 DAMAGE = str(ROOT / "tests" / "helpers" / "damage")
-
-
-@pytest.fixture
-def daemon(tmp_path):
-    """A `voice-daemon run` on temporary folders (tests/e2e/test_daemon.py), not started yet."""
-    made: list[Daemon] = []
-
-    def make(**env) -> Daemon:
-        made.append(Daemon(tmp_path / "d", **env))
-        return made[-1]
-
-    yield make
-    for d in made:
-        d.close()
 
 
 def damaged(env: dict, log: Path, times: int | None = None) -> dict:

@@ -17,9 +17,8 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
-import pytest
 import soundfile as sf
-from test_daemon import Daemon, cut
+from test_daemon import cut
 
 from helpers import live_in_group, wait_until
 from helpers.fake_silero import build_fake_silero
@@ -36,19 +35,6 @@ def not_json(text: str) -> list[str]:
         except ValueError:
             bad.append(line)
     return bad
-
-
-@pytest.fixture
-def daemon(tmp_path):
-    made: list[Daemon] = []
-
-    def make(**env) -> Daemon:
-        made.append(Daemon(tmp_path / "d", **env))
-        return made[-1]
-
-    yield make
-    for d in made:
-        d.close()
 
 
 def test_a_nan_and_inf_input_converts_cleanly_and_logs_only_json(tmp_path, speech_dir):
