@@ -168,6 +168,7 @@ def run_job(submit: Submit, input: str | Path, output: str | Path, work_dir: str
         "compute_seconds": round(sum(r.value["compute_seconds"] for r in ordered), 3),
         "worker_pids": sorted({r.worker_pid for r in ordered} | {prep.worker_pid, fin.worker_pid}),
         "attempts": max([prep.attempts, fin.attempts, *(r.attempts for r in ordered)]),
+        "check": fin.value.get("check"),
         "source": plan["source"],
     }
 
@@ -181,7 +182,7 @@ def _speak(submit: Submit, input, output, work: Path, *, voice, group, t0) -> di
             "audio_seconds": round(v["duration"], 3), "wall_seconds": round(wall, 3),
             "rtf": round(wall / v["duration"], 4) if v["duration"] else None, "chunks": 1,
             "compute_seconds": round(v["compute_seconds"], 3), "worker_pids": [res.worker_pid],
-            "attempts": res.attempts, "source": {"path": str(input), "format": "text"}}
+            "attempts": res.attempts, "check": v.get("check"), "source": {"path": str(input), "format": "text"}}
 
 
 def check_paths(input: Path, output: Path, overwrite: bool) -> aio.AudioInfo | None:

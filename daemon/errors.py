@@ -35,6 +35,19 @@ class OutputError(VoiceDaemonError):
         super().__init__(f"{self.path}: {cause}")
 
 
+class OutputCheckError(VoiceDaemonError):
+    """The output was written but failed its check before publishing (cut short, not finite, silent…).
+
+    An attempt that failed, worth retrying (a flaky disk, encoder or worker), never a published file."""
+
+    exit_code = 73  # EX_CANTCREAT: the output could not be made as it must be
+    retryable = True
+
+    def __init__(self, path, cause: str):
+        self.path, self.cause = str(path), cause
+        super().__init__(f"{self.path}: the output failed its check before publishing: {cause}")
+
+
 class ModelError(VoiceDaemonError):
     """A model is missing or cannot be loaded: a configuration problem, not a crash to retry."""
 

@@ -2,6 +2,11 @@
 
 JSON lines on stderr when stderr is not a terminal or when asked; a readable
 console renderer on a terminal.  Every event is a name plus fields.
+
+Everything else a process would print on stderr goes through the same renderer, so that
+with the JSON format every line is JSON: records of libraries' stdlib ``logging``
+(``library.log``: watchdog, faster-whisper…), Python warnings (``python.warning``: numpy's,
+torch's…) and exceptions nobody caught, in any thread (``python.uncaught_exception``).
 """
 
 from __future__ import annotations
@@ -9,10 +14,15 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
+import warnings
 
 import structlog
 
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+#: Warnings a library gives at every start that say nothing about this program's work: logged
+#: at debug level (torch.package warns so when it loads a Silero model).
+HARMLESS_WARNINGS = ("TypedStorage is deprecated",)
 
 
 def resolve_format(fmt: str, stream=None) -> str:
@@ -23,7 +33,7 @@ def resolve_format(fmt: str, stream=None) -> str:
 
 
 def configure(fmt: str = "auto", level: str = "info", *, process: str = "main") -> dict:
-    """Configure structlog (and stdlib logging of libraries) once per process.
+    """Configure structlog (and stdlib logging, warnings, uncaught exceptions) once per process.
 
     Returns the resolved config, a small dict a parent passes to its children so
     that they log the same way (children's stderr is the parent's).
@@ -47,8 +57,10 @@ def configure(fmt: str = "auto", level: str = "info", *, process: str = "main") 
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
-    # Libraries that use stdlib logging (watchdog, faster-whisper) go to stderr too, quietly.
-    logging.basicConfig(level=max(lvl, logging.WARNING), stream=sys.stderr, format="%(name)s %(levelname)s %(message)s")
+    _route_stdlib_logging(shared, tail, max(lvl, logging.WARNING))  # libraries: quietly
+    warnings.showwarning = _show_warning
+    threading.excepthook = _thread_exception
+    sys.excepthook = _uncaught_exception
     return {"fmt": fmt, "level": level}
 
 
@@ -56,6 +68,55 @@ def redirect(stream=None) -> None:
     """Write this process's log lines to ``stream`` from now on (None: stderr again), e.g. a
     file that prints them above a progress bar instead of through it."""
     structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=stream or sys.stderr))
+
+
+def _route_stdlib_logging(shared: list, tail: list, level: int) -> None:
+    """Records of stdlib loggers rendered by our renderer, as ``library.log`` events."""
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[*shared, _library_event],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *tail],
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter)
+    handler.name = "voice-daemon"
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if h.name == handler.name]:  # configure() may run twice
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
+
+
+def _library_event(_logger, _name, event_dict):
+    record = event_dict.get("_record")
+    event_dict["message"] = event_dict.pop("event", "")
+    event_dict["event"] = "library.log"
+    if record is not None:
+        event_dict["logger"] = record.name
+    return event_dict
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    text = str(message)
+    fields = {"category": category.__name__, "message": text, "where": f"{filename}:{lineno}"}
+    logger = get("warnings")
+    if any(harmless in text for harmless in HARMLESS_WARNINGS):
+        logger.debug("python.warning", **fields)
+    else:
+        logger.warning("python.warning", **fields)
+
+
+def _thread_exception(args) -> None:
+    if args.exc_type is SystemExit:
+        return
+    get().error("python.uncaught_exception", thread=getattr(args.thread, "name", None),
+                exc_info=(args.exc_type, args.exc_value, args.exc_traceback))
+
+
+def _uncaught_exception(exc_type, exc_value, exc_traceback) -> None:
+    if issubclass(exc_type, KeyboardInterrupt):
+        sys.__excepthook__(exc_type, exc_value, exc_traceback)
+        return
+    get().error("python.uncaught_exception", thread="MainThread", exc_info=(exc_type, exc_value, exc_traceback))
 
 
 def _add_process(role: str):

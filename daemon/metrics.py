@@ -29,6 +29,8 @@ from daemon.errors import VoiceDaemonError
 #: Wall seconds per job: short clips to hour-long recordings.
 DURATION_BUCKETS = (0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, math.inf)
 OUTCOMES = ("done", "failed", "retried")
+#: A connection that sends nothing for this long is closed: each open one holds a thread.
+IDLE_TIMEOUT_SECONDS = 10.0
 
 
 class MetricsError(VoiceDaemonError):
@@ -202,7 +204,7 @@ class Metrics:
         self.routes[path] = handler
 
     # --- the HTTP endpoint ---------------------------------------------------------------
-    def start(self, addr: str | None = None) -> "MetricsServer | None":
+    def start(self, addr: str | None = None, *, idle_timeout: float = IDLE_TIMEOUT_SECONDS) -> "MetricsServer | None":
         """Serve /metrics and /healthz on ``addr`` (default: settings.metrics_addr); None when empty.
 
         Raises MetricsError when the address cannot be bound (in use, not local).
@@ -212,7 +214,7 @@ class Metrics:
         if not addr or self.server is not None:
             return self.server
         host, port = split_addr(addr)
-        self.server = MetricsServer(self, host, port)
+        self.server = MetricsServer(self, host, port, idle_timeout=idle_timeout)
         return self.server
 
     def close(self) -> None:
@@ -235,10 +237,10 @@ class _Server(ThreadingHTTPServer):
 class MetricsServer:
     """A ThreadingHTTPServer in a daemon thread; ``close()`` stops it and joins the thread."""
 
-    def __init__(self, metrics: Metrics, host: str, port: int):
+    def __init__(self, metrics: Metrics, host: str, port: int, *, idle_timeout: float = IDLE_TIMEOUT_SECONDS):
         server_cls = type("_Server6", (_Server,), {"address_family": socket.AF_INET6}) if ":" in host else _Server
         try:
-            self.httpd = server_cls((host, port), _handler(metrics))
+            self.httpd = server_cls((host, port), _handler(metrics, idle_timeout))
         except OSError as exc:
             raise MetricsError(f"VOICE_DAEMON_METRICS_ADDR={host}:{port}: cannot listen: {exc.strerror or exc}") from exc
         self.host, self.port = self.httpd.server_address[:2]
@@ -264,9 +266,10 @@ class MetricsServer:
         self.close()
 
 
-def _handler(metrics: Metrics):
+def _handler(metrics: Metrics, idle_timeout: float):
     class Handler(BaseHTTPRequestHandler):
         server_version = f"voice-daemon/{__version__}"
+        timeout = idle_timeout  # on the connection's socket: a silent client is dropped, its thread ends
 
         def do_GET(self):  # noqa: N802 (http.server's naming)
             path = self.path.split("?", 1)[0]

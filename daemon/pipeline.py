@@ -24,6 +24,7 @@ import soundfile as sf
 
 from daemon import durable
 from daemon.audio import io as aio
+from daemon.audio import verify
 from daemon.audio.decode import decode_to_wav
 from daemon.audio.plan import plan_chunks, silences
 from daemon.audio.stitch import stitch
@@ -136,7 +137,7 @@ def finish(wav: str, plan: dict, chunk_outs: list[str], output: str, chunk_infos
     chunks = [Chunk(**c) for c in plan["chunks"]]
     stitched = str(Path(wav).parent / "output.wav")
     stitch(chunks, chunk_outs, plan["frames"], rate, stitched)
-    out = publish(stitched, output, rate)
+    out, check = publish(stitched, output, rate, frames=plan["frames"], speech_seconds=plan.get("speech_seconds", 0.0))
     phrases, models = [], []
     for chunk, info in zip(chunks, chunk_infos or []):
         offset = chunk.start / rate
@@ -144,7 +145,7 @@ def finish(wav: str, plan: dict, chunk_outs: list[str], output: str, chunk_infos
             phrases.append({**ph, "start": round(ph["start"] + offset, 3), "end": round(ph["end"] + offset, 3)})
         models += [m for m in (info or {}).get("models", []) if m not in models]
     sidecar = _write_sidecar(out, phrases, models)
-    return {"output": str(out), "duration": plan["frames"] / rate, "sidecar": sidecar}
+    return {"output": str(out), "duration": plan["frames"] / rate, "sidecar": sidecar, "check": check}
 
 
 MAX_TEXT_BYTES = 1_000_000
@@ -168,23 +169,28 @@ def speak_text(input: str, work_dir: str, output: str, voice: str | None = None)
     audio, info = synthesize_text(text, _state()["engine"].bundle, voice or s.voice)
     wav = str(Path(work_dir) / "output.wav")
     sf.write(wav, audio, s.sample_rate, format="WAV", subtype="FLOAT")
-    out = publish(wav, output, s.sample_rate)
+    out, check = publish(wav, output, s.sample_rate, frames=len(audio), speech_seconds=len(audio) / s.sample_rate)
     sidecar = _write_sidecar(out, info.get("phrases", []), info.get("models", []))
-    return {"output": str(out), "duration": len(audio) / s.sample_rate, "sidecar": sidecar,
+    return {"output": str(out), "duration": len(audio) / s.sample_rate, "sidecar": sidecar, "check": check,
             "compute_seconds": time.perf_counter() - t0, "sample_rate": s.sample_rate}
 
 
-def publish(wav: str, output: str | Path, rate: int) -> Path:
-    """Encode ``wav`` to a temporary name beside ``output``, then rename durably: readers never see half a file."""
+def publish(wav: str, output: str | Path, rate: int, *, frames: int | None = None,
+            speech_seconds: float = 0.0) -> tuple[Path, dict]:
+    """Encode ``wav`` to a temporary name beside ``output``, check it (``audio/verify.py``: ``frames``
+    long, finite, not silent if the input had speech), then rename durably: readers never see half
+    a file, nor a broken one.  Returns the output and the check's figures."""
     out = Path(output)
     # Keep the real extension last: libsndfile and ffmpeg pick the codec from it.
     hidden = out.with_name(f".{out.stem}.voice-daemon-{os.getpid()}.tmp{out.suffix}")
     try:
         with durable.replacing(out, tmp=hidden) as tmp:
             aio.encode(wav, str(tmp), rate)
+            check = verify.check_output(tmp, frames=frames, sample_rate=rate, speech_seconds=speech_seconds,
+                                        name=out)
     except OutputError as exc:  # named by the file the user asked for, not the hidden one written first
         raise OutputError(out, exc.cause.replace(str(hidden), str(out))) from exc
-    return out
+    return out, check
 
 
 def _write_sidecar(out: Path, phrases: list[dict], models: list[dict]) -> str | None:

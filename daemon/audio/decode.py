@@ -6,11 +6,8 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from daemon.audio.io import AudioInfo, read_blocks
+from daemon.audio.io import TRUNCATION_TOLERANCE, AudioInfo, read_blocks
 from daemon.errors import InputError
-
-#: A stream that decodes to less than this share of its declared length is truncated.
-TRUNCATION_TOLERANCE = 0.98
 
 
 def decode_to_wav(info: AudioInfo, out_wav: str, sample_rate: int, *, max_seconds: float | None = None) -> int:
@@ -33,7 +30,9 @@ def decode_to_wav(info: AudioInfo, out_wav: str, sample_rate: int, *, max_second
                 raise InputError(info.path, f"is longer than the limit of {max_seconds:.0f} s "
                                             "(VOICE_DAEMON_MAX_INPUT_SECONDS)")
             mono = block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0]
-            mono = np.nan_to_num(mono, copy=False)
+            # A NaN or an infinity carries no sound: silence, not float32's largest value (which
+            # would swamp the engine's DSP and clip the whole chunk).
+            mono = np.nan_to_num(mono, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
             if resampler is not None:
                 mono = resampler.resample_chunk(mono)
             out.write(mono)
@@ -53,7 +52,7 @@ def decode_to_wav(info: AudioInfo, out_wav: str, sample_rate: int, *, max_second
         written = want
     if decoded == 0:
         raise InputError(info.path, "contains no audio samples (zero length)")
-    if info.reader == "sndfile" and decoded < info.frames * TRUNCATION_TOLERANCE:
+    if info.reader != "av" and decoded < info.frames * TRUNCATION_TOLERANCE:
         raise InputError(info.path, f"is truncated or damaged: decoded {decoded / info.sample_rate:.2f} s "
                                     f"of the {info.duration:.2f} s its header declares")
     return written

@@ -18,6 +18,7 @@ from typing import Iterator
 import numpy as np
 import soundfile as sf
 
+from daemon.audio import containers
 from daemon.audio.quiet import decoder_stderr
 from daemon.errors import InputError, OutputError
 
@@ -36,12 +37,16 @@ WRITERS = {
 }
 OPUS_RATES = (8000, 12000, 16000, 24000, 48000)
 MAX_CHANNELS = 8
+#: A stream that holds less than this share of its declared length is truncated.
+TRUNCATION_TOLERANCE = 0.98
+#: ``AudioInfo.reader`` of an Ogg file of several links (each read by libsndfile in turn).
+CHAINED_OGG = "sndfile-chain"
 
 
 @dataclass(frozen=True)
 class AudioInfo:
     path: str
-    reader: str          # "sndfile" or "av"
+    reader: str          # "sndfile", "sndfile-chain" (chained Ogg) or "av"
     format: str
     sample_rate: int
     channels: int
@@ -65,18 +70,45 @@ def probe(path: str | os.PathLike) -> AudioInfo:
     if size == 0:
         raise InputError(p, "is empty (0 bytes)")
     try:
+        open(p, "rb").close()
+    except PermissionError as exc:
+        raise InputError(p, "cannot be read: permission denied") from exc
+    try:
         with decoder_stderr(str(p)):
             info = sf.info(str(p))
         ai = AudioInfo(str(p), "sndfile", info.format, int(info.samplerate), int(info.channels),
                        int(info.frames), float(info.frames) / info.samplerate if info.samplerate else 0.0)
     except (sf.LibsndfileError, RuntimeError, TypeError):
         ai = _probe_av(p)
+    ai = _container_checks(p, ai)
     if ai.channels < 1 or ai.channels > MAX_CHANNELS:
         raise InputError(p, f"has {ai.channels} channels; 1 to {MAX_CHANNELS} are supported")
     if not 8000 <= ai.sample_rate <= 192000:
         raise InputError(p, f"has a sample rate of {ai.sample_rate} Hz; 8000 to 192000 Hz are supported")
     if ai.frames <= 0:
         raise InputError(p, "contains no audio samples (zero length)")
+    return ai
+
+
+def _container_checks(p: Path, ai: AudioInfo) -> AudioInfo:
+    """What libsndfile's header does not say: a WAV cut short, an Ogg of several chained links."""
+    if ai.reader == "sndfile" and ai.format == "WAV" and (short := containers.wav_shortfall(p)):
+        declared, present = short
+        if present < declared * TRUNCATION_TOLERANCE:
+            raise InputError(p, f"is truncated or damaged: it holds {present / ai.sample_rate:.2f} s of the "
+                                f"{declared / ai.sample_rate:.2f} s its header declares")
+    if ai.reader == "sndfile" and ai.format == "OGG":
+        try:
+            links = containers.ogg_links(p)
+        except (sf.LibsndfileError, RuntimeError) as exc:
+            raise InputError(p, f"is a chained Ogg file with a link that cannot be read ({exc})") from exc
+        if links:
+            frames = containers.chain_frames(links)
+            if any(not 1 <= link.channels <= MAX_CHANNELS for link in links):
+                raise InputError(p, f"has a link with {max(link.channels for link in links)} channels; "
+                                    f"1 to {MAX_CHANNELS} are supported")
+            ai = AudioInfo(ai.path, CHAINED_OGG, ai.format, links[0].sample_rate,
+                           max(link.channels for link in links), frames, frames / links[0].sample_rate)
     return ai
 
 
@@ -91,6 +123,8 @@ def _probe_av(p: Path) -> AudioInfo:
             st = streams[0]
             rate = int(st.codec_context.sample_rate or st.rate or 0)
             channels = int(st.codec_context.channels or 0)
+            if rate <= 0 or channels <= 0:  # FFmpeg guessed a format from junk bytes
+                raise InputError(p, "is not a readable audio file (format not recognised)")
             if st.duration is not None and st.time_base is not None:
                 seconds = float(st.duration * st.time_base)
             elif container.duration is not None:
@@ -120,6 +154,11 @@ def read_blocks(info: AudioInfo, block_frames: int = BLOCK_FRAMES) -> Iterator[n
                     if not len(block):
                         return
                     yield block
+        except (sf.LibsndfileError, RuntimeError) as exc:
+            raise InputError(info.path, f"cannot be decoded ({exc})") from exc
+    elif info.reader == CHAINED_OGG:
+        try:
+            yield from containers.read_links(info.path, containers.ogg_links(info.path), block_frames)
         except (sf.LibsndfileError, RuntimeError) as exc:
             raise InputError(info.path, f"cannot be decoded ({exc})") from exc
     else:

@@ -13,6 +13,8 @@ import numpy as np
 
 from daemon.engines import MAX_PITCH, MIN_PITCH
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
 
 class ShiftEngine:
     name = "shift"
@@ -47,17 +49,20 @@ def shift_voice(audio: np.ndarray, sample_rate: int, semitones: float, formant: 
     import parselmouth
     from parselmouth.praat import call
 
+    audio = np.asarray(audio, dtype=np.float64)
+    if not np.isfinite(audio).all():  # a NaN or an infinity is no sound, and would swamp Praat's DSP
+        audio = np.nan_to_num(audio, nan=0.0, posinf=0.0, neginf=0.0)
     n = len(audio)
     if n < sample_rate // 10 or not np.any(audio):
-        return np.asarray(audio, dtype=np.float32).copy()  # too short or silent: nothing to shift
-    snd = parselmouth.Sound(np.asarray(audio, dtype=np.float64), sampling_frequency=sample_rate)
+        return audio.astype(np.float32)  # too short or silent: nothing to shift
+    snd = parselmouth.Sound(audio, sampling_frequency=sample_rate)
     # The time step Praat's own "Change gender" analyses with; the Pitch is then reused by
     # "Sound & Pitch: Change gender", so the (costliest) pitch analysis runs once, not twice.
     pitch = call(snd, "To Pitch", 0.8 / MIN_PITCH, MIN_PITCH, MAX_PITCH)
     median = call(pitch, "Get quantile", 0.0, 0.0, 0.5, "Hertz")
     if not np.isfinite(median) or median <= 0:
         if formant == 1.0:
-            return np.asarray(audio, dtype=np.float32).copy()
+            return audio.astype(np.float32)
         new_median = 0.0  # unvoiced: formants only
     else:
         new_median = float(median) * 2.0 ** (semitones / 12.0)
@@ -67,7 +72,8 @@ def shift_voice(audio: np.ndarray, sample_rate: int, semitones: float, formant: 
         # result independent of what the process ran before (pool output == sequential output).
         parselmouth.praat.run("random_initializeWithSeedUnsafelyButPredictably (1)")
         out = call([snd, pitch], "Change gender", formant, new_median, 1.0, 1.0)
-    y = np.asarray(out.values[0], dtype=np.float32)
+    # Clipped to float32's range first: a huge (finite) input sample would overflow the cast.
+    y = np.clip(out.values[0], -FLOAT32_MAX, FLOAT32_MAX).astype(np.float32)
     if len(y) >= n:
         return y[:n]
     return np.concatenate([y, np.zeros(n - len(y), np.float32)])

@@ -38,6 +38,7 @@ def main(conn, initializer: str | None, init_args: tuple, init_kwargs: dict,
     from daemon import log
 
     log.configure(**(log_config or {}), process="worker")
+    _no_named_semaphores()
     if threads:
         for name in THREAD_VARIABLES:
             # Set, not defaulted: an inherited OMP_NUM_THREADS=16 would oversubscribe the cores.
@@ -53,6 +54,19 @@ def main(conn, initializer: str | None, init_args: tuple, init_kwargs: dict,
     _send(conn, ("ready", os.getpid(), time.perf_counter() - started, torch_threads))
     _serve(conn)
     conn.close()
+
+
+def _no_named_semaphores() -> None:
+    """tqdm makes a multiprocessing RLock for its first bar (faster-whisper makes a bar, disabled,
+    for every transcription).  In a spawn child that is a named POSIX semaphore which only the
+    child's clean exit unlinks: a worker ended by SIGTERM or SIGKILL leaves it to the resource
+    tracker ("There appear to be 1 leaked semaphore objects").  A worker's bars never cross
+    processes, so a thread lock serves."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return
+    tqdm.set_lock(threading.RLock())
 
 
 def _set_torch_threads(threads: int) -> int | None:

@@ -22,7 +22,15 @@ from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable
 
-from daemon.errors import InputError, ModelError, OutputError, PoolClosedError, PoolStartError, TaskError
+from daemon.errors import (
+    InputError,
+    ModelError,
+    OutputCheckError,
+    OutputError,
+    PoolClosedError,
+    PoolStartError,
+    TaskError,
+)
 from daemon.spool import Job, Spool, fsync_file
 from daemon.supervisor.events import CANDIDATE, FINISHED, POOL_BROKEN, Events, Signals
 from daemon.supervisor.report import Reporter
@@ -46,6 +54,8 @@ def describe_error(exc: BaseException) -> tuple[str, str, bool]:
         return f"The input {exc.cause}.", exc.stage, False
     if isinstance(exc, OutputError):
         return f"The output cannot be written: {exc.cause}.", "encode", False
+    if isinstance(exc, OutputCheckError):
+        return f"The output failed its check before publishing: {exc.cause}.", "verify", True
     if isinstance(exc, ModelError):
         return f"A model could not be used: {exc}.", "model", False
     if isinstance(exc, TaskError):

@@ -131,7 +131,7 @@ class JobReport:
         figures = {"audio_seconds": round(audio, 3), "wall_seconds": round(wall, 3),
                    "rtf": round(wall / audio, 4) if audio else None, "chunks": fig.get("chunks")}
         self.log.info("job.done", output=output, **figures, attempts=self.job.attempts,
-                      task_attempts=fig.get("attempts"), worker_pids=fig.get("worker_pids"))
+                      task_attempts=fig.get("attempts"), worker_pids=fig.get("worker_pids"), check=fig.get("check"))
         final = Path(self.r.s.outbox).absolute() / output
         self.r.tell("done", self.job, output=str(final), sidecar=_sidecar(final, fig), **figures,
                     worker_pids=fig.get("worker_pids"), reason=None)

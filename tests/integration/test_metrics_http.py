@@ -11,6 +11,7 @@ import urllib.request
 import pytest
 
 from daemon.metrics import Metrics, MetricsError
+from helpers import wait_until
 
 
 class Clock:
@@ -171,3 +172,23 @@ def test_parallel_scrapes_while_the_loop_updates(served):
     assert errors == []
     _code, _ctype, text = get(server.url + "/metrics")
     assert sample(text, 'voice_daemon_jobs_total{outcome="done"}') == 500
+
+
+def test_idle_connections_are_closed_and_their_threads_end():
+    """20 clients that connect and say nothing used to hold 20 threads for good."""
+    from daemon.metrics import IDLE_TIMEOUT_SECONDS
+
+    assert 1 <= IDLE_TIMEOUT_SECONDS <= 60
+    m = Metrics(stall_seconds=30)
+    server = m.start("127.0.0.1:0", idle_timeout=1.0)
+    base = threading.active_count()
+    clients = [socket.create_connection((server.host, server.port), timeout=30) for _ in range(20)]
+    try:
+        for c in clients:
+            assert c.recv(1) == b""  # the server closed it (without the timeout: TimeoutError after 30 s)
+        wait_until(lambda: threading.active_count() <= base, 30, message="the connections' threads to end")
+        assert get(server.url + "/healthz")[0] in (200, 503)  # still serving
+    finally:
+        for c in clients:
+            c.close()
+        m.close()

@@ -136,7 +136,7 @@ def _publish(tmp_path: Path) -> Path:
     wav.parent.mkdir()
     sf.write(wav, np.zeros(1600, dtype=np.float32), 16000, subtype="FLOAT")
     (tmp_path / "out").mkdir()
-    return pipeline.publish(str(wav), tmp_path / "out" / "talk.flac", 16000)
+    return pipeline.publish(str(wav), tmp_path / "out" / "talk.flac", 16000, frames=1600)[0]
 
 
 def _sidecar(tmp_path: Path) -> Path:
