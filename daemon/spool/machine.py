@@ -216,7 +216,7 @@ class Spool:
             "input": job.rel, "cause": job.error["cause"], "stage": job.error["stage"],
             "attempts": job.attempts, "job_id": job.id, "voice": job.voice,
             "claimed_at": iso(job.claimed_at), "failed_at": iso(now),
-            "history": [{**h, "at": iso(h["at"])} for h in job.history],
+            "history": [{**h, "at": iso(h.get("at"))} for h in job.history],
             "daemon_version": __version__, "engine": self.s.engine,
         }
         write_json(error_report_path(dest), report)
@@ -250,8 +250,12 @@ class Spool:
             return None
         try:
             job = read_job(d)
-        except (OSError, ValueError, TypeError):
-            return self._recover_orphan(d)
+        except FileNotFoundError:
+            return self._recover_orphan(d, "its job manifest was lost")
+        except (OSError, ValueError, TypeError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            self.log.error("spool.manifest_unusable", job_dir=str(d), error=why)
+            return self._recover_orphan(d, f"its job manifest ({MANIFEST}) is unusable: {why}")
         self.log.info("spool.recover", job_id=job.id, input=job.rel, state=str(job.state), attempts=job.attempts)
         if job.state == S.CLAIMING:
             if job.copied and os.path.lexists(self.inbox / job.rel):
@@ -293,18 +297,20 @@ class Spool:
         self._save(job)
         return job
 
-    def _recover_orphan(self, d: Path) -> None:
-        """A job folder without a readable manifest: quarantine whatever source it holds."""
+    def _recover_orphan(self, d: Path, cause: str) -> None:
+        """A job folder without a usable manifest: quarantine whatever source it holds, each
+        file with an error report that says why."""
         for f in sorted((d / "src").iterdir()) if (d / "src").is_dir() else []:
-            job = Job(id=d.name, rel=f.name, state=S.FAILING, claimed_at=self.clock(),
-                      error={"cause": "its job manifest was lost", "stage": "recover"})
-            job.failed = free_name(self.failed_dir, f.name, overwrite=False, reserve_suffix=ERROR_SUFFIX)
-            dest = self.failed_dir / job.failed
+            if f.name.startswith("."):
+                continue  # a copy cut short: the original is still where it was
+            rel = free_name(self.failed_dir, f.name, overwrite=False, reserve_suffix=ERROR_SUFFIX)
+            dest = self.failed_dir / rel
             dest.parent.mkdir(parents=True, exist_ok=True)
             write_json(error_report_path(dest),
-                       {"input": f.name, "cause": job.error["cause"], "stage": "recover",
+                       {"input": f.name, "cause": cause, "stage": "recover", "job_id": d.name,
                         "daemon_version": __version__, "failed_at": iso(self.clock())})
             move(f, dest)
+            self.log.error("spool.quarantined_orphan", job_dir=str(d), quarantined=rel, cause=cause)
         shutil.rmtree(d)
         return None
 

@@ -423,6 +423,67 @@ def test_a_job_folder_without_manifest_is_quarantined(spool):
     assert everything(spool.failed_dir) == ["lost.wav", "lost.wav.error.json"]
 
 
+@pytest.mark.parametrize("manifest, reason", [
+    ("[]", "it holds a JSON list, not an object"),
+    ('"queued"', "it holds a JSON str, not an object"),
+    ('{"rel": "a.wav"}', "it has no 'id'"),
+    ('{"id": "ID", "rel": "a.wav", "attempts": "two"}', "its 'attempts' is str"),
+    ('{"id": "ID", "rel": "a.wav", "state": "exploded"}', "its state 'exploded' is not one this version knows"),
+    ('{"id": "ID", "rel": "../../etc/passwd"}', "does not stay inside its folder"),
+    ('{"id": "20990101T000000-00000000", "rel": "a.wav"}', "lies in the folder of job"),
+    ('{"id": "ID", "rel": "a.wav", "state": "committing"}', "it is committing without 'output_tmp'"),
+    ('{"id": "ID", "rel": "a.wav", "history": [1]}', "its history holds something other than objects"),
+    ('{"id": "ID", "rel": ', "it is not valid JSON"),
+    ('{"id": "ID", "rel": "é.wav"}', "it is not ASCII JSON"),
+])
+def test_a_damaged_manifest_sends_the_audio_to_failed_with_a_reason(spool, manifest, reason):
+    """Issue 11, fault 8: a job.json that is JSON but not a job (``[]``) left the job stuck in work/
+    and made `status` crash; now recovery quarantines its audio, and `status` lists it as damaged."""
+    job = spool.claim(drop(spool, "sub/a.wav"))
+    drop(spool, "b.wav")
+    other = spool.claim(spool.inbox / "b.wav")
+    (spool.job_dir(job) / "job.json").write_text(manifest.replace("ID", job.id), encoding="utf-8")
+    st = collect_status(spool.s)
+    assert [d["job_id"] for d in st["damaged"]] == [job.id] and reason in st["damaged"][0]["reason"]
+    assert [j["job_id"] for j in st["queued"]] == [other.id]
+    assert [j.id for j in Spool(spool.s).recover()] == [other.id]  # the sound job goes on
+    assert everything(spool.failed_dir) == ["a.wav", "a.wav.error.json"]
+    report = json.loads((spool.failed_dir / "a.wav.error.json").read_text())
+    assert report["cause"].startswith("its job manifest (job.json) is unusable: ") and reason in report["cause"]
+    assert report["stage"] == "recover" and report["job_id"] == job.id
+    assert sorted(p.name for p in spool.work.iterdir()) == [other.id]
+
+
+def test_status_never_fails_on_the_spool(spool, tmp_path):
+    """Damaged manifests, a stray file in work/, a name that is not UTF-8: `status --json` (a real
+    process) exits 0 and prints valid UTF-8 JSON."""
+    import subprocess
+
+    bad = os.fsdecode(b"caf\xe9-\xff.wav")  # Latin-1 bytes: not UTF-8
+    spool.claim(drop(spool, bad))
+    spool.fail(spool.claim(drop(spool, bad)), "bad", "decode")
+    drop(spool, bad)  # waiting in the inbox
+    broken = spool.claim(drop(spool, "x.wav"))
+    (spool.job_dir(broken) / "job.json").write_text("[]")
+    (spool.work / "stray-file").write_text("not a job")
+    (spool.work / "20250101T000000-0badf00d").mkdir()  # no manifest at all
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VOICE_DAEMON_")}
+    env.update({"VOICE_DAEMON_INBOX": str(spool.inbox), "VOICE_DAEMON_OUTBOX": str(spool.outbox),
+                "VOICE_DAEMON_FAILED_DIR": str(spool.failed_dir), "VOICE_DAEMON_STATE_DIR": str(spool.state)})
+    out = {}
+    for args in (["--json"], []):
+        proc = subprocess.run([sys.executable, "-m", "daemon", "status", *args], env=env, capture_output=True,
+                              timeout=60)
+        assert proc.returncode == 0 and proc.stderr == b"", proc.stderr
+        out[bool(args)] = proc.stdout.decode("utf-8")  # strict: raw non-UTF-8 bytes would raise here
+    st = json.loads(out[True])
+    assert "damaged:     2" in out[False]
+    assert st["inbox_waiting"] == 1 and st["failed_inputs"] == ["caf\\xe9-\\xff.wav"]
+    assert [q["input"] for q in st["queued"]] == ["caf\\xe9-\\xff.wav"]
+    assert sorted(d["reason"] for d in st["damaged"]) == ["it holds a JSON list, not an object",
+                                                         "its job manifest was lost"]
+
+
 def test_copy_claim_whose_original_survived_is_dropped(spool):
     job = spool.claim(drop(spool, "a.wav"))
     # as if the inbox were on another filesystem and the daemon died before unlinking the original
