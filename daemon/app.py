@@ -1,7 +1,8 @@
 """The composition root: builds and wires the parts from Settings for `run`, `convert` and `bench`.
 
     run:      folders checked and created → state lock → spool recovery → warm pool → watcher →
-              supervisor loop (until SIGTERM/SIGINT) → orderly close
+              supervisor loop (until SIGTERM/SIGINT; SIGHUP: settings read again, a new pool
+              built here replaces the old one) → orderly close
     convert:  paths checked → warm pool (or everything in this process) → one job
     bench:    one workload through each way of running it, the pool built here
 
@@ -19,6 +20,7 @@ from daemon.engines import voice_folders
 from daemon.errors import AlreadyRunningError
 from daemon.metrics import Metrics
 from daemon.pool import WorkerPool
+from daemon.settings import env_file_values, reload_settings
 from daemon.spool import Spool, acquire_lock, daemon_pid
 from daemon.supervisor import Events, Signals, Supervisor
 from daemon.supervisor.events import POOL_STARTED, SIGNAL
@@ -53,6 +55,23 @@ def cli_bench(settings, args) -> int:
     return bench.cli_bench(settings, args, build_pool)
 
 
+class Reloader:
+    """What the supervisor needs on SIGHUP: the settings read again (the `run` command's own
+    flags still win) and, for new settings, the pool, the job runner and the voice folders."""
+
+    FLAGS = ("log_format", "log_level")  # the global flags that override settings
+
+    def __init__(self, args):
+        self.at_start = env_file_values()
+        self.overrides = {f: getattr(args, f) for f in self.FLAGS if getattr(args, f, None) is not None}
+
+    def read(self):
+        return reload_settings(self.at_start, **self.overrides)
+
+    def build(self, settings):
+        return build_pool(settings), convert.job_runner(settings), voice_folders(settings)
+
+
 def cli_run(settings, args) -> int:
     logger = log.get("daemon")
     spool = Spool(settings, voices=voice_folders(settings))
@@ -65,11 +84,13 @@ def cli_run(settings, args) -> int:
     # Signals are counted from here on: a SIGTERM while the models load is not lost.
     signals = Signals(events).install()
     notifier = Notifier()
-    metrics = pool = None
+    metrics = pool = supervisor = None
     try:
+        reloader = Reloader(args)
         recovered = spool.recover()
         pool = build_pool(settings)
-        metrics = Metrics(settings, workers_ok=lambda: pool.broken is None)
+        # After a SIGHUP the supervisor's pool is another one: ask for the one in use.
+        metrics = Metrics(settings, workers_ok=lambda: (supervisor.pool if supervisor else pool).broken is None)
         metrics.start()  # /healthz answers "starting" (503) while the workers warm up
         notifier.status("loading models")
         logger.info("daemon.starting", workers=settings.workers, engine=settings.engine,
@@ -78,14 +99,15 @@ def cli_run(settings, args) -> int:
             logger.info("daemon.stopped", reason=f"{signals.last} while starting")
             return 0
         supervisor = Supervisor(settings, spool, pool, events=events, signals=signals, notifier=notifier,
-                                metrics=metrics, run_job=convert.job_runner(settings), clock=time.time)
+                                metrics=metrics, run_job=convert.job_runner(settings), clock=time.time,
+                                reloader=reloader)
         watcher = Watcher(settings, supervisor.on_candidate, on_seen=metrics.watcher_seen,
                           probe=GuardedProbe(spool.state / "probing"))
         return supervisor.run(watcher, recovered)
     finally:
         notifier.stopping()
-        if pool is not None:
-            pool.close(0)  # workers still loading their models are terminated, not waited for
+        for p in {id(p): p for p in (pool, getattr(supervisor, "pool", None)) if p is not None}.values():
+            p.close(0)  # workers still loading their models are terminated, not waited for
         if metrics is not None:
             metrics.close()
         notifier.close()

@@ -86,6 +86,7 @@ class Job:
     error: dict[str, Any] | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
     figures: dict[str, Any] = field(default_factory=dict)
+    suspect: bool = False          # in flight when the daemon died: runs alone until it ends
 
     def __post_init__(self) -> None:
         self.state = JobState(self.state)  # ValueError for a state this version does not know
@@ -98,6 +99,12 @@ class Job:
     @property
     def rel_dir(self) -> str:
         return self.rel.rpartition("/")[0]
+
+    @property
+    def charges(self) -> int:
+        """Deaths of the daemon charged to this job (it was alone in flight; entries written before
+        that rule count too)."""
+        return sum(1 for h in self.history if h.get("stage") == "interrupted" and h.get("charged", True))
 
     @classmethod
     def from_dict(cls, d: dict) -> "Job":
@@ -151,7 +158,7 @@ _TYPES = {"id": str, "rel": str, "voice": (str, type(None)), "state": str, "atte
           "claimed_at": (int, float), "updated_at": (int, float), "started_at": (int, float, type(None)),
           "not_before": (int, float), "companions": list, "copied": bool, "output_tmp": (str, type(None)),
           "output": (str, type(None)), "failed": (str, type(None)), "error": (dict, type(None)),
-          "history": list, "figures": dict}
+          "history": list, "figures": dict, "suspect": bool}
 #: what each state needs besides id and rel
 _NEEDS = {S.RUNNING: ("output_tmp",), S.COMMITTING: ("output_tmp", "output"), S.COMMITTED: ("output",),
           S.FAILING: ("failed", "error")}

@@ -192,6 +192,90 @@ def test_the_longest_names_can_fail_too(spool):
     assert json.loads(report.read_text())["input"] == name
 
 
+def test_long_names_that_collide_still_fit(tmp_path):
+    """Issue 11, fault 5: a 250-byte name dropped twice needed `NAME (1).wav`, past NAME_MAX; the
+    commit failed with ENAMETOOLONG and the job stayed in `committing` for good."""
+    sp = Spool(make_settings(tmp_path, output_format="flac"))
+    sp.ensure_dirs()
+    for name in ("a" * 246 + ".wav", "я" * 125 + ".wav"):  # 250 bytes each; .flac is one byte longer
+        outs = [convert(sp, sp.claim(drop(sp, name)), b"%d" % i) for i in range(3)]
+        for out in outs:
+            assert len(os.fsencode(out.name)) <= 255 and out.suffix == ".flac"
+            out.name.encode("utf-8")  # cut at a character boundary, not inside one
+        assert [o.name.endswith(e) for o, e in zip(outs, (".flac", " (1).flac", " (2).flac"))] == [True] * 3
+        assert [o.read_bytes() for o in outs] == [b"0", b"1", b"2"]
+    failed = [sp.fail(sp.claim(drop(sp, "b" * 251 + ".wav")), "bad", "decode") for _ in range(2)]
+    assert failed[1].name.endswith(" (1).wav") and len(os.fsencode(failed[1].name)) <= 255
+    reports = sorted(sp.failed_dir.glob("*.error.json"))
+    assert len(reports) == 2 and all(len(os.fsencode(r.name)) <= 255 for r in reports)
+    assert sorted(json.loads(r.read_text())["input"] for r in reports) == ["b" * 251 + ".wav"] * 2
+    assert list(sp.work.iterdir()) == [] and [p for p in everything(sp.outbox) if p.startswith(".")] == []
+
+
+def test_a_job_left_committing_with_a_name_too_long_is_published_under_one_that_fits(spool):
+    """What the older version left behind: job.json in `committing` naming an output past NAME_MAX
+    (every restart logged spool.recover_error again)."""
+    name = "c" * 250 + ".wav"
+    (spool.outbox / name).write_bytes(b"first")
+    job = spool.claim(drop(spool, name))
+    spool.start(job).write_bytes(b"second")
+    job.output, job.state = name[:-4] + " (1).wav", "committing"
+    forge_manifest(spool, job)
+    assert Spool(spool.s).recover() == []
+    second = [p for p in everything(spool.outbox) if p != name]
+    assert len(second) == 1 and second[0].endswith(" (1).wav") and len(second[0]) <= 255
+    assert (spool.outbox / second[0]).read_bytes() == b"second" and list(spool.work.iterdir()) == []
+
+
+def test_a_blocked_output_path_fails_at_once_naming_the_file(spool):
+    """Issue 11, fault 6: outbox/z.wav is a file and inbox/z.wav/inner.wav arrives: the attempt was
+    counted after the mkdir, so it retried for ever with attempts 0."""
+    from daemon.errors import OutputError
+
+    (spool.outbox / "z.wav").write_bytes(b"an earlier output")
+    job = spool.claim(drop(spool, "z.wav/inner.wav"))
+    with pytest.raises(OutputError) as exc:
+        spool.start(job)
+    assert f"{spool.outbox / 'z.wav'} is a file" in exc.value.cause
+    assert json.loads((spool.job_dir(job) / "job.json").read_text())["attempts"] == 1  # counted first
+    # The failed folder may be blocked the same way (z.wav itself failed before): a free name is used.
+    (spool.failed_dir / "z.wav").write_bytes(b"an earlier failure")
+    dest = spool.fail(job, exc.value.cause, "output")
+    assert dest == spool.failed_dir / "z (1).wav" / "inner.wav" and dest.read_bytes() == b"RIFF-fake-audio"
+    assert (spool.failed_dir / "z (1).wav" / "inner.wav.error.json").is_file()
+    assert (spool.outbox / "z.wav").read_bytes() == b"an earlier output"
+
+
+def test_a_dead_encoders_temp_file_goes_when_the_job_is_published(spool):
+    """Issue 11, fault 2: a worker SIGKILLed while encoding leaves ..<temp>.voice-daemon-<pid>.tmp.wav;
+    the pool's retry publishes the output, and that file is removed with the job's other temps."""
+    job = spool.claim(drop(spool, "a.wav"))
+    tmp = spool.start(job)
+    leftover = tmp.with_name(f".{tmp.stem}.voice-daemon-4242.tmp.wav")
+    leftover.write_bytes(b"half an encoding")
+    tmp.write_bytes(b"the retry's output")
+    spool.commit(job)
+    assert everything(spool.outbox) == ["a.wav"]
+
+
+def test_temp_files_of_jobs_gone_from_work_are_removed_at_start(spool):
+    done = spool.claim(drop(spool, "sub/a.wav"))
+    tmp = spool.start(done)
+    tmp.write_bytes(b"x")
+    spool.commit(done)
+    (spool.outbox / "sub" / f".{tmp.stem}.voice-daemon-77.tmp.wav").write_bytes(b"half")  # after the commit
+    (spool.outbox / f".a.{done.id}.part.json").write_bytes(b"{}")
+    (spool.outbox / ".DS_Store").write_bytes(b"the user's")
+    (spool.outbox / "sub" / ".notes.part.txt").write_bytes(b"the user's")
+    alive = spool.claim(drop(spool, "b.wav"))
+    spool.start(alive).write_bytes(b"out")
+    alive.output, alive.state = "b.wav", "committing"
+    forge_manifest(spool, alive)
+    Spool(spool.s)._sweep_outbox()
+    assert sorted(p for p in everything(spool.outbox) if "/." in "/" + p) == [
+        ".DS_Store", f".b.{alive.id}.part.wav", "sub/.notes.part.txt"]
+
+
 def test_two_inputs_with_one_stem_get_two_outputs(tmp_path):
     sp = Spool(make_settings(tmp_path, output_format="wav"))
     sp.ensure_dirs()
