@@ -488,6 +488,34 @@ def test_a_job_that_kept_killing_the_daemon_is_quarantined(tmp_path):
     assert everything(sp.outbox) == []
 
 
+def test_a_daemon_crash_is_charged_only_to_a_job_that_was_alone_in_flight(tmp_path):
+    """Issue 11, fault 3: every job in flight was charged for every crash, so bystanders of a few
+    kill -9 ended in failed/.  Now the others are uncharged suspects (run alone next), and only a
+    job alone in flight is charged; a failure that ends normally clears the suspicion."""
+    sp = Spool(make_settings(tmp_path, max_attempts=2))
+    sp.ensure_dirs()
+    jobs = [sp.claim(drop(sp, f"{n}.wav")) for n in "abc"]
+    for job in jobs:
+        sp.start(job).write_bytes(b"partial")  # the daemon dies with three in flight
+    resumed = Spool(sp.s).recover()
+    assert [(j.attempts, j.suspect, j.charges) for j in resumed] == [(0, True, 0)] * 3
+    assert resumed[0].history[0]["cause"] == "the daemon stopped during this attempt, with other jobs in flight"
+    a = resumed[0]
+    for charges in (1, 2):  # then twice with a alone in flight
+        sp.start(a).write_bytes(b"partial")
+        resumed = Spool(sp.s).recover()
+        if charges == 1:
+            a = next(j for j in resumed if j.rel == "a.wav")
+            assert (a.attempts, a.charges) == (1, 1)
+    assert sorted(j.rel for j in resumed) == ["b.wav", "c.wav"]  # a.wav: quarantined at 2 charges
+    report = json.loads((sp.failed_dir / "a.wav.error.json").read_text())
+    assert report["stage"] == "interrupted" and "while this job was the only one in flight" in report["cause"]
+    b = resumed[0]
+    sp.start(b)
+    sp.retry(b, "a worker died", "crash", delay=0)
+    assert not b.suspect and not json.loads((sp.job_dir(b) / "job.json").read_text())["suspect"]
+
+
 def test_committing_after_an_outside_file_took_the_name(spool):
     job = spool.claim(drop(spool, "a.wav"))
     spool.start(job).write_bytes(b"ours")
