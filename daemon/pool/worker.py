@@ -26,7 +26,6 @@ from daemon.pool.remote import dumps
 
 STOP = dumps(("stop",))
 KILL_AFTER_TERMINATE = 2.0  # seconds between SIGTERM and SIGKILL at close
-MAX_START_BACKOFF = 30.0    # seconds: the longest wait before starting a worker again
 
 
 class State(StrEnum):
@@ -63,9 +62,8 @@ class PoolOptions:
     default_timeout: float | Callable[[Any], float | None] | None = None
     max_tasks_per_worker: int = 0
     start_timeout: float = 180.0
-    #: A worker that dies while loading (a signal, an exit without a word) is started again after
-    #: ``start_backoff`` seconds, doubling up to ``MAX_START_BACKOFF``; the pool breaks after
-    #: ``max_failed_starts`` consecutive failed starts (no worker became ready in between).
+    #: A worker that dies while loading is started again after ``start_backoff`` seconds, doubling;
+    #: the pool breaks after ``max_failed_starts`` failed starts in a row (``restarts.py``).
     max_failed_starts: int = 5
     start_backoff: float = 1.0
 

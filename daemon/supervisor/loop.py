@@ -26,7 +26,6 @@ the spool (resumed at the next start).  A second signal skips the wait.  SIGHUP 
 
 from __future__ import annotations
 
-import errno
 import time
 from collections import deque
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
@@ -36,9 +35,10 @@ from typing import Callable
 from daemon.errors import InputError, ModelError, OutputError, PoolClosedError, PoolStartError, TaskError
 from daemon.spool import Job, JobState, Spool, fsync_file
 from daemon.spool.machine import Unfinished
-from daemon.spool.space import Space, disk_full_error, os_error
+from daemon.spool.space import Space, disk_full_error
 from daemon.supervisor.events import CANDIDATE, FINISHED, POOL_BROKEN, Events, Signals
 from daemon.supervisor.later import Later
+from daemon.supervisor.pause import Pausing, passes
 from daemon.supervisor.reload import Reloading
 from daemon.supervisor.report import Reporter
 from daemon.supervisor.schedule import Schedule
@@ -71,7 +71,7 @@ def describe_error(exc: BaseException) -> tuple[str, str, bool]:
     return f"Unexpected {type(exc).__name__}: {exc}.", "internal", bool(getattr(exc, "retryable", True))
 
 
-class Supervisor:
+class Supervisor(Pausing):
     """Every collaborator is given (``daemon/app.py`` builds them): ``run_job(submit, src, out_tmp,
     work_dir, voice=, group=)`` converts one job through ``pool.submit``; ``clock`` is the wall
     clock of the spool's retry times; ``reloader`` (optional) reads the settings again and builds
@@ -290,7 +290,7 @@ class Supervisor:
         job = r.job
         if job.state == JobState.RUNNING and disk_full_error(exc) is None:
             self._attempt_failed(job, exc, stage="commit")  # nothing recorded yet: an attempt that failed
-        elif job.state == JobState.COMMITTING and not self.spool.published(job) and not _passes(exc):
+        elif job.state == JobState.COMMITTING and not self.spool.published(job) and not passes(exc):
             # It cannot be published (and converting again would end the same way).
             self._quarantine(job, f"The output could not be published as {job.output!r}: {exc}.", "commit")
         else:
@@ -338,68 +338,10 @@ class Supervisor:
             return
         self.report.job(job).put_back(why)
 
-    # --- full disks -------------------------------------------------------------------
-    def _out_of_space(self, job: Job, exc: BaseException) -> bool:
-        """An attempt that failed for lack of space: put back uncounted, the daemon paused."""
-        err = disk_full_error(exc)
-        if err is None and (isinstance(exc, (InputError, ModelError)) or self.space.low() is None):
-            return False  # libsndfile's "System error." counts as a full disk only where one is
-        full = self._pause(err)
-        why = f"{full.reason}; tried again when there is space"
-        if job.state == JobState.RUNNING:
-            try:
-                self.spool.put_back(job, why, stage="disk")
-            except OSError as put_err:  # the state disk itself: job.json still says running
-                self.report.job(job).error("job.put_back_error", put_err)
-        self.report.job(job).waiting(why)
-        self.schedule.add(job)
-        return True
-
-    def _pause(self, err: OSError | None, folder: str | None = None):
-        was = self.space.paused
-        full = self.space.mark(err, folder)
-        if not was:
-            self.log.error("daemon.paused", folder=full.folder, path=str(full.path), cause=full.cause,
-                           reason=full.reason)
-        return full
-
-    def _look_at_space(self) -> None:
-        if self.space.paused and (due := self.space.next_look()) is not None and time.monotonic() >= due:
-            for full in self.space.look():
-                self.log.info("daemon.resumed", folder=full.folder, path=str(full.path),
-                              paused_seconds=round(time.monotonic() - full.since, 3))
-            if not self.space.paused:
-                self._run_later(everything=True)
-                return
-        if not self.space.paused:
-            self._run_later()
-
-    def _run_later(self, everything: bool = False) -> None:
-        for _key, step in self.later.due(now_too=everything):
-            step()
-
-    def _recover_again(self, d) -> None:
-        try:
-            job = self.spool.recover_dir(d)
-        except Exception as exc:  # still not possible: later again
-            self.later.add(f"recover:{d.name}", lambda: self._recover_again(d))
-            if (full := disk_full_error(exc)) is not None:
-                self._pause(full)
-            return
-        self.later.done(f"recover:{d.name}")
-        if job is not None:
-            self._enqueue(job, recovered=True)
-
     # --- health -----------------------------------------------------------------------
     def _turn(self) -> None:
         self.report.turn(queued=len(self.schedule) + len(self.intake), running=len(self.running),
                          pool_stats=self.pool.stats(), space=self.space)
-
-
-def _passes(exc: BaseException) -> bool:
-    """An error that may go away by itself: a full disk or an I/O error."""
-    err = os_error(exc)
-    return disk_full_error(exc) is not None or (err is not None and err.errno == errno.EIO)
 
 
 def _is_shutdown(exc: BaseException) -> bool:
