@@ -10,8 +10,8 @@ Only the supervisor's loop calls these methods, so there is one mover of files.
     work/<job>   --fail-->   FAILED/<rel>  +  FAILED/<rel>.error.json
 
 Every step first records its intent in ``job.json`` (written durably), so
-``recover()`` after a kill -9 at any point finishes or undoes the step: each input
-ends exactly once in the outbox or the failed folder.
+``recover()`` (``recovery.py``) after a kill -9 at any point finishes or undoes the step:
+each input ends exactly once in the outbox or the failed folder.
 """
 
 from __future__ import annotations

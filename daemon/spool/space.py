@@ -15,6 +15,7 @@ No threads: the supervisor's loop asks ``look()`` when ``next_look()`` is due.
 from __future__ import annotations
 
 import errno
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
 PROBE_BYTES = 1 << 20
 LOW_BYTES = 1 << 20
 FIRST_LOOK, LONGEST_LOOK = 1.0, 30.0
+REFILL_SECONDS = 60.0  # full again this soon after a look found space: the next looks wait longer
 PROBE_NAME = ".voice-daemon-space-probe"
 
 
@@ -77,6 +79,7 @@ class Space:
         self.folders = {name: Path(p) for name, p in folders.items()}
         self.clock, self.first_look, self.longest_look = clock, first_look, longest_look
         self.full: dict[str, Full] = {}
+        self._resumed: dict[str, tuple[float, float]] = {}  # folder -> (when it came back, last delay)
 
     @property
     def paused(self) -> bool:
@@ -109,8 +112,10 @@ class Space:
         now = self.clock()
         full = self.full.get(folder)
         if full is None:
-            full = self.full[folder] = Full(folder, self.folders[folder], cause.lower(), now,
-                                            now + self.first_look, self.first_look)
+            # Full again soon after space came back (a job bigger than what a look can tell): wait longer.
+            at, last = self._resumed.get(folder, (-math.inf, self.first_look / 2))
+            delay = min(last * 2, self.longest_look) if now - at < REFILL_SECONDS else self.first_look
+            full = self.full[folder] = Full(folder, self.folders[folder], cause.lower(), now, now + delay, delay)
         else:  # full again, or still: look less often
             full.delay = min(full.delay * 2, self.longest_look)
             full.next_look = now + full.delay
@@ -128,6 +133,7 @@ class Space:
                 continue
             if probe(full.path):
                 back.append(self.full.pop(name))
+                self._resumed[name] = (now, full.delay)
             else:
                 full.delay = min(full.delay * 2, self.longest_look)
                 full.next_look = now + full.delay

@@ -322,8 +322,7 @@ class Supervisor(Pausing):
         try:
             dest = self.spool.fail(job, cause, stage)
         except OSError as exc:  # the failed folder itself is unusable: leave the job in work/
-            if (full := disk_full_error(exc)) is not None:
-                self._pause(full)
+            if disk_full_error(exc) is not None:  # tried again; a full failed folder does not pause intake
                 self.later.add(job.id, lambda: self._quarantine(job, cause, stage))
             self.report.job(job).error("job.quarantine_error", exc)
             return

@@ -11,7 +11,7 @@ from __future__ import annotations
 import errno
 import time
 
-from daemon.errors import InputError, ModelError
+from daemon.errors import TaskError, VoiceDaemonError
 from daemon.spool import Job, JobState
 from daemon.spool.space import disk_full_error, os_error
 
@@ -22,7 +22,7 @@ class Pausing:
     def _out_of_space(self, job: Job, exc: BaseException) -> bool:
         """An attempt that failed for lack of space: put back uncounted, the daemon paused."""
         err = disk_full_error(exc)
-        if err is None and (isinstance(exc, (InputError, ModelError)) or self.space.low() is None):
+        if err is None and (not _unexplained(exc) or self.space.low() is None):
             return False  # libsndfile's "System error." counts as a full disk only where one is
         full = self._pause(err)
         why = f"{full.reason}; tried again when there is space"
@@ -69,6 +69,14 @@ class Pausing:
         self.later.done(f"recover:{d.name}")
         if job is not None:
             self._enqueue(job, recovered=True)
+
+
+def _unexplained(exc: BaseException) -> bool:
+    """An error that says nothing of its cause: a task's exception (libsndfile's "System error."),
+    not a refused input or output, a model, a worker's death or a timeout."""
+    if isinstance(exc, TaskError):
+        return exc.kind == "exception"
+    return not isinstance(exc, VoiceDaemonError)
 
 
 def passes(exc: BaseException) -> bool:

@@ -70,3 +70,19 @@ def test_later_steps_back_off_per_key_and_all_run_when_space_returns():
     assert [k for k, _ in later.due(now_too=True)] == ["a"] and len(later) == 0
     later.done("a")
     assert later.add("a", lambda: None) == 1.0  # forgotten after success
+
+
+def test_a_folder_full_again_soon_after_it_came_back_is_looked_at_less_often(tmp_path):
+    """A file bigger than what a look can tell fills the disk again: no tight loop of conversions."""
+    clock = Clock()
+    space = Space({"state": tmp_path}, clock=clock, first_look=1.0, longest_look=8.0)
+    enospc = OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "x"))
+    delays = []
+    for _ in range(5):
+        full = space.mark(enospc)
+        delays.append(full.delay)
+        clock.now = full.next_look
+        assert [f.folder for f in space.look()] == ["state"]  # the probe finds room: resumed
+    assert delays == [1.0, 2.0, 4.0, 8.0, 8.0]
+    clock.now += 61
+    assert space.mark(enospc).delay == 1.0  # long after: a new story
