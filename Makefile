@@ -4,8 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-SYSTEM_PACKAGES := ffmpeg sox libsox-fmt-all espeak-ng
-SYSTEM_COMMANDS := ffmpeg ffprobe sox espeak-ng
+SYSTEM_PACKAGES := ffmpeg sox libsox-fmt-all espeak-ng chromium
+SYSTEM_COMMANDS := ffmpeg ffprobe sox espeak-ng chromium
 PYTEST_ARGS ?=
 
 .PHONY: help sysdeps venv lint test test-fast run bench install-service clean

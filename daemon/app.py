@@ -15,17 +15,20 @@ from __future__ import annotations
 import os
 import time
 
-from daemon import bench, convert, log
+from daemon import __version__, bench, convert, log
 from daemon.engines import voice_folders
 from daemon.errors import AlreadyRunningError
+from daemon.hooks import Hooks
 from daemon.metrics import Metrics
 from daemon.pool import WorkerPool
 from daemon.settings import env_file_values, reload_settings
-from daemon.spool import Spool, acquire_lock, daemon_pid
+from daemon.spool import Spool, acquire_lock, daemon_pid, write_record
+from daemon.spool.folders import folder_paths
 from daemon.supervisor import Events, Signals, Supervisor
 from daemon.supervisor.events import POOL_STARTED, SIGNAL
 from daemon.systemd import Notifier
 from daemon.watcher import GuardedProbe, Watcher
+from daemon.web import LiveBoard, StatusPage
 
 #: What every worker child runs first: load the VAD and the engine (``daemon/pipeline.py``).
 WORKER_INITIALIZER = "daemon.pipeline:init_worker"
@@ -74,23 +77,33 @@ class Reloader:
 
 def cli_run(settings, args) -> int:
     logger = log.get("daemon")
+    convert.check_voice(settings)  # before any model loads
     spool = Spool(settings, voices=voice_folders(settings))
     spool.ensure_dirs()  # SettingsError (exit 78) when the folders overlap or cannot be made
     lock = acquire_lock(spool.state)
     if lock is None:
         raise AlreadyRunningError(f"another voice-daemon (pid {daemon_pid(settings)}) is using "
                                   f"VOICE_DAEMON_STATE_DIR={spool.state}")
+    # What `voice-daemon status --state-dir` reads to find this daemon's other folders.
+    try:
+        write_record(spool.state, {"version": __version__, "started_at": time.time(),
+                                   "folders": folder_paths(settings), "metrics_addr": settings.metrics_addr})
+    except OSError as exc:  # a full state disk: the daemon still starts (and pauses until there is space)
+        logger.warning("daemon.record_error", error=str(exc))
     events = Events()
     # Signals are counted from here on: a SIGTERM while the models load is not lost.
     signals = Signals(events).install()
     notifier = Notifier()
-    metrics = pool = supervisor = None
+    metrics = pool = hooks = supervisor = None
     try:
         reloader = Reloader(args)
         recovered = spool.recover()
         pool = build_pool(settings)
         # After a SIGHUP the supervisor's pool is another one: ask for the one in use.
         metrics = Metrics(settings, workers_ok=lambda: (supervisor.pool if supervisor else pool).broken is None)
+        live = LiveBoard()
+        StatusPage(settings, live, metrics=metrics,
+                   pool_stats=lambda: (supervisor.pool if supervisor else pool).stats()).install(metrics)
         metrics.start()  # /healthz answers "starting" (503) while the workers warm up
         notifier.status("loading models")
         logger.info("daemon.starting", workers=settings.workers, engine=settings.engine,
@@ -98,9 +111,10 @@ def cli_run(settings, args) -> int:
         if not _start(pool, events) or signals.count:
             logger.info("daemon.stopped", reason=f"{signals.last} while starting")
             return 0
+        hooks = Hooks.from_settings(settings)
         supervisor = Supervisor(settings, spool, pool, events=events, signals=signals, notifier=notifier,
                                 metrics=metrics, run_job=convert.job_runner(settings), clock=time.time,
-                                reloader=reloader)
+                                observers=[live, *([hooks] if hooks else [])], reloader=reloader)
         watcher = Watcher(settings, supervisor.on_candidate, on_seen=metrics.watcher_seen,
                           probe=GuardedProbe(spool.state / "probing"))
         return supervisor.run(watcher, recovered)
@@ -108,6 +122,8 @@ def cli_run(settings, args) -> int:
         notifier.stopping()
         for p in {id(p): p for p in (pool, getattr(supervisor, "pool", None)) if p is not None}.values():
             p.close(0)  # workers still loading their models are terminated, not waited for
+        if hooks is not None:
+            hooks.close()  # the last jobs' hooks get their timeout, then are killed
         if metrics is not None:
             metrics.close()
         notifier.close()

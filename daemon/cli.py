@@ -8,6 +8,7 @@ the parent never imports torch.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from daemon import __version__
@@ -18,8 +19,11 @@ from daemon.settings import SettingsError, describe, load_settings
 EPILOG = """\
 Configuration comes from VOICE_DAEMON_* environment variables (and env files);
 `voice-daemon config` lists every variable with its default.  Exit codes: 0 ok,
-1 error, 2 usage, 65 bad input, 73 cannot write output, 78 bad configuration.
+1 error, 2 usage, 65 bad input, 73 cannot write output, 78 bad configuration,
+141 the reader of the output went away (`voice-daemon config --table | head`).
 """
+#: What a shell reports for a program killed by SIGPIPE (128 + 13).
+EXIT_BROKEN_PIPE = 141
 
 # subcommand -> (handler "module:function", one-line help, long description)
 COMMANDS = {
@@ -100,16 +104,45 @@ def _add_arguments(name: str, p: argparse.ArgumentParser) -> None:
         p.add_argument("--exec-path", help="the voice-daemon program ExecStart runs (default: this installation's)")
     elif name == "status":
         p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+        p.add_argument("--state-dir", metavar="DIR",
+                       help="the daemon's state folder (overrides VOICE_DAEMON_STATE_DIR; the other folders "
+                            "are read from what the daemon recorded there)")
 
 
 OVERRIDES = {  # CLI flag -> settings field
     "engine": "engine", "voice": "voice", "semitones": "shift_semitones",
     "formant": "shift_formant", "workers": "workers", "log_format": "log_format",
-    "log_level": "log_level",
+    "log_level": "log_level", "state_dir": "state_dir",
 }
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # inside the try: a closed pipe shows up here, not in a traceback at exit
+        return code
+    except BrokenPipeError:
+        if not _stdout_gone():
+            raise  # a broken pipe of our own (a socket, a child): a bug to see, not to hide
+        # The reader left (`| head`): stop quietly, as a program killed by SIGPIPE would.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+
+
+def _stdout_gone() -> bool:
+    """True when stdout is a pipe (or socket) nobody reads any more (poll says POLLERR/POLLHUP)."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(ev & (select.POLLERR | select.POLLHUP) for _fd, ev in poller.poll(0))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not args.command:

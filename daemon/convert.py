@@ -103,8 +103,9 @@ def run_job(submit: Submit, input: str | Path, output: str | Path, work_dir: str
     """Convert ``input`` to ``output`` through ``submit``; return figures.
 
     ``transcripts``: read a transcript beside the input (``.srt``, ``.vtt``, ``.txt``) and hand
-    each chunk its phrases.  ``progress(stage, audio_seconds_done)`` is called after prepare and
-    after each chunk.
+    each chunk its phrases.  ``progress(stage, audio_seconds_done, chunks_done=, chunks_total=,
+    audio_seconds_total=)`` is called after prepare ("prepared"), after each chunk ("chunk") and
+    before the stitch and encode ("finishing").
     """
     t0 = time.monotonic()
     work = Path(work_dir)
@@ -122,8 +123,9 @@ def run_job(submit: Submit, input: str | Path, output: str | Path, work_dir: str
                                    group=group, audio_seconds=seconds)).result()
     plan = prep.value
     rate = plan["sample_rate"]
+    total = {"chunks_total": len(plan["chunks"]), "audio_seconds_total": round(plan["duration"], 3)}
     if progress:
-        progress("prepared", 0.0)
+        progress("prepared", 0.0, chunks_done=0, **total)
     futures: dict[Future, dict] = {}
     for c in plan["chunks"]:
         seconds = (c["end"] - c["start"]) / rate
@@ -139,7 +141,7 @@ def run_job(submit: Submit, input: str | Path, output: str | Path, work_dir: str
             results[res.value["index"]] = res
             done_s += res.value["audio_seconds"]
             if progress:
-                progress("chunk", done_s)
+                progress("chunk", done_s, chunks_done=len(results), **total)
     except BaseException:
         for fut in futures:
             fut.cancel()
@@ -148,6 +150,8 @@ def run_job(submit: Submit, input: str | Path, output: str | Path, work_dir: str
         wait(futures)
         raise
     ordered = [results[i] for i in range(len(plan["chunks"]))]
+    if progress:
+        progress("finishing", done_s, chunks_done=len(results), **total)
     fin = submit(Task("daemon.pipeline:finish", {
         "wav": plan["wav"], "plan": plan, "chunk_outs": [r.value["out"] for r in ordered],
         "output": str(output), "chunk_infos": [r.value.get("info") for r in ordered]},
@@ -197,9 +201,37 @@ def check_paths(input: Path, output: Path, overwrite: bool) -> aio.AudioInfo | N
         raise OutputError(output, "exists; pass --overwrite to replace it")
     if not output.parent.is_dir():
         raise OutputError(output, f"folder {output.parent} does not exist")
-    if not os.access(output.parent, os.W_OK):
-        raise OutputError(output, f"folder {output.parent} is not writable")
+    _check_writable(output)
     return info
+
+
+def _check_writable(output: Path) -> None:
+    """Create (and remove) a file where the output will go: the only true test (root passes
+    ``os.access`` even on /proc, a read-only mount or a full disk)."""
+    try:
+        fd, probe = tempfile.mkstemp(dir=output.parent, prefix=f".{output.stem[:40]}.", suffix=".probe")
+    except OSError as exc:
+        raise OutputError(output, f"cannot create a file in {output.parent} ({exc.strerror or exc})") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+def check_voice(settings, flag: str | None = None) -> None:
+    """A voice the engine does not have, found before any model loads and named as the user
+    gave it: ``--voice`` (UsageError), or VOICE_DAEMON_VOICE (SettingsError)."""
+    from daemon.engines import voice_problem
+    from daemon.errors import UsageError
+    from daemon.settings import SettingsError
+
+    if flag:
+        if (problem := voice_problem(settings, flag)) is not None:
+            raise UsageError(f"--voice {flag}: {problem}")
+        return
+    if settings.engine == "shift":
+        return  # VOICE_DAEMON_VOICE is only a label there
+    explicit = "voice" in settings.model_fields_set
+    if (problem := voice_problem(settings, settings.voice, explicit=explicit)) is not None:
+        raise SettingsError(settings.env_name("voice"), settings.voice, "must be a voice the engine has: " + problem)
 
 
 def convert_command(settings, args, make_runner: Callable[[], Runner]) -> int:
@@ -207,10 +239,12 @@ def convert_command(settings, args, make_runner: Callable[[], Runner]) -> int:
     with ``submit`` and ``close``), built once the paths are known to be good."""
     inp, out = Path(args.input), Path(args.output)
     info = check_paths(inp, out, args.overwrite)
-    bar = _progress_bar(info.duration if info else 0.0, enabled=bool(info) and not args.no_progress and sys.stderr.isatty())
+    check_voice(settings, args.voice)
     t0 = time.monotonic()
     runner = make_runner()
     startup = time.monotonic() - t0
+    # Drawn once the workers are warm, so their start-up lines do not cut through it.
+    bar = _progress_bar(info.duration if info else 0.0, enabled=bool(info) and not args.no_progress and sys.stderr.isatty())
     try:
         with tempfile.TemporaryDirectory(prefix="voice-daemon-") as work:
             fig = job_runner(settings)(runner.submit, inp, out, work, voice=args.voice or None,
@@ -220,26 +254,77 @@ def convert_command(settings, args, make_runner: Callable[[], Runner]) -> int:
             bar.close()
         runner.close()
     log.get().info("convert.done", **{k: v for k, v in fig.items() if k != "source"})
-    print(f"{inp} -> {fig['output']}: {fig['audio_seconds']:.1f} s of audio in {fig['wall_seconds']:.1f} s "
-          f"(real-time factor {fig['rtf']}, {fig['chunks']} chunks, {len(fig['worker_pids'])} process(es); "
-          f"models loaded in {startup:.1f} s before that)")
+    print(summary(inp, fig, startup))
     return 0
 
 
+def plural(n: int, one: str, many: str | None = None) -> str:
+    """``1 chunk``, ``3 chunks``."""
+    return f"{n} {one if n == 1 else many or one + 's'}"
+
+
+def summary(inp: Path, fig: dict, startup: float) -> str:
+    """The line `convert` ends with."""
+    return (f"{inp} -> {fig['output']}: {fig['audio_seconds']:.1f} s of audio in {fig['wall_seconds']:.1f} s "
+            f"(real-time factor {fig['rtf']}, {plural(fig['chunks'], 'chunk')}, "
+            f"{plural(len(fig['worker_pids']), 'process', 'processes')}; models loaded in {startup:.1f} s before that)")
+
+
 class _Bar:
+    """tqdm on stderr, labelled by stage; this process's log lines are printed above it, not into it."""
+
+    LABELS = {"prepared": "converting: ", "chunk": "converting: ", "finishing": "encoding: "}
+
     def __init__(self, total: float):
         from tqdm import tqdm
 
-        self._bar = tqdm(total=round(total, 1), unit="s", desc="converting", file=sys.stderr,
-                         bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total:.1f} s audio [{elapsed}<{remaining}]")
+        # With no terminal size known (a pty of 0×0) tqdm reads -1 rows and draws nothing: the
+        # size falls back to 80×24.
+        columns, rows = _terminal_size()
+        self._bar = tqdm(total=round(total, 1), unit="s", desc="decoding: ", file=sys.stderr, ncols=columns, nrows=rows,
+                         bar_format="{desc}{percentage:3.0f}%|{bar}| {n:.1f}/{total:.1f} s audio [{elapsed}<{remaining}]")
+        self._stream = _AboveBar(self._bar)
+        log.redirect(self._stream)
 
-    def update(self, stage: str, done: float) -> None:
+    def update(self, stage: str, done: float, **_info) -> None:
         self._bar.n = round(min(done, self._bar.total), 1)
-        self._bar.set_description("decoded, converting" if stage == "prepared" else "converting")
+        # set_description would add a second ": " (the "converting: :" of old)
+        self._bar.set_description_str(self.LABELS.get(stage, stage + ": "), refresh=False)
         self._bar.refresh()
 
     def close(self) -> None:
+        log.redirect(None)
         self._bar.close()
+
+
+class _AboveBar:
+    """A file for log lines while the bar is drawn: clear the bar, write whole lines, draw it again."""
+
+    def __init__(self, bar):
+        self._bar, self._pending = bar, ""
+
+    def write(self, text: str) -> int:
+        self._pending += text  # print() writes the line and its newline separately
+        if "\n" in self._pending:
+            lines, _, self._pending = self._pending.rpartition("\n")
+            self._bar.clear()
+            sys.stderr.write(lines + "\n")
+            sys.stderr.flush()
+            self._bar.refresh()
+        return len(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+def _terminal_size() -> tuple[int, int]:
+    """stderr's (columns, rows); 80×24 where the terminal does not say (0, or no size at all)."""
+    try:
+        size = os.get_terminal_size(sys.stderr.fileno())
+        columns, rows = size.columns, size.lines
+    except (OSError, ValueError):
+        columns = rows = 0
+    return columns if columns > 0 else 80, rows if rows > 0 else 24
 
 
 def _progress_bar(total: float, enabled: bool) -> _Bar | None:

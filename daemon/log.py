@@ -52,6 +52,12 @@ def configure(fmt: str = "auto", level: str = "info", *, process: str = "main") 
     return {"fmt": fmt, "level": level}
 
 
+def redirect(stream=None) -> None:
+    """Write this process's log lines to ``stream`` from now on (None: stderr again), e.g. a
+    file that prints them above a progress bar instead of through it."""
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=stream or sys.stderr))
+
+
 def _add_process(role: str):
     pid = os.getpid()
 

@@ -57,6 +57,10 @@ class Metrics:
         self._counts = dict.fromkeys(OUTCOMES, 0)
         self._full: dict[str, str] = {}  # folder -> why it is full
         self._free: dict[str, int | None] = {}
+        self._figures = {"audio_seconds_total": 0.0, "worker_restarts_total": 0, "workers_configured": 0,
+                         "workers_alive": 0, "workers_busy": 0}
+        #: more pages served beside /metrics and /healthz: path -> () -> (status, content type, body)
+        self.routes: dict[str, Callable[[], tuple[int, str, bytes]]] = {}
         self._register()
 
     def _register(self) -> None:
@@ -82,6 +86,7 @@ class Metrics:
                         for k in ("configured", "alive", "ready", "busy")}
         if settings is not None:
             self.workers["configured"].set(settings.workers)
+            self._figures["workers_configured"] = settings.workers
         Gauge("watcher_activity_age_seconds", "Seconds since the watcher last saw an event or finished a scan.",
               namespace=ns, registry=r).set_function(lambda: self.clock() - self._last_seen)
         Gauge("loop_tick_age_seconds", "Seconds since the supervisor loop last ran (NaN before the first run).",
@@ -105,6 +110,7 @@ class Metrics:
     def job_done(self, audio_s: float, wall_s: float) -> None:
         self._count("done")
         self.audio.inc(max(0.0, float(audio_s or 0.0)))
+        self._figures["audio_seconds_total"] += max(0.0, float(audio_s or 0.0))
         self.duration.observe(max(0.0, float(wall_s)))
 
     def job_failed(self) -> None:
@@ -128,16 +134,20 @@ class Metrics:
     def worker_restarted(self, n: int = 1) -> None:
         if n > 0:
             self.restarts.inc(n)
+            self._figures["worker_restarts_total"] += n
 
     def set_workers(self, alive: int, ready: int, busy: int | None = None,
                     configured: int | None = None) -> None:
         self.workers["alive"].set(alive)
         self.workers["ready"].set(ready)
         self._now["workers_ready"] = int(ready)
+        self._figures["workers_alive"] = int(alive)
         if busy is not None:
             self.workers["busy"].set(busy)
+            self._figures["workers_busy"] = int(busy)
         if configured is not None:
             self.workers["configured"].set(configured)
+            self._figures["workers_configured"] = int(configured)
         if ready > 0:
             self._workers_last_ready = self.clock()
 
@@ -204,6 +214,16 @@ class Metrics:
             "disk_free_bytes": dict(self._free),
         }
         return not problems, body
+
+    def snapshot(self) -> dict:
+        """The figures /metrics exports, as plain JSON (for the status page)."""
+        ok, body = self.health()
+        return {**body, **{k: round(v, 3) if isinstance(v, float) else v for k, v in self._figures.items()},
+                "healthy": ok}
+
+    def route(self, path: str, handler: Callable[[], tuple[int, str, bytes]]) -> None:
+        """Serve ``handler()``'s (status, content type, body) at ``path`` too (e.g. the status page)."""
+        self.routes[path] = handler
 
     # --- the HTTP endpoint ---------------------------------------------------------------
     def start(self, addr: str | None = None) -> "MetricsServer | None":
@@ -274,7 +294,14 @@ def _handler(metrics: Metrics):
 
         def do_GET(self):  # noqa: N802 (http.server's naming)
             path = self.path.split("?", 1)[0]
-            if path == "/metrics":
+            if path in metrics.routes:
+                try:
+                    code, content_type, body = metrics.routes[path]()
+                except Exception as exc:  # a broken page must not take the scrape endpoint with it
+                    log.get("metrics").error("metrics.route_error", path=path, error=f"{type(exc).__name__}: {exc}")
+                    code, content_type, body = 500, "text/plain; charset=utf-8", b"internal error\n"
+                self._send(code, content_type, body)
+            elif path == "/metrics":
                 encoder, content_type = choose_encoder(self.headers.get("Accept"))
                 self._send(200, content_type, encoder(metrics.registry))
             elif path == "/healthz":

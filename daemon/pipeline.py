@@ -27,7 +27,7 @@ from daemon.audio import io as aio
 from daemon.audio.decode import decode_to_wav
 from daemon.audio.plan import plan_chunks, silences
 from daemon.audio.stitch import stitch
-from daemon.errors import InputError, ModelError
+from daemon.errors import InputError, ModelError, OutputError
 from daemon.jobs import Chunk
 
 _PROCESS_STATE: dict[str, Any] = {}
@@ -178,8 +178,12 @@ def publish(wav: str, output: str | Path, rate: int) -> Path:
     """Encode ``wav`` to a temporary name beside ``output``, then rename durably: readers never see half a file."""
     out = Path(output)
     # Keep the real extension last: libsndfile and ffmpeg pick the codec from it.
-    with durable.replacing(out, tmp=out.with_name(f".{out.stem}.voice-daemon-{os.getpid()}.tmp{out.suffix}")) as tmp:
-        aio.encode(wav, str(tmp), rate)
+    hidden = out.with_name(f".{out.stem}.voice-daemon-{os.getpid()}.tmp{out.suffix}")
+    try:
+        with durable.replacing(out, tmp=hidden) as tmp:
+            aio.encode(wav, str(tmp), rate)
+    except OutputError as exc:  # named by the file the user asked for, not the hidden one written first
+        raise OutputError(out, exc.cause.replace(str(hidden), str(out))) from exc
     return out
 
 

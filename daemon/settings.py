@@ -89,11 +89,16 @@ class Settings(BaseSettings):
     observer: Literal["auto", "inotify", "polling"] = Field("auto", description="File watcher: `polling` for network mounts.")
     rescan_seconds: float = Field(30.0, gt=0, description="Full inbox scan interval (catches missed events).")
     settle_seconds: float = Field(2.0, ge=0, description="A file is taken once its size and mtime are unchanged this long.")
+    closed_settle_seconds: float = Field(0.1, ge=0, description="A file its writer closed (inotify's close-after-write, or renamed in) whose header matches its length is taken once unchanged this long (at most SETTLE_SECONDS).")
     overwrite: bool = Field(False, description="Overwrite an existing output instead of adding a numbered suffix.")
     keep_source: bool = Field(True, description="Archive the input under STATE_DIR/done/ (true) or delete it (false) after success.")
     retry_backoff_seconds: float = Field(5.0, ge=0, description="First retry delay of a failed job (doubles each attempt).")
     shutdown_grace_seconds: float = Field(30.0, ge=0, description="On SIGTERM, how long running jobs may finish.")
-    metrics_addr: str = Field("", description="`host:port` for Prometheus /metrics and /healthz; empty = off.")
+    metrics_addr: str = Field("", description="`host:port` for the status page (/), /api/status, Prometheus /metrics and /healthz; empty = off.")
+    on_done: str = Field("", description="Command run (by /bin/sh) after each converted file, with the job's JSON on its standard input; empty = none.")
+    on_failed: str = Field("", description="Command run (by /bin/sh) after each file that failed, with the job's JSON on its standard input; empty = none.")
+    webhook_url: str = Field("", description="`http(s)://` URL that receives each finished job's JSON (done and failed) as a POST; empty = none.")
+    hook_timeout_seconds: float = Field(30.0, gt=0, description="A hook command or webhook call still running after this long is stopped (hooks never hold up a job).")
 
     # --- logs ---------------------------------------------------------------
     log_format: Literal["auto", "json", "console"] = Field("auto", description="`json` lines, `console`, or `auto` (console on a terminal).")
@@ -109,7 +114,7 @@ class Settings(BaseSettings):
     def _format(cls, v: str) -> str:
         v = v.lower().lstrip(".")
         if v != "same" and v not in OUTPUT_FORMATS:
-            raise ValueError(f"allowed: same, {', '.join(OUTPUT_FORMATS)}")
+            raise ValueError(f"must be same, or one of {', '.join(OUTPUT_FORMATS)}")
         return v
 
     @field_validator("tts_model_sha256")
@@ -117,7 +122,7 @@ class Settings(BaseSettings):
     def _sha(cls, v: str) -> str:
         v = v.strip().lower()
         if v and (len(v) != 64 or any(c not in "0123456789abcdef" for c in v)):
-            raise ValueError("allowed: empty or 64 hexadecimal digits")
+            raise ValueError("must be empty or 64 hexadecimal digits")
         return v
 
     @field_validator("metrics_addr")
@@ -127,7 +132,19 @@ class Settings(BaseSettings):
         if v:
             host, sep, port = v.rpartition(":")
             if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-                raise ValueError("allowed: empty (off) or host:port, e.g. 127.0.0.1:9464")
+                raise ValueError("must be empty (off) or host:port, e.g. 127.0.0.1:9464")
+        return v
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        from urllib.parse import urlsplit
+
+        v = v.strip()
+        if v:
+            parts = urlsplit(v)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError("must be empty (none) or an http:// or https:// URL, e.g. http://127.0.0.1:8080/done")
         return v
 
     @model_validator(mode="after")
@@ -136,10 +153,11 @@ class Settings(BaseSettings):
             # Silero produces 8/24/48 kHz; the issue asks to refuse rates it can't produce
             # rather than resample silently, so the user picks one deliberately.
             raise _CrossFieldError("sample_rate", self.sample_rate,
-                                   "allowed with VOICE_DAEMON_ENGINE=resynth and VOICE_DAEMON_TTS=silero: " + ", ".join(map(str, SILERO_RATES)))
+                                   "must be " + _either(SILERO_RATES) + " with VOICE_DAEMON_ENGINE=resynth and "
+                                   "VOICE_DAEMON_TTS=silero (the rates Silero produces)")
         if self.min_stretch <= 0 or self.max_stretch < 1 or self.min_stretch > 1:
             raise _CrossFieldError("min_stretch", f"{self.min_stretch}/{self.max_stretch}",
-                                   "allowed: 0 < MIN_STRETCH ≤ 1 ≤ MAX_STRETCH")
+                                   "must be a number above 0 and at most 1, with MAX_STRETCH 1 or more")
         return self
 
     # --- derived ----------------------------------------------------------
@@ -160,13 +178,15 @@ class _CrossFieldError(ValueError):
 
 
 class SettingsError(Exception):
-    """A bad configuration value: one line naming variable, value and what is allowed."""
+    """A bad configuration value: one line naming variable, value and what it must be."""
 
     exit_code = 78  # EX_CONFIG
 
     def __init__(self, variable: str, value, allowed: str):
         self.variable, self.value, self.allowed = variable, value, allowed
-        super().__init__(f"{variable}={value!s}: invalid; {allowed}")
+        # "must be …" reads as a sentence on its own; older "allowed: …" texts keep their prefix.
+        sep = ": " if allowed.startswith("must ") else ": invalid; "
+        super().__init__(f"{variable}={value!s}{sep}{allowed}")
 
 
 def _env_files(environ) -> tuple[Path, ...]:
@@ -177,7 +197,7 @@ def _env_files(environ) -> tuple[Path, ...]:
     if explicit:
         p = Path(explicit)
         if not p.is_file():
-            raise SettingsError(PREFIX + "ENV_FILE", explicit, "allowed: a readable env file (KEY=value lines)")
+            raise SettingsError(PREFIX + "ENV_FILE", explicit, "must be a readable env file (KEY=value lines)")
         files.append(p)
     return tuple(files)
 
@@ -229,6 +249,7 @@ def reload_settings(at_start: dict[str, str], **overrides) -> Settings:
 
 
 def _first_error(exc: ValidationError) -> SettingsError:
+    """The first problem, worded as a person would: ``must be a whole number from 1 to 256``."""
     err = exc.errors()[0]
     field = str(err["loc"][0]) if err["loc"] else "?"
     ctx = err.get("ctx") or {}
@@ -236,28 +257,40 @@ def _first_error(exc: ValidationError) -> SettingsError:
         ce = ctx["error"]
         return SettingsError(PREFIX + ce.field.upper(), ce.value, ce.allowed)
     value = err.get("input")
-    msg = err["msg"]
-    if msg.startswith("Value error, "):
-        msg = msg[len("Value error, "):]
-    if err["type"] == "literal_error" and "expected" in ctx:
-        msg = "allowed: " + ctx["expected"].replace("'", "")
-    elif err["type"] in ("greater_than", "greater_than_equal", "less_than_equal"):
-        msg = _allowed_range(field)
-    elif not msg.startswith("allowed"):
-        msg = "allowed: " + msg[0].lower() + msg[1:]
+    kind = err["type"]
+    msg = err["msg"].removeprefix("Value error, ")
+    if kind == "literal_error" and "expected" in ctx:
+        msg = "must be " + ctx["expected"].replace("'", "")
+    elif kind.startswith(("int_", "float_", "greater_than", "less_than", "finite_number")):
+        msg = _must_be_number(field)  # "abc", "2.5" for a count, out of range: the same sentence
+    elif kind.startswith("bool_"):
+        msg = "must be true or false (also: 1/0, yes/no, on/off)"
+    elif not msg.startswith("must"):
+        msg = "must be valid: " + msg[0].lower() + msg[1:]
     return SettingsError(PREFIX + field.upper(), value, msg)
 
 
-def _allowed_range(field: str) -> str:
-    """``allowed: 1–256`` from a field's bounds: – between whole numbers, … between decimals."""
-    info = Settings.model_fields[field]
+def _must_be_number(field: str) -> str:
+    """``must be a whole number from 1 to 256`` from a field's type and bounds."""
+    info = Settings.model_fields.get(field)
+    if info is None:
+        return "must be a number"
+    what = "a whole number" if info.annotation is int else "a number"
     bounds = {k: getattr(m, k) for m in info.metadata for k in ("gt", "ge", "le") if hasattr(m, k)}
+    unit = UNITS.get(field, "")
     if "ge" in bounds and "le" in bounds:
-        dash = "–" if info.annotation is int else "…"
-        return f"allowed: {bounds['ge']}{dash}{bounds['le']}{UNITS.get(field, '')}"
+        return f"must be {what} from {bounds['ge']} to {bounds['le']}{unit}"
     if "gt" in bounds:
-        return f"allowed: a number above {bounds['gt']}"
-    return f"allowed: {bounds['ge']} or more"
+        return f"must be {what} above {bounds['gt']}{unit}"
+    if "ge" in bounds:
+        return f"must be {what}, {bounds['ge']} or more{unit}"
+    return f"must be {what}"
+
+
+def _either(values) -> str:
+    """``8000, 24000 or 48000``."""
+    values = [str(v) for v in values]
+    return ", ".join(values[:-1]) + " or " + values[-1] if len(values) > 1 else "".join(values)
 
 
 def describe() -> list[tuple[str, str, str]]:

@@ -8,6 +8,12 @@ empty) for ``BAD_SETTLE_FACTOR`` × SETTLE_SECONDS is handed over as bad, so the
 supervisor can quarantine it; a copy that is merely slow keeps changing and is
 never taken early.
 
+Fast pick-up: a file its writer closed after writing (inotify's close-after-write) or
+that was renamed into its name inside the inbox (rsync), unchanged since, whose header
+agrees with its length (``daemon/audio/complete.py``), is taken once unchanged for
+CLOSED_SETTLE_SECONDS instead.  Files seen without such an event (polling, NFS, a
+``mv`` from an unwatched folder), or changed after it, wait the full settle.
+
 Symbolic links are never followed: a link with an audio name is handed over as
 ``symlink`` (the supervisor moves the link itself to the failed folder, with a
 reason); other links (folders, non-audio names) are ignored and logged once.
@@ -24,6 +30,7 @@ from pathlib import Path
 from typing import Callable
 
 from daemon import log
+from daemon.audio.complete import looks_complete
 from daemon.audio.io import AUDIO_EXTENSIONS
 from daemon.audio.names import classify
 
@@ -50,6 +57,10 @@ class Candidate:
 class _Seen:
     sig: tuple        # (size, mtime_ns, inode)
     since: float      # when this signature was first seen
+
+
+#: a close-after-write (or rename-in) event came; the signature after it is not known yet
+_CLOSED_PENDING = ()
 
 
 def default_probe(path: Path) -> str | None:
@@ -108,8 +119,14 @@ class Settler:
     """The readiness rules, with no threads and an injectable clock (unit-testable)."""
 
     def __init__(self, inbox: Path, settle: float, max_bytes: int, *, probe=default_probe,
-                 clock: Callable[[], float] = time.monotonic, text_jobs: bool = False):
+                 clock: Callable[[], float] = time.monotonic, text_jobs: bool = False,
+                 closed_settle: float | None = None, complete: Callable[[Path], bool] = looks_complete):
         self.inbox = Path(inbox).absolute()
+        # A writer's close (or a rename in) lets a consistent file go after this shorter settle.
+        self.closed_settle = settle if closed_settle is None else min(closed_settle, settle)
+        self.complete = complete
+        self.closed: dict[Path, tuple] = {}  # path -> its signature right after the event
+        self._verdicts: dict[Path, tuple[tuple, bool]] = {}  # path -> (signature, looks complete)
         self.text_jobs = text_jobs  # a lone .txt is read aloud (the resynth engine)
         self.real_inbox = os.path.realpath(self.inbox)
         self.settle, self.max_bytes, self.probe, self.clock = settle, max_bytes, probe, clock
@@ -119,8 +136,22 @@ class Settler:
         self.log = log.get("watcher")
         self._logged: set[tuple[str, str]] = set()
 
-    def nominate(self, path: Path) -> None:
-        self.pending.setdefault(Path(path), None)
+    def nominate(self, path: Path, closed: bool = False) -> None:
+        """``closed``: the event said the writer closed the file after writing (or renamed it in)."""
+        path = Path(path)
+        self.pending.setdefault(path, None)
+        if closed:
+            self.closed[path] = _CLOSED_PENDING
+
+    def next_due(self) -> float | None:
+        """Seconds until a closed file's short settle ends (the checker wakes then), or None."""
+        now, due = self.clock(), None
+        for path, sig in self.closed.items():
+            seen = self.pending.get(path)
+            left = seen.since + self.closed_settle - now if seen is not None and sig == seen.sig else 0.0
+            if left > 0:  # past it: checked this turn already (taken, or not complete: full settle)
+                due = left if due is None else min(due, left)
+        return due
 
     def check_all(self) -> list[Candidate]:
         out = []
@@ -166,13 +197,22 @@ class Settler:
             self._drop(path)
             self.note("watcher.ignored", rel, "not a regular file", level="info")
             return None
+        fast = self._closed_since(path, sig)
         seen = self.pending.get(path)
         if seen is None or seen.sig != sig:
             self.pending[path] = _Seen(sig, now)
-            return None
+            if not (fast and self.closed_settle <= 0):
+                return None
+            seen = self.pending[path]
         quiet = now - seen.since
         # A lone .txt waits longer: its audio may still be on its way (then it is a transcript).
-        if quiet < (self.bad_settle if kind == "text" else self.settle):
+        if kind == "text":
+            wanted = self.bad_settle
+        elif fast and quiet >= self.closed_settle and self._complete(path, sig):
+            wanted = self.closed_settle
+        else:
+            wanted = self.settle
+        if quiet < wanted:
             return None
         if st.st_size > self.max_bytes:
             return self._decide(path, rel, "too_big", f"is {st.st_size} bytes, over the limit of {self.max_bytes} "
@@ -209,6 +249,26 @@ class Settler:
         self._logged.add(key)
         getattr(self.log, level)(event, path=rel, reason=reason)
 
+    def _closed_since(self, path: Path, sig: tuple) -> bool:
+        """True while the file is as its writer left it when it closed it (or renamed it in)."""
+        mark = self.closed.get(path)
+        if mark is None:
+            return False
+        if mark == _CLOSED_PENDING:
+            self.closed[path] = sig  # the first look after the event
+            return True
+        if mark != sig:
+            del self.closed[path]  # written again since: the full settle (a new close brings it back)
+            return False
+        return True
+
+    def _complete(self, path: Path, sig: tuple) -> bool:
+        """``complete(path)``, asked once per signature (the checker looks many times a second)."""
+        known = self._verdicts.get(path)
+        if known is None or known[0] != sig:
+            known = self._verdicts[path] = (sig, bool(self.complete(path)))
+        return known[1]
+
     def _decide(self, path, rel, verdict, reason, size, sig) -> Candidate:
         self._drop(path)
         self.handed[path] = (sig, self.clock())
@@ -216,6 +276,8 @@ class Settler:
 
     def _drop(self, path: Path) -> None:
         self.pending.pop(path, None)
+        self.closed.pop(path, None)
+        self._verdicts.pop(path, None)
 
     def _inside_inbox(self, path: Path) -> bool:
         real = os.path.realpath(path)
@@ -242,10 +304,12 @@ class Watcher:
         self.on_candidate = on_candidate
         self.on_seen = on_seen or (lambda: None)
         self.settler = Settler(self.inbox, settings.settle_seconds, settings.max_input_bytes, probe=probe,
-                               text_jobs=settings.engine == "resynth")
+                               text_jobs=settings.engine == "resynth",
+                               closed_settle=settings.closed_settle_seconds)
         self.tick = max(0.05, min(0.5, settings.settle_seconds / 4))
         self._lock = threading.Lock()
-        self._incoming: set[Path] = set()
+        self._wake = threading.Event()  # an event came: look now, not at the next tick
+        self._incoming: dict[Path, bool] = {}  # path -> closed after writing (or renamed in)
         self._scan_dirs: set[Path] = set()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -261,6 +325,7 @@ class Watcher:
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
+        self._wake.set()
         if self._observer is not None:
             self._observer.stop()
             self._observer.join(timeout)
@@ -269,14 +334,18 @@ class Watcher:
             self._thread.join(timeout)
             self._thread = None
 
-    def nominate(self, path: str | Path) -> None:
-        """Called from the observer thread: O(1), no filesystem access."""
+    def nominate(self, path: str | Path, closed: bool = False) -> None:
+        """Called from the observer thread: O(1), no filesystem access.  ``closed``: the writer
+        closed the file after writing, or it was renamed in (the short settle may apply)."""
+        path = Path(path)
         with self._lock:
-            self._incoming.add(Path(path))
+            self._incoming[path] = self._incoming.get(path, False) or closed
+        self._wake.set()
 
     def scan_dir(self, path: str | Path) -> None:
         with self._lock:
             self._scan_dirs.add(Path(path))
+        self._wake.set()
 
     # --- internals -------------------------------------------------------------
     def _start_observer(self) -> None:
@@ -327,17 +396,20 @@ class Watcher:
                     self.on_candidate(cand)
             except Exception as exc:  # intake must survive a surprise (inbox deleted, permissions)
                 self.log.error("watcher.error", error=f"{type(exc).__name__}: {exc}")
-            self._stop.wait(self.tick)
+            due = self.settler.next_due()
+            # Woken early by an event, or when a closed file's short settle ends.
+            self._wake.wait(self.tick if due is None else min(self.tick, due))
+            self._wake.clear()
 
     def _drain(self) -> None:
         with self._lock:
-            incoming, self._incoming = self._incoming, set()
+            incoming, self._incoming = self._incoming, {}
             dirs, self._scan_dirs = self._scan_dirs, set()
         for d in dirs:
             self._scan(d)
-        for p in incoming:
+        for p, closed in incoming.items():
             self.on_seen()
-            self.settler.nominate(p)
+            self.settler.nominate(p, closed=closed)
 
     def _scan(self, top: Path) -> None:
         """Walk without following links; nominate every audio-looking file and every link."""
@@ -377,4 +449,5 @@ class _Handler:
             # A folder moved in brings files that raise no events of their own.
             self.w.scan_dir(path)
         else:
-            self.w.nominate(path)
+            # Closed after writing, or renamed into its name (rsync's last step): its writer is done.
+            self.w.nominate(path, closed=event.event_type in ("closed", "moved"))

@@ -49,3 +49,42 @@ def load_engine(settings) -> Engine:
 
         return ResynthEngine(settings)
     raise ValueError(f"unknown engine {settings.engine!r}")
+
+
+#: Silero's model ids whose speakers are known without loading them (``random`` picks one).
+KNOWN_SILERO_SPEAKERS = {"v4_ru": ("aidar", "baya", "kseniya", "xenia", "eugene", "random"),
+                         "v5_ru": ("aidar", "baya", "kseniya", "xenia", "eugene", "random")}
+
+
+def voice_problem(settings, voice: str, *, explicit: bool = True) -> str | None:
+    """Why ``voice`` cannot be used with the configured engine, in a few words, found without
+    loading a model (so a mistake is reported before the seconds of loading); None if it can,
+    or if only the loaded model could tell (a Silero ``.pt`` file of one's own).
+
+    ``explicit``: the user chose it; the default (a Silero speaker) is fine for a
+    one-speaker Piper voice, which has nothing to choose."""
+    if settings.engine == "shift":
+        return None if not explicit else ("the shift engine has no voices: it shifts pitch and formants "
+                                          "(--semitones, --formant); voices need --engine resynth")
+    if settings.tts == "piper":
+        names = _piper_voices(settings)
+        if names is None or voice in names or (len(names) == 1 and not explicit):
+            return None
+        return f"not a speaker of the Piper voice {settings.piper_voice}; valid: {', '.join(names)}"
+    model = settings.tts_model.strip() or "v4_ru"
+    names = KNOWN_SILERO_SPEAKERS.get(model)
+    if names is None or voice in names:
+        return None
+    return f"not a speaker of the Silero model {model}; valid: {', '.join(names)}"
+
+
+def _piper_voices(settings) -> list[str] | None:
+    """The speakers of the configured Piper voice, from its JSON config; None if it is missing
+    (the engine reports that itself when it loads, with the way out)."""
+    from daemon.errors import ModelError
+    from daemon.models import registry
+
+    try:
+        return registry.piper_speakers(settings)
+    except ModelError:
+        return None

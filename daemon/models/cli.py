@@ -10,9 +10,18 @@ from daemon.models import registry
 
 def cli_voices(settings, args) -> int:
     """Print the speakers of the configured TTS, one per line; the configured one marked with '*'."""
+    if settings.engine == "shift":
+        print("voice-daemon: the shift engine has no voices: it shifts pitch and formants "
+              f"({settings.env_name('shift_semitones')}, {settings.env_name('shift_formant')}); "
+              f"voices come with {settings.env_name('engine')}=resynth", file=sys.stderr)
+        return 0
     if settings.tts == "piper":
-        names = _piper_speakers(settings)
+        names = registry.piper_speakers(settings)
     else:
+        # Listing never downloads: a missing model is reported with the ways to get it.
+        ref = registry.require(registry.silero_ref(settings))
+        if (problem := registry.sha_problem(ref, settings)) is not None:
+            raise ModelError(problem)
         from daemon.models.loaders import load_silero_tts
 
         model, _ref = load_silero_tts(settings)
@@ -25,22 +34,16 @@ def cli_voices(settings, args) -> int:
     return 0
 
 
-def _piper_speakers(settings) -> list[str]:
-    import json
-
-    ref = registry.require(registry.piper_ref(settings))
-    try:
-        with open(ref.config, encoding="utf-8") as f:
-            config = json.load(f)
-    except OSError as exc:
-        raise ModelError(f"{registry.missing_message(ref)} ({exc.strerror})") from None
-    ids = config.get("speaker_id_map") or {}
-    return list(ids) or [ref.path.rsplit("/", 1)[-1].removesuffix(".onnx")]
+def needed(settings) -> list[registry.ModelRef]:
+    """The models the configured engine loads: `shift` needs only the VAD."""
+    if settings.engine == "shift":
+        return [registry.vad_ref(settings)]
+    return registry.configured(settings)
 
 
 def cli_models(settings, args) -> int:
     """A table of the configured models: present?, size, SHA-256, path; --fetch downloads missing ones."""
-    refs = registry.configured(settings)
+    refs = needed(settings)
     failed = []
     if getattr(args, "fetch", False):
         for ref in refs:
@@ -53,12 +56,19 @@ def cli_models(settings, args) -> int:
                 failed.append(ref.name)
                 print(f"voice-daemon: could not fetch {ref.fetch}: {type(exc).__name__}: {exc}", file=sys.stderr)
     rows = [registry.describe(r) for r in refs]
-    print(f"{'model':7} {'kind':15} {'present':7} {'size':>9}  {'sha256':64}  path")
+    problems = {r.name: p for r in refs if (p := registry.sha_problem(r, settings)) is not None}
+    print(f"{'model':7} {'kind':15} {'present':8} {'size':>9}  {'sha256':64}  path")
     for row in rows:
         size = f"{row['size'] / 1e6:.1f} MB" if row["size"] is not None else "-"
-        print(f"{row['name']:7} {row['kind']:15} {'yes' if row['present'] else 'NO':7} {size:>9}  "
+        present = "MISMATCH" if row["name"] in problems else "yes" if row["present"] else "NO"
+        print(f"{row['name']:7} {row['kind']:15} {present:8} {size:>9}  "
               f"{row['sha256'] or '-':64}  {row['path'] or '-'}")
+    if settings.engine == "shift":
+        print(f"(the shift engine loads only the VAD; {settings.env_name('engine')}=resynth also needs "
+              "asr, stress and tts)")
     missing = [r for r in refs if not r.present]
     for ref in missing:
         print(f"voice-daemon: {registry.missing_message(ref)}", file=sys.stderr)
-    return ModelError.exit_code if missing or failed else 0
+    for problem in problems.values():
+        print(f"voice-daemon: {problem}", file=sys.stderr)
+    return ModelError.exit_code if missing or failed or problems else 0

@@ -71,12 +71,9 @@ def load_silero_tts(settings):
         except (OSError, urllib.error.URLError, ValueError) as exc:
             raise ModelError(f"{registry.missing_message(ref)} (download failed: {exc})") from None
     registry.require(ref)
-    if settings.tts_model_sha256:
-        # Loading a torch.package runs code from the file: check it before touching it.
-        actual = registry.sha256_file(ref.weights)
-        if actual != settings.tts_model_sha256:
-            raise ModelError(f"{ref.path} has SHA-256 {actual}, but {settings.env_name('tts_model_sha256')}="
-                             f"{settings.tts_model_sha256}: replace the file or correct the variable")
+    # Loading a torch.package runs code from the file: check it before touching it.
+    if (problem := registry.sha_problem(ref, settings)) is not None:
+        raise ModelError(problem)
     import torch
 
     t0 = time.perf_counter()

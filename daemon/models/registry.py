@@ -116,6 +116,23 @@ def piper_ref(settings) -> ModelRef:
     return ModelRef("tts", "piper", str(model), var, weights=str(model), config=str(voice_pkg.config_path()))
 
 
+def piper_speakers(settings) -> list[str]:
+    """The speakers of the configured Piper voice, read from its JSON config (nothing is loaded):
+    the names of a multi-speaker voice, or the one voice's file name.  ModelError if missing."""
+    import json
+
+    ref = require(piper_ref(settings))
+    try:
+        with open(ref.config, encoding="utf-8") as f:
+            config = json.load(f)
+    except OSError as exc:
+        raise ModelError(f"{missing_message(ref)} ({exc.strerror})") from None
+    except ValueError as exc:
+        raise ModelError(f"{ref.config}: not a Piper voice config ({exc})") from None
+    ids = (config.get("speaker_id_map") if isinstance(config, dict) else None) or {}
+    return list(ids) or [Path(ref.path).name.removesuffix(".onnx") or "piper"]
+
+
 def tts_ref(settings) -> ModelRef:
     return piper_ref(settings) if settings.tts == "piper" else silero_ref(settings)
 
@@ -159,6 +176,20 @@ def require(ref: ModelRef) -> ModelRef:
     return ref
 
 
+def sha_problem(ref: ModelRef, settings) -> str | None:
+    """Why a present Silero model file must not be loaded: its SHA-256 is not the one
+    VOICE_DAEMON_TTS_MODEL_SHA256 names (loading runs code from it); None when it matches or
+    no hash is asked for."""
+    want = settings.tts_model_sha256
+    if ref.kind != "silero-tts" or not want or not ref.present:
+        return None
+    actual = sha256_file(ref.weights)
+    if actual == want:
+        return None
+    return (f"{ref.path} has SHA-256 {actual}, but {settings.env_name('tts_model_sha256')}={want}: "
+            "replace the file or correct the variable")
+
+
 # --- hashes -----------------------------------------------------------------
 
 _HASHES: dict[tuple[str, int, int], str] = {}
@@ -198,21 +229,38 @@ def download(url: str, dest: Path, *, timeout: float = 60.0, expect_sha256: str 
     """
     import fcntl
 
+    made = [p for p in (dest.parent, *dest.parent.parents) if not p.exists()]
     dest.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = dest.parent / f".{dest.name}.lock"
     # Workers starting together take turns: the first downloads, the others find the file.
-    with open(dest.parent / f".{dest.name}.lock", "w") as lock:
+    with open(lock_path, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if dest.is_file():
             return dest
-        h = hashlib.sha256()
-        with durable.open_replacing(dest, "wb", tmp=durable.temp_path(dest, "part", unique=True)) as out, \
-                urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310
-            for block in iter(lambda: resp.read(1 << 20), b""):
-                out.write(block)
-                h.update(block)
-            if expect_sha256 and h.hexdigest() != expect_sha256:
-                raise ModelError(f"{url}: downloaded file has SHA-256 {h.hexdigest()}, expected {expect_sha256}")
+        try:
+            _fetch_to(url, dest, timeout, expect_sha256)
+        except BaseException:
+            # Offline, or a bad file: leave no lock file or empty folder behind.  A worker waiting
+            # on this lock then tries itself; a racing second download is safe (atomic rename).
+            lock_path.unlink(missing_ok=True)
+            for p in made:
+                try:
+                    p.rmdir()
+                except OSError:
+                    break
+            raise
     return dest
+
+
+def _fetch_to(url: str, dest: Path, timeout: float, expect_sha256: str) -> None:
+    h = hashlib.sha256()
+    with durable.open_replacing(dest, "wb", tmp=durable.temp_path(dest, "part", unique=True)) as out, \
+            urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310
+        for block in iter(lambda: resp.read(1 << 20), b""):
+            out.write(block)
+            h.update(block)
+        if expect_sha256 and h.hexdigest() != expect_sha256:
+            raise ModelError(f"{url}: downloaded file has SHA-256 {h.hexdigest()}, expected {expect_sha256}")
 
 
 def fetch(ref: ModelRef, settings) -> bool:

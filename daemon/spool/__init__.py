@@ -20,7 +20,7 @@ the voices an inbox subfolder may name are given to ``Spool(voices=…)``.
 
 from daemon.durable import fsync_dir, fsync_file
 from daemon.spool.folders import ERROR_SUFFIX, FOLDERS, check_folders, ensure_dirs, error_report_path
-from daemon.spool.lock import LOCK, acquire_lock, daemon_pid
+from daemon.spool.lock import LOCK, RECORD, acquire_lock, daemon_pid, read_record, write_record
 from daemon.spool.machine import SAME_FORMAT, Spool
 from daemon.spool.record import (
     IN_FLIGHT,
@@ -35,8 +35,8 @@ from daemon.spool.record import (
 from daemon.spool.status import cli_status, collect_status
 
 __all__ = [
-    "ERROR_SUFFIX", "FOLDERS", "IN_FLIGHT", "LOCK", "MANIFEST", "SAME_FORMAT", "TRANSITIONS",
+    "ERROR_SUFFIX", "FOLDERS", "IN_FLIGHT", "LOCK", "MANIFEST", "RECORD", "SAME_FORMAT", "TRANSITIONS",
     "Job", "JobState", "Spool", "TransitionError",
     "acquire_lock", "check_folders", "check_transition", "cli_status", "collect_status", "daemon_pid",
-    "ensure_dirs", "error_report_path", "fsync_dir", "fsync_file", "new_job_id",
+    "ensure_dirs", "error_report_path", "fsync_dir", "fsync_file", "new_job_id", "read_record", "write_record",
 ]

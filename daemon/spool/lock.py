@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 from pathlib import Path
+
+from daemon import durable
 
 LOCK = "daemon.lock"
 
@@ -40,3 +43,20 @@ def daemon_pid(settings) -> int | None:
         return None
     finally:
         os.close(fd)
+
+
+#: What the daemon holding the lock wrote at start: its folders, so `status --state-dir` finds them.
+RECORD = "daemon.json"
+
+
+def write_record(state_dir: Path, info: dict) -> None:
+    """Record the running daemon's pid, folders and addresses beside its lock."""
+    durable.write_text(state_dir / RECORD, json.dumps({"pid": os.getpid(), **info}, ensure_ascii=False, indent=1))
+
+
+def read_record(state_dir: Path) -> dict | None:
+    try:
+        data = json.loads((Path(state_dir) / RECORD).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None

@@ -73,16 +73,16 @@ def describe_error(exc: BaseException) -> tuple[str, str, bool]:
 
 class Supervisor(Pausing):
     """Every collaborator is given (``daemon/app.py`` builds them): ``run_job(submit, src, out_tmp,
-    work_dir, voice=, group=)`` converts one job through ``pool.submit``; ``clock`` is the wall
-    clock of the spool's retry times; ``reloader`` (optional) reads the settings again and builds
-    what they need on SIGHUP."""
+    work_dir, voice=, group=, progress=)`` converts one job through ``pool.submit``; ``clock`` is
+    the wall clock of the spool's retry times; ``observers`` hear each job's moments (see report.py);
+    ``reloader`` (optional) reads the settings again and builds what they need on SIGHUP."""
 
     def __init__(self, settings, spool: Spool, pool, *, events: Events, signals: Signals, notifier,
-                 metrics, run_job: Callable[..., dict], clock: Callable[[], float], reloader=None):
+                 metrics, run_job: Callable[..., dict], clock: Callable[[], float], observers=(), reloader=None):
         self.s, self.spool, self.pool = settings, spool, pool
         self.events, self.signals, self.notifier = events, signals, notifier
         self.run_job, self.clock = run_job, clock
-        self.report = Reporter(settings, notifier, metrics)
+        self.report = Reporter(settings, notifier, metrics, observers=observers)
         self.log = self.report.log
         self.max_jobs = max(2, 2 * settings.workers)  # keeps workers busy while a job is between stages
         self.schedule: Schedule[Job] = Schedule(max_attempts=settings.max_attempts,
@@ -253,7 +253,7 @@ class Supervisor(Pausing):
     def _run_one(self, job: Job, out_tmp, pool, run_job) -> dict:
         """In a job thread: waits on the pool's futures; moves no file of the spool."""
         fig = run_job(pool.submit, self.spool.source(job), out_tmp, self.spool.scratch(job),
-                      voice=job.voice, group=job.id)
+                      voice=job.voice, group=job.id, progress=self.report.job(job).progress)
         fsync_file(out_tmp)  # durable before the rename makes it visible
         return fig
 

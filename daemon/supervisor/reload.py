@@ -7,8 +7,8 @@
               as soon as none of them needs it
     A new pool that cannot load its models is closed: the old pool and settings stay.
 
-The folders, the watcher's settings, the metrics address and the log format take effect at the
-next restart only (a warning names them); everything else applies to jobs started after the
+The folders, the watcher's settings, the metrics address, the log format and the job hooks take
+effect at the next restart only (a warning names them); everything else applies to jobs started after the
 swap.  A SIGHUP during a reload starts another once it is done.  The loop calls ``step()`` each
 turn; nothing here blocks but the close of an old pool that has no work left.
 """
@@ -26,7 +26,8 @@ from daemon.supervisor.events import POOL_STARTED
 
 #: settings a running daemon cannot change: they keep their value until the next start
 RESTART_ONLY = ("inbox", "outbox", "failed_dir", "state_dir", "observer", "rescan_seconds", "settle_seconds",
-                "max_input_bytes", "metrics_addr", "log_format")
+                "closed_settle_seconds", "max_input_bytes", "metrics_addr", "log_format",
+                "on_done", "on_failed", "webhook_url", "hook_timeout_seconds")
 CLOSE_GRACE = 5.0  # seconds an idle old pool's workers get to leave
 
 

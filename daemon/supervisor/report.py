@@ -1,18 +1,30 @@
 """What the daemon tells the world about its jobs: log lines, metrics, systemd's STATUS= and heartbeats.
 
 ``Reporter`` holds the daemon-wide figures; ``Reporter.job(job)`` gives a ``JobReport``
-whose logger is bound once with the job's ``job_id``, ``input``, ``engine`` and ``voice``,
-so every ``job.*`` line carries them.
+whose logger is bound once with the job's ``job_id``, ``input``, ``engine`` and ``voice``
+(for `shift`, which has no voices, only an inbox voice folder's name, else null, and its
+``semitones`` and ``formant``), so every ``job.*`` line carries them.
+
+Observers (the status page's live board, the job hooks) hear the same moments through
+``job_event(kind, info)``: queued, started, progress, retry, done, failed, put_back.
+They are called on the loop's thread (progress: on the job's thread) and must return at
+once; one that raises is logged and the job goes on.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from typing import Callable
+from pathlib import Path
+from typing import Callable, Iterable, Protocol
 
 from daemon import log
+from daemon.spool import error_report_path
 from daemon.spool.space import free_bytes
+
+
+class JobObserver(Protocol):
+    def job_event(self, kind: str, info: dict) -> None: ...
 
 #: /healthz calls the loop stalled after ``metrics.stall_seconds`` without a turn: turn at
 #: least this many times as often, even with nothing to do.
@@ -20,9 +32,11 @@ TURNS_PER_STALL = 3
 
 
 class Reporter:
-    def __init__(self, settings, notifier, metrics, *, monotonic: Callable[[], float] = time.monotonic):
+    def __init__(self, settings, notifier, metrics, *, monotonic: Callable[[], float] = time.monotonic,
+                 observers: Iterable[JobObserver] = ()):
         self.s, self.notifier, self.metrics = settings, notifier, metrics
         self.monotonic = monotonic
+        self.observers = list(observers)
         self.log = log.get("supervisor")
         self.counts = {"done": 0, "failed": 0, "retried": 0}
         self._jobs: dict[str, JobReport] = {}
@@ -34,9 +48,30 @@ class Reporter:
         """The job's report, made once per job and kept until its outcome is logged."""
         report = self._jobs.get(job.id)
         if report is None:
-            bound = self.log.bind(job_id=job.id, input=job.rel, engine=self.s.engine, voice=job.voice or self.s.voice)
-            report = self._jobs[job.id] = JobReport(self, job, bound)
+            report = self._jobs[job.id] = JobReport(self, job, self.log.bind(**self.job_fields(job)))
         return report
+
+    def job_fields(self, job) -> dict:
+        """What identifies a job in every line: id, input, engine and voice (shift: its settings)."""
+        fields = {"job_id": job.id, "input": job.rel, "engine": self.s.engine}
+        if self.s.engine == "shift":
+            # No voices: VOICE_DAEMON_VOICE means nothing here; an inbox/<voice>/ folder is still named.
+            fields.update(voice=job.voice, semitones=self.s.shift_semitones, formant=self.s.shift_formant)
+        else:
+            fields["voice"] = job.voice or self.s.voice
+        return fields
+
+    def tell(self, kind: str, job, **info) -> None:
+        """Every observer hears ``kind`` for ``job``; a failing one is logged, never raised."""
+        if not self.observers:
+            return
+        event = {**self.job_fields(job), "attempts": job.attempts, **info}
+        for obs in self.observers:
+            try:
+                obs.job_event(kind, event)
+            except Exception as exc:  # an observer's bug must not stop the loop or fail the job
+                self.log.error("observer.error", observer=type(obs).__name__, kind=kind,
+                               error=f"{type(exc).__name__}: {exc}")
 
     def forget(self, job) -> None:
         self._jobs.pop(job.id, None)
@@ -87,30 +122,43 @@ class JobReport:
 
     def queued(self, resumed: bool = False) -> None:
         self.log.info("job.queued", attempts=self.job.attempts, **({"resumed": True} if resumed else {}))
+        self.r.tell("queued", self.job, resumed=resumed)
 
     def started(self) -> None:
         self.log.info("job.started", attempt=self.job.attempts)
+        self.r.tell("started", self.job)
+
+    def progress(self, stage: str, audio_done: float, **info) -> None:
+        """``run_job``'s progress callback (on the job's thread): chunks done of total and the like."""
+        self.r.tell("progress", self.job, stage=stage, audio_seconds_done=round(float(audio_done), 3), **info)
 
     def done(self, output: str, wall: float, fig: dict) -> None:
         audio = float(fig.get("audio_seconds") or 0.0)
         self.r.counts["done"] += 1
         self.r.metrics.job_done(audio, wall)
-        self.log.info("job.done", output=output, audio_seconds=round(audio, 3), wall_seconds=round(wall, 3),
-                      rtf=round(wall / audio, 4) if audio else None, attempts=self.job.attempts,
-                      task_attempts=fig.get("attempts"), worker_pids=fig.get("worker_pids"),
-                      chunks=fig.get("chunks"))
+        figures = {"audio_seconds": round(audio, 3), "wall_seconds": round(wall, 3),
+                   "rtf": round(wall / audio, 4) if audio else None, "chunks": fig.get("chunks")}
+        self.log.info("job.done", output=output, **figures, attempts=self.job.attempts,
+                      task_attempts=fig.get("attempts"), worker_pids=fig.get("worker_pids"))
+        final = Path(self.r.s.outbox).absolute() / output
+        self.r.tell("done", self.job, output=str(final), sidecar=_sidecar(final, fig), **figures,
+                    worker_pids=fig.get("worker_pids"), reason=None)
         self.r.forget(self.job)
 
     def retry(self, stage: str, cause: str, delay: float) -> None:
         self.r.counts["retried"] += 1
         self.r.metrics.job_retried()
         self.log.warning("job.retry", attempts=self.job.attempts, stage=stage, error=cause, retry_in=round(delay, 3))
+        self.r.tell("retry", self.job, stage=stage, reason=cause, retry_in=round(delay, 3))
 
     def failed(self, quarantined: str, stage: str, cause: str) -> None:
         self.r.counts["failed"] += 1
         self.r.metrics.job_failed()
         self.log.error("job.failed", output=None, quarantined=quarantined, attempts=self.job.attempts,
                        stage=stage, error=cause)
+        dest = Path(self.r.s.failed_dir).absolute() / quarantined
+        self.r.tell("failed", self.job, output=None, failed=str(dest), error_report=str(error_report_path(dest)),
+                    stage=stage, reason=cause)
         self.r.forget(self.job)
 
     def waiting(self, reason: str) -> None:
@@ -119,8 +167,18 @@ class JobReport:
 
     def put_back(self, reason: str) -> None:
         self.log.info("job.put_back", reason=reason)
+        self.r.tell("put_back", self.job, reason=reason)
         self.r.forget(self.job)
 
     def error(self, event: str, exc: BaseException, **fields) -> None:
         """A step of the spool failed (``job.commit_error``, ``job.retry_error``…): the job stays in work/."""
         self.log.error(event, error=str(exc), **fields)
+
+
+def _sidecar(final: Path, fig: dict) -> str | None:
+    """Where the spool published the sidecar (``x.json``, or ``x.mp3.json`` when ``x.json`` was
+    taken): the newer of the two."""
+    if not fig.get("sidecar"):
+        return None
+    found = [p for p in (final.with_suffix(".json"), final.with_name(final.name + ".json")) if p.is_file()]
+    return str(max(found, key=lambda p: p.stat().st_mtime_ns)) if found else None

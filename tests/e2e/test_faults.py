@@ -290,7 +290,7 @@ def test_sighup_reads_the_configuration_again_and_replaces_the_workers(daemons, 
         env_file.write_text("VOICE_DAEMON_SAMPLE_RATE=22050\nVOICE_DAEMON_SHIFT_FORMANT=9\n")
         d.proc.send_signal(signal.SIGHUP)
         (bad,) = wait_until(lambda: d.events("daemon.reload_failed"), 60)
-        assert "VOICE_DAEMON_SHIFT_FORMANT=9: invalid" in bad["error"]
+        assert bad["error"].startswith("VOICE_DAEMON_SHIFT_FORMANT=9: ")
         td.cut(speech_dir, d.inbox.parent / "last.wav", "silero_vad_ru.wav", 2, 2.0)
         os.rename(d.inbox.parent / "last.wav", d.inbox / "last.wav")
         wait_until(lambda: "last.wav" in d.outputs(), 60)

@@ -102,7 +102,8 @@ def test_convert_with_a_plain_text_transcript_over_several_chunks(tmp_path, spee
 
 def _cli(*args, **env) -> subprocess.CompletedProcess:
     full = {k: v for k, v in os.environ.items() if not k.startswith("VOICE_DAEMON_")}
-    full.update({"VOICE_DAEMON_LOG_FORMAT": "json", **env})
+    # These describe the resynth engine's models and voices (`shift` loads only the VAD, has no voices).
+    full.update({"VOICE_DAEMON_LOG_FORMAT": "json", "VOICE_DAEMON_ENGINE": "resynth", **env})
     return subprocess.run([sys.executable, "-m", "daemon", *args], capture_output=True, text=True,
                           timeout=120, env=full, cwd=ROOT)
 

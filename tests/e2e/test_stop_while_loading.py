@@ -67,8 +67,12 @@ def stop_while_loading(args: list[str], env: dict, marker: Path, log: Path, sig:
         except subprocess.TimeoutExpired:
             pytest.fail(f"still running {STOP_WITHIN} s after the signal:\n{log.read_text()[-3000:]}")
         assert time.monotonic() - sent < STOP_WITHIN
-        # No orphan: nothing of its process group is left (the workers included), at once.
-        assert live_in_group(proc.pid) == [], log.read_text()[-3000:]
+        # No orphan: nothing of its process group outlives it (the workers included).  What the
+        # kernel still reaps (a killed worker, multiprocessing's resource tracker seeing its pipe
+        # close) may take a moment on a loaded machine: allowed within the same 5 s.
+        left = STOP_WITHIN - (time.monotonic() - sent)
+        wait_until(lambda: live_in_group(proc.pid) == [], max(0.5, left),
+                   message=f"no process of the group left: {live_in_group(proc.pid)}\n{log.read_text()[-3000:]}")
         return code, workers, log.read_text()
     finally:
         if proc.poll() is None or live_in_group(proc.pid):

@@ -135,3 +135,24 @@ def test_the_rescan_finds_what_events_missed(tmp_path, speech_dir):
         wait_until(lambda: got.rels() == ["quiet.wav"], 20)
     finally:
         w.stop()
+
+
+def test_a_finished_copy_is_taken_long_before_the_full_settle(tmp_path, speech_dir):
+    """inotify's close-after-write (cp) and a rename in (rsync) let a whole file go after the short
+    settle: with a full settle of 10 minutes, only that path can hand these over within the test."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    got = Collector()
+    w = Watcher(Settings(inbox=inbox, settle_seconds=600, closed_settle_seconds=0.2, rescan_seconds=3600,
+                         observer="inotify"), got)
+    w.start()
+    try:
+        subprocess.run(["cp", str(speech_dir / "silero_vad_en.wav"), str(inbox / "copied.wav")], check=True)
+        shutil.copyfile(speech_dir / "fw_jfk.flac", inbox / ".synced.flac.Qx81")
+        os.rename(inbox / ".synced.flac.Qx81", inbox / "synced.flac")
+        wait_until(lambda: got.rels() == ["copied.wav", "synced.flac"], 60, message=str(got.rels()))
+        sizes = {c.rel: size for c, size, _ in got.items}
+        assert sizes == {"copied.wav": (speech_dir / "silero_vad_en.wav").stat().st_size,
+                         "synced.flac": (speech_dir / "fw_jfk.flac").stat().st_size}
+    finally:
+        w.stop()

@@ -57,39 +57,53 @@ def test_missing_env_file_is_a_config_error(env, tmp_path):
         load_settings()
 
 
-@pytest.mark.parametrize("var,value,allowed", [
-    ("ENGINE", "magic", "resynth or shift"),
-    ("WORKERS", "-1", "1–256"),
-    ("WORKERS", "two", "integer"),
-    ("SAMPLE_RATE", "4000", "8000–192000"),
-    ("OUTPUT_FORMAT", "wma", "same, wav"),
-    ("LOG_FORMAT", "xml", "auto, json or console"),
-    ("SHIFT_FORMANT", "3", "0.5…2.0"),
-    ("CHUNK_SECONDS", "1", "5…600"),
-    ("METRICS_ADDR", "nowhere", "host:port"),
-    ("CROSSFADE_MS", "900", "allowed: 0…500 ms"),
-    ("MAX_ATTEMPTS", "0", "allowed: 1–100"),
-    ("THREADS_PER_WORKER", "-1", "allowed: 0 or more"),
-    ("MAX_INPUT_BYTES", "0", "allowed: a number above 0"),
-    ("MAX_INPUT_SECONDS", "nan", "allowed: a number above 0"),
+@pytest.mark.parametrize("var,value,says", [
+    ("ENGINE", "magic", "must be resynth or shift"),
+    ("WORKERS", "-1", "must be a whole number from 1 to 256"),
+    ("WORKERS", "abc", "must be a whole number from 1 to 256"),  # not pydantic's "unable to parse string"
+    ("WORKERS", "2.5", "must be a whole number from 1 to 256"),
+    ("SAMPLE_RATE", "4000", "must be a whole number from 8000 to 192000 Hz"),
+    ("OUTPUT_FORMAT", "wma", "must be same, or one of wav, flac, ogg, opus, mp3, m4a"),
+    ("LOG_FORMAT", "xml", "must be auto, json or console"),
+    ("SHIFT_FORMANT", "3", "must be a number from 0.5 to 2.0"),
+    ("SHIFT_FORMANT", "high", "must be a number from 0.5 to 2.0"),
+    ("CHUNK_SECONDS", "1", "must be a number from 5 to 600 seconds"),
+    ("METRICS_ADDR", "nowhere", "must be empty (off) or host:port, e.g. 127.0.0.1:9464"),
+    ("CROSSFADE_MS", "900", "must be a number from 0 to 500 ms"),
+    ("MAX_ATTEMPTS", "0", "must be a whole number from 1 to 100"),
+    ("THREADS_PER_WORKER", "-1", "must be a whole number, 0 or more"),
+    ("MAX_INPUT_BYTES", "0", "must be a whole number above 0"),
+    ("MAX_INPUT_SECONDS", "nan", "must be a number above 0"),
+    ("OVERWRITE", "maybe", "must be true or false"),
+    ("WEBHOOK_URL", "ftp://example.org/x", "must be empty (none) or an http:// or https:// URL"),
+    ("HOOK_TIMEOUT_SECONDS", "0", "must be a number above 0"),
 ])
-def test_bad_values_name_variable_value_and_allowed(env, var, value, allowed):
+def test_bad_values_are_said_as_a_person_would(env, var, value, says):
     env.setenv(PREFIX + var, value)
     with pytest.raises(SettingsError) as exc:
         load_settings()
     msg = str(exc.value)
-    assert msg.startswith(f"{PREFIX}{var}={value}: invalid;"), msg
-    assert allowed in msg and "\n" not in msg
+    assert msg.startswith(f"{PREFIX}{var}={value}: {says}"), msg
+    assert "\n" not in msg and "input should" not in msg.lower() and "parse" not in msg
     assert exc.value.exit_code == 78
 
 
 def test_rate_the_engine_cannot_produce(env):
     env.setenv("VOICE_DAEMON_ENGINE", "resynth")
     env.setenv("VOICE_DAEMON_SAMPLE_RATE", "22050")
-    with pytest.raises(SettingsError, match="VOICE_DAEMON_SAMPLE_RATE=22050: invalid; allowed with .*8000, 24000, 48000"):
+    with pytest.raises(SettingsError, match="VOICE_DAEMON_SAMPLE_RATE=22050: must be 8000, 24000 or 48000 with "
+                                            "VOICE_DAEMON_ENGINE=resynth and VOICE_DAEMON_TTS=silero"):
         load_settings()
     env.setenv("VOICE_DAEMON_TTS", "piper")  # piper output is resampled: any rate is fine
     assert load_settings().sample_rate == 22050
+
+
+def test_hook_settings(env):
+    env.setenv("VOICE_DAEMON_ON_DONE", "jq -r .output >> done.log")
+    env.setenv("VOICE_DAEMON_WEBHOOK_URL", " https://hooks.example.org/voice ")
+    s = load_settings()
+    assert s.on_done == "jq -r .output >> done.log" and s.webhook_url == "https://hooks.example.org/voice"
+    assert s.on_failed == "" and s.hook_timeout_seconds == 30.0
 
 
 def test_cli_exits_78_before_any_work(env, tmp_path):
@@ -99,7 +113,7 @@ def test_cli_exits_78_before_any_work(env, tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 78
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "VOICE_DAEMON_ENGINE=magic" in lines[0] and "resynth or shift" in lines[0]
+    assert lines == ["voice-daemon: configuration error: VOICE_DAEMON_ENGINE=magic: must be resynth or shift"]
     assert not out.exists()
 
 
@@ -129,5 +143,5 @@ def test_reload_reads_the_env_file_again_even_where_systemd_copied_it_into_the_e
     assert (again.sample_rate, again.shift_semitones, again.voice) == (22050, 4.0, "aidar")
     assert reload_settings(at_start, log_level="debug").log_level == "debug"  # flags still win
     f.write_text("VOICE_DAEMON_SAMPLE_RATE=1\n")
-    with pytest.raises(SettingsError, match="VOICE_DAEMON_SAMPLE_RATE=1: invalid"):
+    with pytest.raises(SettingsError, match="VOICE_DAEMON_SAMPLE_RATE=1: must be"):
         reload_settings(at_start)

@@ -59,14 +59,15 @@ class Clock:
         return self.now
 
 
-def make(systemd, watchdog_usec: int | None = None):
+def make(systemd, watchdog_usec: int | None = None, observers=(), **settings):
     address, messages = systemd
     env = {"NOTIFY_SOCKET": address, **({"WATCHDOG_USEC": str(watchdog_usec)} if watchdog_usec else {})}
     clock = Clock()
-    settings = Settings(engine="shift", voice="kseniya", workers=2)
+    settings = Settings(**{"engine": "shift", "voice": "kseniya", "workers": 2, **settings})
     metrics = Metrics(settings, clock=clock)
     notifier = Notifier(env, clock=clock)
-    return Reporter(settings, notifier, metrics, monotonic=clock), metrics, messages, clock
+    return (Reporter(settings, notifier, metrics, monotonic=clock, observers=observers), metrics, messages,
+            clock)
 
 
 def test_every_job_line_carries_the_bound_fields(systemd):
@@ -86,8 +87,10 @@ def test_every_job_line_carries_the_bound_fields(systemd):
     assert [e["event"] for e in logs] == ["job.queued", "job.started", "job.retry", "job.retry_error",
                                           "job.done", "job.failed"]
     for e in logs[:5]:
-        assert (e["job_id"], e["input"], e["engine"], e["voice"]) == ("j1", "baya/talk.wav", "shift", "baya")
-    assert logs[-1]["voice"] == "kseniya" and logs[-1]["job_id"] == "j2"  # the default voice
+        # shift has no voices: its lines carry its pitch and formant, and the voice folder's name only
+        assert (e["job_id"], e["input"], e["engine"], e["voice"], e["semitones"], e["formant"]) == (
+            "j1", "baya/talk.wav", "shift", "baya", 4.0, 1.15)
+    assert logs[-1]["job_id"] == "j2" and logs[-1]["voice"] is None  # not VOICE_DAEMON_VOICE's kseniya
     assert logs[0]["resumed"] is True and logs[1]["attempt"] == 1
     assert logs[2]["retry_in"] == 0.25 and logs[2]["stage"] == "crash" and logs[2]["error"] == "Worker died."
     done = logs[4]
@@ -148,3 +151,37 @@ def test_the_status_line_says_when_intake_is_paused_and_why(systemd, tmp_path):
     space.full.clear()
     r.turn(queued=1, running=0, pool_stats=STATS, space=space)
     assert messages() == ["STATUS=1 queued, 0 converting, 0 done, 0 failed; workers 2/2 ready"]
+
+
+class Heard:
+    def __init__(self, fail: bool = False):
+        self.events, self.fail = [], fail
+
+    def job_event(self, kind, info):
+        self.events.append((kind, info))
+        if self.fail:
+            raise RuntimeError("observer bug")
+
+
+def test_resynth_lines_carry_the_voice_and_observers_hear_every_moment(systemd, tmp_path):
+    heard, broken = Heard(), Heard(fail=True)
+    with capture_logs() as logs:
+        r, *_ = make(systemd, observers=[broken, heard], engine="resynth", outbox=tmp_path / "out",
+                     failed_dir=tmp_path / "failed")
+        rep = r.job(J("j1", "baya/talk.wav", voice="baya"))
+        rep.queued()
+        rep.started()
+        rep.progress("chunk", 12.5, chunks_done=3, chunks_total=8)
+        rep.done("baya/talk.wav", 2.0, {"audio_seconds": 4.0, "chunks": 8, "worker_pids": [7]})
+        r.job(J("j2", "bad.wav")).failed("bad.wav", "decode", "The input is empty.")
+    lines = [e for e in logs if e["event"].startswith("job.")]
+    assert [e["voice"] for e in lines] == ["baya", "baya", "baya", "kseniya"]  # the folder's, then the default
+    assert [k for k, _ in heard.events] == ["queued", "started", "progress", "done", "failed"]
+    progress, done, failed = (info for _, info in heard.events[2:])
+    assert (progress["chunks_done"], progress["chunks_total"], progress["audio_seconds_done"]) == (3, 8, 12.5)
+    assert done["output"] == str(tmp_path / "out" / "baya" / "talk.wav") and done["voice"] == "baya"
+    assert (done["audio_seconds"], done["wall_seconds"], done["reason"]) == (4.0, 2.0, None)
+    assert failed["reason"] == "The input is empty." and failed["failed"] == str(tmp_path / "failed" / "bad.wav")
+    assert failed["error_report"].endswith("bad.wav.error.json")
+    # the observer that raised was logged once per moment, and the others still heard everything
+    assert len([e for e in logs if e["event"] == "observer.error"]) == 5

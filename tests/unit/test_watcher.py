@@ -267,3 +267,75 @@ def test_the_probe_guard_reads_headers_even_when_the_state_disk_is_full(tmp_path
         fill(state)
         guard = GuardedProbe(state / "probing", lambda path: None)
         assert guard(tmp_path / "fine.wav") is None and not (state / "probing").exists()
+
+
+# --- fast pick-up: closed after writing, header and length agree ---------------------------
+def fast_settler(inbox, clock, settle=2.0, closed=0.2):
+    return Settler(inbox, settle, 10**9, clock=clock, closed_settle=closed)
+
+
+def test_a_file_closed_after_writing_goes_after_the_short_settle(speech_dir, inbox, clock):
+    s = fast_settler(inbox, clock)
+    p = speech(speech_dir, inbox)
+    s.nominate(p, closed=True)
+    assert s.check(p) is None  # first sight after the close
+    assert s.next_due() == pytest.approx(0.2)  # the checker wakes for it, not at its next tick
+    clock.t += 0.19
+    assert s.check(p) is None
+    clock.t += 0.02
+    c = s.check(p)
+    assert c is not None and c.verdict == "ready"
+    assert s.closed == {} and s.next_due() is None
+
+
+def test_without_the_close_event_the_full_settle_applies(speech_dir, inbox, clock):
+    s = fast_settler(inbox, clock)
+    p = speech(speech_dir, inbox)
+    s.nominate(p)  # created or modified only: polling, NFS, `mv` from an unwatched folder
+    assert s.check(p) is None
+    clock.t += 1.0
+    assert s.check(p) is None
+    clock.t += 1.01
+    assert s.check(p).verdict == "ready"
+
+
+def test_a_cut_copy_waits_the_full_settle_even_when_closed(speech_dir, inbox, clock):
+    """A writer that closes and reopens: after the first close the header declares more than is there."""
+    s = fast_settler(inbox, clock)
+    data = (speech_dir / "silero_vad_en.wav").read_bytes()
+    p = inbox / "reopened.wav"
+    p.write_bytes(data[: len(data) // 2])
+    s.nominate(p, closed=True)
+    assert s.check(p) is None
+    clock.t += 1.0
+    assert s.check(p) is None  # past the short settle, but the WAV header says it is not all there
+    assert s.next_due() is None  # and nothing to wake early for
+    with open(p, "ab") as f:  # the writer comes back and finishes
+        f.write(data[len(data) // 2:])
+    s.nominate(p, closed=True)
+    assert s.check(p) is None
+    clock.t += 0.21
+    assert s.check(p).verdict == "ready"
+
+
+def test_a_file_written_again_after_its_close_loses_the_short_settle(speech_dir, inbox, clock):
+    s = fast_settler(inbox, clock)
+    data = (speech_dir / "silero_vad_en.wav").read_bytes()
+    p = inbox / "again.wav"
+    p.write_bytes(data)
+    s.nominate(p, closed=True)
+    assert s.check(p) is None
+    with open(p, "r+b") as f:  # reopened and changed, no new close seen yet
+        f.seek(1000)
+        f.write(b"\0" * 10)
+        os.utime(p, ns=(p.stat().st_atime_ns, p.stat().st_mtime_ns + 1_000_000))
+    assert s.check(p) is None
+    clock.t += 0.5
+    assert s.check(p) is None and p not in s.closed
+    clock.t += 1.6
+    assert s.check(p).verdict == "ready"
+
+
+def test_the_short_settle_is_never_longer_than_the_full_one(inbox, clock):
+    assert Settler(inbox, 0.1, 10, clock=clock, closed_settle=0.5).closed_settle == 0.1
+    assert Settler(inbox, 2.0, 10, clock=clock).closed_settle == 2.0  # not given: no fast path
