@@ -1,7 +1,8 @@
 """The composition root: builds and wires the parts from Settings for `run`, `convert` and `bench`.
 
     run:      folders checked and created → state lock → spool recovery → warm pool → watcher →
-              supervisor loop (until SIGTERM/SIGINT) → orderly close
+              supervisor loop (until SIGTERM/SIGINT; SIGHUP: settings read again, a new pool
+              built here replaces the old one) → orderly close
     convert:  paths checked → warm pool (or everything in this process) → one job
     bench:    one workload through each way of running it, the pool built here
 
@@ -20,6 +21,7 @@ from daemon.errors import AlreadyRunningError
 from daemon.hooks import Hooks
 from daemon.metrics import Metrics
 from daemon.pool import WorkerPool
+from daemon.settings import env_file_values, reload_settings
 from daemon.spool import Spool, acquire_lock, daemon_pid, write_record
 from daemon.spool.folders import folder_paths
 from daemon.supervisor import Events, Signals, Supervisor
@@ -56,6 +58,23 @@ def cli_bench(settings, args) -> int:
     return bench.cli_bench(settings, args, build_pool)
 
 
+class Reloader:
+    """What the supervisor needs on SIGHUP: the settings read again (the `run` command's own
+    flags still win) and, for new settings, the pool, the job runner and the voice folders."""
+
+    FLAGS = ("log_format", "log_level")  # the global flags that override settings
+
+    def __init__(self, args):
+        self.at_start = env_file_values()
+        self.overrides = {f: getattr(args, f) for f in self.FLAGS if getattr(args, f, None) is not None}
+
+    def read(self):
+        return reload_settings(self.at_start, **self.overrides)
+
+    def build(self, settings):
+        return build_pool(settings), convert.job_runner(settings), voice_folders(settings)
+
+
 def cli_run(settings, args) -> int:
     logger = log.get("daemon")
     convert.check_voice(settings)  # before any model loads
@@ -66,19 +85,25 @@ def cli_run(settings, args) -> int:
         raise AlreadyRunningError(f"another voice-daemon (pid {daemon_pid(settings)}) is using "
                                   f"VOICE_DAEMON_STATE_DIR={spool.state}")
     # What `voice-daemon status --state-dir` reads to find this daemon's other folders.
-    write_record(spool.state, {"version": __version__, "started_at": time.time(),
-                               "folders": folder_paths(settings), "metrics_addr": settings.metrics_addr})
+    try:
+        write_record(spool.state, {"version": __version__, "started_at": time.time(),
+                                   "folders": folder_paths(settings), "metrics_addr": settings.metrics_addr})
+    except OSError as exc:  # a full state disk: the daemon still starts (and pauses until there is space)
+        logger.warning("daemon.record_error", error=str(exc))
     events = Events()
     # Signals are counted from here on: a SIGTERM while the models load is not lost.
     signals = Signals(events).install()
     notifier = Notifier()
-    metrics = pool = hooks = None
+    metrics = pool = hooks = supervisor = None
     try:
+        reloader = Reloader(args)
         recovered = spool.recover()
         pool = build_pool(settings)
-        metrics = Metrics(settings, workers_ok=lambda: pool.broken is None)
+        # After a SIGHUP the supervisor's pool is another one: ask for the one in use.
+        metrics = Metrics(settings, workers_ok=lambda: (supervisor.pool if supervisor else pool).broken is None)
         live = LiveBoard()
-        StatusPage(settings, live, metrics=metrics, pool_stats=pool.stats).install(metrics)
+        StatusPage(settings, live, metrics=metrics,
+                   pool_stats=lambda: (supervisor.pool if supervisor else pool).stats()).install(metrics)
         metrics.start()  # /healthz answers "starting" (503) while the workers warm up
         notifier.status("loading models")
         logger.info("daemon.starting", workers=settings.workers, engine=settings.engine,
@@ -89,14 +114,14 @@ def cli_run(settings, args) -> int:
         hooks = Hooks.from_settings(settings)
         supervisor = Supervisor(settings, spool, pool, events=events, signals=signals, notifier=notifier,
                                 metrics=metrics, run_job=convert.job_runner(settings), clock=time.time,
-                                observers=[live, *([hooks] if hooks else [])])
+                                observers=[live, *([hooks] if hooks else [])], reloader=reloader)
         watcher = Watcher(settings, supervisor.on_candidate, on_seen=metrics.watcher_seen,
                           probe=GuardedProbe(spool.state / "probing"))
         return supervisor.run(watcher, recovered)
     finally:
         notifier.stopping()
-        if pool is not None:
-            pool.close(0)  # workers still loading their models are terminated, not waited for
+        for p in {id(p): p for p in (pool, getattr(supervisor, "pool", None)) if p is not None}.values():
+            p.close(0)  # workers still loading their models are terminated, not waited for
         if hooks is not None:
             hooks.close()  # the last jobs' hooks get their timeout, then are killed
         if metrics is not None:

@@ -6,8 +6,9 @@ thing the supervisor knows.  ``start()`` serves ``/metrics`` and ``/healthz`` on
 ``VOICE_DAEMON_METRICS_ADDR`` from a daemon thread; nothing listens when it is empty.
 
 ``/healthz`` answers 200 while the supervisor loop ticks and the workers are alive,
-503 before the first tick, when the loop has not ticked for ``stall_seconds``, or
-when no worker has been ready for that long (or ``workers_ok()`` says no).
+503 before the first tick, when the loop has not ticked for ``stall_seconds``, when no
+worker has been ready for that long (or ``workers_ok()`` says no), or while intake is
+paused because the output or state folder is full (status ``paused``).
 """
 
 from __future__ import annotations
@@ -56,6 +57,8 @@ class Metrics:
         # Plain copies of what /healthz reports, so it needs no private prometheus API.
         self._now = {"queue_depth": 0, "jobs_in_flight": 0, "workers_ready": 0}
         self._counts = dict.fromkeys(OUTCOMES, 0)
+        self._full: dict[str, str] = {}  # folder -> why it is full
+        self._free: dict[str, int | None] = {}
         self._figures = {"audio_seconds_total": 0.0, "worker_restarts_total": 0, "workers_configured": 0,
                          "workers_alive": 0, "workers_busy": 0}
         #: more pages served beside /metrics and /healthz: path -> () -> (status, content type, body)
@@ -90,6 +93,14 @@ class Metrics:
               namespace=ns, registry=r).set_function(lambda: self.clock() - self._last_seen)
         Gauge("loop_tick_age_seconds", "Seconds since the supervisor loop last ran (NaN before the first run).",
               namespace=ns, registry=r).set_function(self._tick_age)
+        self.disk_free = Gauge("disk_free_bytes", "Bytes the daemon may still write in the folder.", ["folder"],
+                               namespace=ns, registry=r)
+        self.disk_full = Gauge("disk_full", "1 while the folder is full (intake paused).", ["folder"],
+                               namespace=ns, registry=r)
+        for folder in ("outbox", "state"):
+            self.disk_full.labels(folder).set(0)
+        Gauge("intake_paused", "1 while no new file is taken because a folder is full.", namespace=ns, registry=r
+              ).set_function(lambda: 1.0 if self._full else 0.0)
         Gauge("healthy", "1 when /healthz answers 200.", namespace=ns, registry=r
               ).set_function(lambda: 1.0 if self.health()[0] else 0.0)
         info = Gauge("build_info", "Version and engine (always 1).", ["version", "engine"],
@@ -150,6 +161,15 @@ class Metrics:
         self.worker_restarted(total - self._pool_restarts)
         self._pool_restarts = max(self._pool_restarts, total)
 
+    def observe_space(self, free: dict[str, int | None], full: dict[str, str]) -> None:
+        """Free bytes per folder, and the folders that are full (with why)."""
+        for folder, n in free.items():
+            if n is not None:
+                self.disk_free.labels(folder).set(n)
+        for folder in set(self._full) | set(full) | set(free):
+            self.disk_full.labels(folder).set(1 if folder in full else 0)
+        self._full, self._free = dict(full), dict(free)
+
     def watcher_seen(self) -> None:
         self._last_seen = self.clock()  # a float store: safe from the watcher's thread
 
@@ -183,6 +203,9 @@ class Metrics:
             if not ok:
                 status = "stalled" if status == "ok" else status
                 problems.append("the workers check failed")
+        if self._full:
+            status = "paused" if status == "ok" else status
+            problems += [f"intake paused: {why}" for why in self._full.values()]
         body = {
             "status": status,
             "problems": problems,
@@ -190,6 +213,7 @@ class Metrics:
             "watcher_activity_age_seconds": round(now - self._last_seen, 3),
             **self._now,
             "jobs": dict(self._counts),
+            "disk_free_bytes": dict(self._free),
         }
         return not problems, body
 

@@ -215,6 +215,39 @@ def load_settings(**overrides) -> Settings:
         raise _first_error(exc) from None
 
 
+def env_file_values(environ=None) -> dict[str, str]:
+    """The ``VOICE_DAEMON_*`` values the env files hold now (a later file wins), names upper-cased."""
+    from dotenv import dotenv_values
+
+    values: dict[str, str] = {}
+    for path in _env_files(os.environ if environ is None else environ):
+        for key, value in dotenv_values(path, encoding="utf-8").items():
+            if key.upper().startswith(PREFIX) and value is not None:
+                values[key.upper()] = value
+    return values
+
+
+def reload_settings(at_start: dict[str, str], **overrides) -> Settings:
+    """The settings as the env files say now, for a running daemon (SIGHUP).
+
+    Under systemd the env file's values also sit in the process environment (``EnvironmentFile=``),
+    where they would win over the file's new contents: a variable whose environment value is the
+    one the files held at start (``at_start``, from ``env_file_values()``) is taken from the files
+    as they are now, or from its default when it is gone from them.  ``overrides`` win, as in
+    ``load_settings``."""
+    now = env_file_values()
+    env = {k.upper(): v for k, v in os.environ.items() if k.upper().startswith(PREFIX)}
+    from_files = {}
+    for var, value in at_start.items():
+        field = var[len(PREFIX):].lower()
+        if env.get(var) == value and field in Settings.model_fields:
+            if var in now:
+                from_files[field] = now[var]
+            else:
+                from_files[field] = Settings.model_fields[field].get_default(call_default_factory=True)
+    return load_settings(**{**from_files, **overrides})
+
+
 def _first_error(exc: ValidationError) -> SettingsError:
     """The first problem, worded as a person would: ``must be a whole number from 1 to 256``."""
     err = exc.errors()[0]

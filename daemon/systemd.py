@@ -80,6 +80,11 @@ class Notifier:
         """STATUS=…: the free-form line `systemctl status` shows."""
         return self.notify(*_status_line(text))
 
+    def reloading(self, status: str | None = None) -> bool:
+        """RELOADING=1 (SIGHUP taken): systemd shows the unit reloading until the next READY=1."""
+        return self.notify("RELOADING=1", f"MONOTONIC_USEC={time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000}",
+                           *_status_line(status))
+
     def stopping(self, status: str | None = None) -> bool:
         return self.notify("STOPPING=1", *_status_line(status))
 

@@ -104,7 +104,11 @@ class GuardedProbe:
         key = str(path)
         if key in self.poisoned:
             return self.CAUSE
-        self.marker.write_text(key, encoding="utf-8", errors="surrogateescape")
+        try:
+            self.marker.write_text(key, encoding="utf-8", errors="surrogateescape")
+        except OSError:  # a full state disk: read the header unguarded rather than not at all
+            self.marker.unlink(missing_ok=True)
+            return self.probe(path)
         try:
             return self.probe(path)
         finally:

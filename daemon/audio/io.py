@@ -8,6 +8,7 @@ stays bounded by the block size, not the file's length.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import subprocess
@@ -75,7 +76,7 @@ def probe(path: str | os.PathLike) -> AudioInfo:
         raise InputError(p, "cannot be read: permission denied") from exc
     try:
         with decoder_stderr(str(p)):
-            info = sf.info(str(p))
+            info = sf.info(_sf_path(p))
         ai = AudioInfo(str(p), "sndfile", info.format, int(info.samplerate), int(info.channels),
                        int(info.frames), float(info.frames) / info.samplerate if info.samplerate else 0.0)
     except (sf.LibsndfileError, RuntimeError, TypeError):
@@ -146,7 +147,7 @@ def read_blocks(info: AudioInfo, block_frames: int = BLOCK_FRAMES) -> Iterator[n
         quiet = info.format == "MP3"
         try:
             with decoder_stderr(info.path, quiet):
-                f = sf.SoundFile(info.path)
+                f = sf.SoundFile(_sf_path(info.path))
             with f:
                 while True:
                     with decoder_stderr(info.path, quiet):
@@ -209,20 +210,58 @@ def encode(wav_path: str, out_path: str, sample_rate: int) -> None:
         return _encode_ffmpeg(wav_path, out_path)
     fmt, subtype = spec
     rate = sample_rate
-    src = sf.SoundFile(wav_path)
+    src = sf.SoundFile(_sf_path(wav_path))
+    dst = None
     try:
         if ext == "opus" and rate not in OPUS_RATES:
             raise OutputError(out_path, f"Opus cannot store {rate} Hz; use one of {OPUS_RATES} (VOICE_DAEMON_SAMPLE_RATE)")
-        with sf.SoundFile(out_path, "w", samplerate=rate, channels=1, format=fmt, subtype=subtype) as dst:
-            while True:
-                block = src.read(BLOCK_FRAMES, dtype="float32")
-                if not len(block):
-                    break
-                dst.write(np.clip(block, -1.0, 1.0))
+        dst = sf.SoundFile(_sf_path(out_path), "w", samplerate=rate, channels=1, format=fmt, subtype=subtype)
+        while True:
+            block = src.read(BLOCK_FRAMES, dtype="float32")
+            if not len(block):
+                break
+            dst.write(np.clip(block, -1.0, 1.0))
+        dst.close()
     except (sf.LibsndfileError, RuntimeError) as exc:
+        system = _system_error(dst, out_path)
+        if dst is not None and not dst.closed:
+            dst.close()
+        if system is not None:  # a full disk, a quota, an I/O error: not the audio's fault
+            raise system from exc
         raise OutputError(out_path, f"cannot be written as {ext} ({exc})") from exc
     finally:
         src.close()
+
+
+def _sf_path(path: str | os.PathLike) -> bytes:
+    """A path for libsndfile as bytes: a name that is not valid UTF-8 (surrogate escapes in a
+    ``str``) would make soundfile raise UnicodeEncodeError."""
+    return os.fsencode(path)
+
+
+_ERRNO_BY_TEXT: dict[str, int] = {}
+
+
+def _system_error(f: sf.SoundFile | None, path) -> OSError | None:
+    """The OSError behind libsndfile's "System error.": its handle (or, before one was opened,
+    the library) still holds the errno's text, which soundfile's exception drops.  Failing
+    that, a folder left with no room at all is taken as a full disk."""
+    try:
+        handle = f._file if f is not None and not f.closed else sf._ffi.NULL
+        text = sf._ffi.string(sf._snd.sf_strerror(handle)).decode("utf-8", "replace")
+    except (AttributeError, TypeError):  # soundfile's internals moved
+        text = ""
+    if not _ERRNO_BY_TEXT:
+        _ERRNO_BY_TEXT.update({os.strerror(code): code for code in errno.errorcode})
+    prefix = "System error : "
+    code = _ERRNO_BY_TEXT.get(text[len(prefix):].rstrip(".")) if text.startswith(prefix) else None
+    if code is None:
+        try:
+            st = os.statvfs(os.path.dirname(os.path.abspath(path)))
+            code = errno.ENOSPC if st.f_bfree * st.f_frsize < 65536 else None
+        except OSError:
+            code = None
+    return OSError(code, os.strerror(code), os.fspath(path)) if code else None
 
 
 def _encode_ffmpeg(wav_path: str, out_path: str) -> None:
@@ -231,6 +270,9 @@ def _encode_ffmpeg(wav_path: str, out_path: str) -> None:
         raise OutputError(out_path, "writing .m4a needs ffmpeg: install it (apt-get install ffmpeg)")
     cmd = [exe, "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-i", wav_path,
            "-c:a", "aac", "-b:a", "128k", "-f", "mp4", out_path]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace")
     if proc.returncode != 0:
+        for code in (errno.ENOSPC, errno.EDQUOT, errno.EIO):
+            if os.strerror(code) in proc.stderr:
+                raise OSError(code, os.strerror(code), os.fspath(out_path))
         raise OutputError(out_path, f"ffmpeg failed: {proc.stderr.strip()[-300:]}")

@@ -13,8 +13,11 @@ How a task can fail (the Future's exception):
 - its worker died (``os._exit``, a signal, the OOM killer) or it passed its deadline: the worker
   is replaced by a warm one and the task retried; after ``max_attempts`` it fails with
   ``TaskError(kind="crash"|"timeout", attempts=N)``.
-- a replacement worker cannot load its models: ``PoolBrokenError`` (a ``PoolStartError``);
-  ``pool.broken`` says why and ``submit`` refuses new tasks.
+- a worker cannot load its models: ``PoolBrokenError`` (a ``PoolStartError``); ``pool.broken``
+  says why and ``submit`` refuses new tasks.  Only the loader's own error (or a load past the
+  start timeout) breaks the pool at once; a worker killed while loading (the OOM killer) is
+  started again with backoff (1 s, doubling up to 30 s) and the pool breaks only after
+  ``max_failed_starts`` (5) starts in a row have died.
 - the pool closed first: queued tasks are cancelled; running ones past the grace period fail with
   ``TaskError(kind="shutdown")``.
 """

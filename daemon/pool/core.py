@@ -26,6 +26,7 @@ from daemon.errors import PoolClosedError, PoolStartError, TaskError
 from daemon.jobs import Task, TaskResult
 from daemon.pool import remote
 from daemon.pool.queue import FairQueue
+from daemon.pool.restarts import Restarts
 from daemon.pool.worker import NEVER_READY, PoolOptions, State, Worker, exit_cause
 
 log = logs.get()
@@ -35,7 +36,8 @@ _CANCEL = object()  # in a settle list: cancel this Future (it never started)
 
 
 class PoolBrokenError(PoolStartError):
-    """A replacement worker could not load its models: the pool runs no more tasks."""
+    """Workers cannot load their models (an error from the loader, or too many deaths while
+    loading in a row): the pool runs no more tasks."""
 
     def __init__(self, reason: str):
         self.reason = reason
@@ -74,6 +76,7 @@ class PoolCore:
         self._close_deadline = 0.0
         self._close_begun = False
         self._opened_at = 0.0
+        self._restarts = Restarts(opts.max_failed_starts, opts.start_backoff)
         self.broken: str | None = None
         self.broken_cause: BaseException | None = None  # the initializer's exception, rebuilt
         self.counts: Counter = Counter()
@@ -140,6 +143,8 @@ class PoolCore:
                 "ready": sum(w.ready for w in ws),
                 "busy": sum(w.busy for w in ws),
                 "starting": sum(w.state is State.STARTING for w in ws),
+                "respawns_pending": len(self._restarts.pending),
+                "failed_starts": self._restarts.failed,
                 "queued": len(self._queue),
                 "pids": sorted(w.pid for w in ws if w.ready),
                 **{k: self.counts[k] for k in ("tasks_done", "tasks_failed", "retries", "timeouts",
@@ -173,6 +178,7 @@ class PoolCore:
                     if self._closing:
                         self._advance_close(settle)
                     else:
+                        self._respawn_due()
                         self._dispatch()
                     self._check_started(settle)
                 _settle(settle)
@@ -227,6 +233,8 @@ class PoolCore:
                 times.append(w.deadline)
             elif w.state in NEVER_READY:
                 times.append(w.started + self.opts.start_timeout)
+        if (due := self._restarts.next_due()) is not None and not self._closing:
+            times.append(due)
         if self._closing:
             times.append(self._close_deadline if now < self._close_deadline else now + CLOSE_POLL)
         return max(0.0, min(times) - now) if times else None
@@ -276,6 +284,7 @@ class PoolCore:
             _, pid, seconds, torch_threads = message
             w.became_ready()
             self.counts["models_loaded"] += 1
+            self._restarts.ready()
             # seconds: from spawn to ready (interpreter, imports, models); init_seconds: in the child
             log.info("pool.worker_ready", worker_pid=pid, worker=w.id,
                      seconds=round(time.monotonic() - w.started, 3), init_seconds=round(seconds, 3),
@@ -347,6 +356,8 @@ class PoolCore:
             self._spawn("replace")
 
     def _start_failed(self, w: Worker, cause: str, settle: list) -> None:
+        """A worker that never became ready: started again with backoff, or the pool breaks
+        (see ``restarts.py``: its loader's error or a start timeout is fatal, a death is not)."""
         if w.init_error:
             detail = remote.summary(w.init_error)
         else:
@@ -354,14 +365,35 @@ class PoolCore:
         if self.broken:
             log.debug("pool.worker_start_failed", worker_pid=w.pid, cause=detail)
             return
+        fatal = w.init_error is not None or w.cause is not None  # w.cause: the pool killed it (too slow)
+        delay = self._restarts.start_failed(fatal, w.replaces)
+        failed = self._restarts.failed
+        if delay is not None:
+            log.warning("pool.worker_start_failed", worker_pid=w.pid, cause=detail, retry_in=round(delay, 3),
+                        failed_starts=failed, max_failed_starts=self.opts.max_failed_starts)
+            return
         log.error("pool.worker_start_failed", worker_pid=w.pid, cause=detail,
-                  traceback=(w.init_error or {}).get("traceback"))
+                  traceback=(w.init_error or {}).get("traceback"), failed_starts=failed)
         who = f"worker {w.pid}" if self._starting else f"replacement worker {w.pid}"
         if w.init_error:
             self.broken_cause = remote.rebuild(w.init_error)
             if self.broken_cause is not None:
                 self.broken_cause.__cause__ = remote.RemoteTraceback(w.init_error["traceback"])
-        self._break(f"{who} failed to start: {detail}", settle)
+        reason = f"{who} failed to start: {detail}"
+        if not fatal:
+            reason = f"{failed} worker starts in a row failed; the last: {reason}"
+        self._break(reason, settle)
+
+    def _respawn_due(self) -> None:
+        """Start again the workers whose backoff after a failed start has passed."""
+        if self.broken:
+            return
+        for replaces in self._restarts.due():
+            self.counts["restarts"] += 1
+            old = self._workers.get(replaces) if replaces is not None else None
+            w = self._spawn("restart", replaces=replaces if old is not None else None)
+            if old is not None:
+                old.replacement = w.id
 
     def _break(self, reason: str, settle: list) -> None:
         self.broken = reason

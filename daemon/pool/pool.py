@@ -40,7 +40,8 @@ class WorkerPool:
                  init_kwargs: dict | None = None, threads_per_worker: int = 0,
                  log_config: dict | None = None, max_attempts: int = 3,
                  default_timeout: float | Callable[[Task], float | None] | None = None,
-                 max_tasks_per_worker: int = 0, start_timeout: float = 180.0):
+                 max_tasks_per_worker: int = 0, start_timeout: float = 180.0,
+                 max_failed_starts: int = 5, start_backoff: float = 1.0):
         if workers < 1:
             raise ValueError("workers must be at least 1")
         if max_attempts < 1:
@@ -51,7 +52,8 @@ class WorkerPool:
             workers=workers, initializer=initializer, init_args=tuple(init_args),
             init_kwargs=dict(init_kwargs or {}), threads_per_worker=max(0, threads_per_worker),
             log_config=log_config, max_attempts=max_attempts, default_timeout=default_timeout,
-            max_tasks_per_worker=max(0, max_tasks_per_worker), start_timeout=start_timeout)
+            max_tasks_per_worker=max(0, max_tasks_per_worker), start_timeout=start_timeout,
+            max_failed_starts=max(1, max_failed_starts), start_backoff=max(0.0, start_backoff))
         self._core = PoolCore(self.options)
         # Safety net for a pool nobody closed: on garbage collection or at interpreter exit.
         # The core (and its thread) never refers back to this object, so collection can happen.
@@ -112,7 +114,8 @@ class WorkerPool:
 
     @property
     def broken(self) -> str | None:
-        """Why the pool stopped taking tasks (a replacement worker failed to start), or None."""
+        """Why the pool stopped taking tasks (a worker's loader failed, or ``max_failed_starts``
+        starts in a row died while loading), or None."""
         return self._core.broken
 
     @property

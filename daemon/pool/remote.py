@@ -9,6 +9,7 @@ only resolves modules already loaded, the standard library and numpy.
 from __future__ import annotations
 
 import io
+import os
 import pickle
 import sys
 import traceback
@@ -72,6 +73,9 @@ def describe_exception(exc: BaseException) -> dict:
         "traceback": "".join(traceback.format_exception(exc)),
         "args": _pickled(exc.args),
         "state": _pickled(dict(getattr(exc, "__dict__", {}))),
+        # not in .args: which file a full disk refused is how the parent knows which folder is full
+        "filename": (os.fsdecode(exc.filename)
+                     if isinstance(exc, OSError) and isinstance(exc.filename, (str, bytes)) else None),
     }
 
 
@@ -110,6 +114,8 @@ def rebuild(desc: dict) -> BaseException | None:
         exc.__dict__.update(state)
     except (AttributeError, TypeError):
         pass
+    if isinstance(exc, OSError) and desc.get("filename") is not None:
+        exc.filename = desc["filename"]
     return exc
 
 

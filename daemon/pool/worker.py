@@ -62,6 +62,10 @@ class PoolOptions:
     default_timeout: float | Callable[[Any], float | None] | None = None
     max_tasks_per_worker: int = 0
     start_timeout: float = 180.0
+    #: A worker that dies while loading is started again after ``start_backoff`` seconds, doubling;
+    #: the pool breaks after ``max_failed_starts`` failed starts in a row (``restarts.py``).
+    max_failed_starts: int = 5
+    start_backoff: float = 1.0
 
 
 class Worker:

@@ -1,9 +1,12 @@
 """The spool: the filesystem is the durable queue.
 
     record    the job record (job.json) and its states, a StrEnum whose allowed
-              transitions are checked on every save
-    machine   the state machine Spool: claim, start, put_back, retry, commit, fail, recover
+              transitions are checked on every save; the check of a manifest read back
+    machine   the state machine Spool: claim, start, put_back, retry, commit, fail
+    recovery  what a previous run left in work/ finished or undone; suspects after a crash
     moves     renames, copies across filesystems, publishing without overwriting, free names
+              within NAME_MAX, a folder blocked by a file
+    space     which folder a full disk stopped, and when to look again
     folders   folder validation and creation; NAME.error.json names
     lock      one daemon per state folder
     status    the `voice-daemon status` reader

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Iterable
 
 from daemon.settings import SettingsError
+from daemon.spool.moves import NAME_MAX, fit
 
 #: settings field -> the variable a user sets it with (for error messages)
 FOLDERS = (("inbox", "VOICE_DAEMON_INBOX"), ("outbox", "VOICE_DAEMON_OUTBOX"),
@@ -47,9 +49,10 @@ def folder_paths(settings) -> dict[str, str]:
 
 
 def error_report_path(dest: Path) -> Path:
-    """NAME.error.json beside NAME; shortened when that would pass the 255-byte name limit."""
+    """NAME.error.json beside NAME; when that would pass the 255-byte name limit, NAME is cut
+    and a short hash of the whole name keeps two long names' reports apart."""
     name = dest.name + ERROR_SUFFIX
-    if len(os.fsencode(name)) > 255:
-        stem = os.fsencode(dest.name)[:200].decode("utf-8", "ignore")
-        name = f"{stem}…{ERROR_SUFFIX}"
+    if len(os.fsencode(name)) > NAME_MAX:
+        digest = hashlib.sha1(os.fsencode(dest.name)).hexdigest()[:8]
+        name = fit(dest.name, f"…{digest}{ERROR_SUFFIX}")
     return dest.with_name(name)

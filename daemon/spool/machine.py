@@ -10,32 +10,59 @@ Only the supervisor's loop calls these methods, so there is one mover of files.
     work/<job>   --fail-->   FAILED/<rel>  +  FAILED/<rel>.error.json
 
 Every step first records its intent in ``job.json`` (written durably), so
-``recover()`` after a kill -9 at any point finishes or undoes the step: each input
-ends exactly once in the outbox or the failed folder.
+``recover()`` (``recovery.py``) after a kill -9 at any point finishes or undoes the step:
+each input ends exactly once in the outbox or the failed folder.
 """
 
 from __future__ import annotations
 
+import copy
 import errno
 import os
 import shutil
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Collection
 
 from daemon import __version__, durable, log
 from daemon.audio.io import TRANSCRIPT_EXTENSIONS
-from daemon.spool.folders import ERROR_SUFFIX, ensure_dirs, error_report_path
-from daemon.spool.moves import free_name, free_path, join, link_or_replace, move, same_file, unlink
-from daemon.spool.record import MANIFEST, Job, JobState, iso, new_job_id, read_job, write_json
+from daemon.errors import OutputError
+from daemon.spool.folders import ensure_dirs, error_report_path
+from daemon.spool.moves import (
+    blocking_file,
+    fit,
+    fits,
+    free_name,
+    free_path,
+    join,
+    link_or_replace,
+    move,
+    same_file,
+    unlink,
+)
+from daemon.spool.record import MANIFEST, Job, JobState, iso, new_job_id, write_json
+from daemon.spool.recovery import Recovery
 
 #: Output extension for an input extension when OUTPUT_FORMAT=same (we can't write raw AAC etc.).
 SAME_FORMAT = {".wav": "wav", ".wave": "wav", ".flac": "flac", ".ogg": "ogg", ".oga": "ogg",
                ".opus": "opus", ".mp3": "mp3", ".m4a": "m4a", ".aac": "m4a", ".mp4": "m4a"}
 S = JobState
+#: bytes of the input's stem kept in the temp output's name: with the job id, the encoder's own
+#: temp suffix and the sidecar's, the longest temp name stays within NAME_MAX
+TMP_STEM_BYTES = 120
 
 
-class Spool:
+class Unfinished(Exception):
+    """A step moved a file but could not record what it did (a full state disk): the job folder
+    is as a crash would have left it, and ``Spool.recover_dir`` finishes it."""
+
+    def __init__(self, job_dir: Path):
+        super().__init__(f"job folder {job_dir} left half-recorded")
+        self.job_dir = job_dir
+
+
+class Spool(Recovery):
     """``voices``: the names an inbox subfolder may carry to choose the voice of what is dropped
     in it (``inbox/<voice>/…``), given by the composition root (the engines know them); by
     default only VOICE_DAEMON_VOICE."""
@@ -72,24 +99,30 @@ class Spool:
         return first if sep and first in self.voices else None
 
     def claim(self, path: Path) -> Job | None:
-        """Move ``path`` (inside the inbox) into a new job folder; None if it is gone already."""
+        """Move ``path`` (inside the inbox) into a new job folder; None if it is gone already.
+
+        ``Unfinished`` when the file was moved in but its job could not be recorded as queued
+        (a full state disk): ``recover_dir`` finishes it."""
         path = Path(path)
         rel = path.relative_to(self.inbox).as_posix()
         now = self.clock()
         job = Job(id=new_job_id(now), rel=rel, voice=self.voice_for(rel), claimed_at=now, updated_at=now)
-        (self.job_dir(job) / "src").mkdir(parents=True)
-        self._save(job)  # intent first: a crash now leaves a manifest whose source is still in the inbox
         try:
+            (self.job_dir(job) / "src").mkdir(parents=True)
+            self._save(job)  # intent first: a crash now leaves a manifest whose source is still in the inbox
             self._move_in(job, path)
         except FileNotFoundError:
             shutil.rmtree(self.job_dir(job), ignore_errors=True)
             return None
         except BaseException:
-            shutil.rmtree(self.job_dir(job), ignore_errors=True)
+            shutil.rmtree(self.job_dir(job), ignore_errors=True)  # nothing was moved: the file stays
             raise
         self._take_companions(job, path)
         job.state = S.QUEUED
-        self._save(job)
+        try:
+            self._save(job)
+        except OSError as exc:
+            raise Unfinished(self.job_dir(job)) from exc
         return job
 
     def _move_in(self, job: Job, path: Path) -> None:
@@ -127,47 +160,84 @@ class Spool:
         return fmt
 
     def start(self, job: Job) -> Path:
-        """Record a new attempt; return the temp output path (inside the outbox)."""
-        stem = Path(job.name).stem[:40]  # room for the encoder's own temp suffix within NAME_MAX
+        """Record a new attempt; return the temp output path (inside the outbox).
+
+        The attempt is counted before anything can fail, so a step that keeps failing ends in
+        the failed folder; OutputError when a file in the outbox stands where the output's
+        folder must go."""
+        stem = fit(Path(job.name).stem, "", TMP_STEM_BYTES)  # room for the encoder's temp suffix
         rel_tmp = join(job.rel_dir, f".{stem}.{job.id}.part.{self.output_ext(job)}")
+        with self._restoring(job):
+            job.attempts += 1
+            job.state, job.output_tmp = S.RUNNING, rel_tmp
+            job.started_at = self.clock()
+            self._save(job)
+        blocker = blocking_file(self.outbox, job.rel_dir)
+        if blocker is not None:
+            raise OutputError(self.outbox / job.rel, f"{blocker} is a file, where the folder for "
+                                                     f"{job.rel!r} would go in the outbox")
         (self.outbox / rel_tmp).parent.mkdir(parents=True, exist_ok=True)
         self._clean_scratch(job)
-        job.attempts += 1
-        job.state, job.output_tmp = S.RUNNING, rel_tmp
-        job.started_at = self.clock()
-        self._save(job)
         return self.outbox / rel_tmp
 
-    def put_back(self, job: Job) -> None:
-        """An attempt interrupted by shutdown: it does not count, the job is resumed next start."""
+    def put_back(self, job: Job, why: str | None = None, stage: str = "interrupted") -> None:
+        """An attempt cut short, not by its input (shutdown, a full disk): it does not count.
+        ``why`` is kept in the job's history."""
         self._remove_tmp_outputs(job)
         self._clean_scratch(job)
         job.attempts = max(0, job.attempts - 1)
+        if why:
+            job.history.append({"attempt": job.attempts + 1, "cause": why, "stage": stage, "at": self.clock(),
+                                "charged": False})
         job.state, job.not_before = S.QUEUED, 0.0
         self._save(job)
 
     def retry(self, job: Job, cause: str, stage: str, delay: float) -> None:
+        """An attempt failed for a reason worth another try.  It ended without the daemon dying,
+        so a job suspected after an unclean stop is cleared."""
         self._remove_tmp_outputs(job)
         self._clean_scratch(job)
         job.history.append({"attempt": job.attempts, "cause": cause, "stage": stage, "at": self.clock()})
-        job.state, job.not_before = S.QUEUED, self.clock() + delay
+        job.state, job.not_before, job.suspect = S.QUEUED, self.clock() + delay, False
         self._save(job)
 
     # --- commit -------------------------------------------------------------
     def commit(self, job: Job, figures: dict | None = None) -> Path:
-        """Publish the finished temp output under its final name, then archive the job."""
-        tmp = self.outbox / job.output_tmp
-        if not tmp.is_file():
-            raise FileNotFoundError(f"the converted file {tmp} was not written")
-        job.figures = dict(figures or {})
-        job.output = free_name(self.outbox, join(job.rel_dir, Path(job.name).stem + "." + self.output_ext(job)),
-                               overwrite=self.s.overwrite)
-        job.state = S.COMMITTING
-        self._save(job)  # the final name is known before it exists: recovery can tell done from not done
-        self._publish(job)
+        """Publish the finished temp output under its final name, then archive the job.
+
+        Picks up where an earlier call stopped (a full disk, say): a job already committing is
+        published, one already committed is archived."""
+        if job.state == S.RUNNING:
+            tmp = self.outbox / job.output_tmp
+            if not tmp.is_file():
+                raise FileNotFoundError(f"the converted file {tmp} was not written")
+            with self._restoring(job):
+                job.figures = dict(figures or {})
+                job.output = self._output_name(job)
+                job.state = S.COMMITTING
+                self._save(job)  # the final name is known before it exists: recovery can tell done from not
+        if job.state == S.COMMITTING:
+            self._publish(job)
+        elif job.state == S.COMMITTED:
+            self._archive(job)
         return self.outbox / job.output
 
+    def published(self, job: Job) -> bool:
+        """Whether the job's output is in the outbox under its final name."""
+        if not job.output or not fits(job.output):
+            return False
+        final = self.outbox / job.output
+        return os.path.lexists(final) and (not os.path.lexists(self.outbox / job.output_tmp)
+                                           or same_file(self.outbox / job.output_tmp, final))
+
+    def _output_name(self, job: Job) -> str:
+        return free_name(self.outbox, join(job.rel_dir, Path(job.name).stem + "." + self.output_ext(job)),
+                         overwrite=self.s.overwrite)
+
     def _publish(self, job: Job) -> None:
+        if not fits(job.output):  # chosen by an older version, which let "NAME (1)" pass NAME_MAX
+            job.output = self._output_name(job)
+            self._save(job)
         tmp, final = self.outbox / job.output_tmp, self.outbox / job.output
         if tmp.exists():
             if final.exists() and not self.s.overwrite and not same_file(tmp, final):
@@ -179,10 +249,11 @@ class Spool:
             durable.fsync_dir(final.parent)
         side_tmp = tmp.with_suffix(".json")
         if side_tmp.exists():
-            side = final.with_suffix(".json")
+            side = final.with_name(fit(final.stem, ".json"))
             if side.exists() and not self.s.overwrite:
-                side = final.with_name(final.name + ".json")  # x.wav and x.mp3 both converted: x.mp3.json
+                side = final.with_name(fit(final.name, ".json"))  # x.wav and x.mp3 both converted: x.mp3.json
             os.replace(side_tmp, side)
+        self._remove_tmp_outputs(job)  # what a worker killed while encoding left beside the output
         job.state = S.COMMITTED
         self._save(job)
         self._archive(job)
@@ -199,12 +270,16 @@ class Spool:
 
     # --- fail ---------------------------------------------------------------
     def fail(self, job: Job, cause: str, stage: str) -> Path:
-        """Quarantine the input in the failed folder with NAME.error.json beside it."""
+        """Quarantine the input in the failed folder with NAME.error.json beside it (a job already
+        failing, whose move was cut short, goes on with it)."""
         self._remove_tmp_outputs(job)
-        job.error = {"cause": cause, "stage": stage}
-        job.failed = free_name(self.failed_dir, job.rel, overwrite=False, reserve_suffix=ERROR_SUFFIX)
-        job.state = S.FAILING
-        self._save(job)
+        if job.state != S.FAILING:
+            with self._restoring(job):
+                job.error = {"cause": cause, "stage": stage}
+                job.failed = free_name(self.failed_dir, job.rel, overwrite=False, companion=error_report_path,
+                                       unblock=True)
+                job.state = S.FAILING
+                self._save(job)
         self._finish_fail(job)
         return self.failed_dir / job.failed
 
@@ -216,7 +291,7 @@ class Spool:
             "input": job.rel, "cause": job.error["cause"], "stage": job.error["stage"],
             "attempts": job.attempts, "job_id": job.id, "voice": job.voice,
             "claimed_at": iso(job.claimed_at), "failed_at": iso(now),
-            "history": [{**h, "at": iso(h["at"])} for h in job.history],
+            "history": [{**h, "at": iso(h.get("at"))} for h in job.history],
             "daemon_version": __version__, "engine": self.s.engine,
         }
         write_json(error_report_path(dest), report)
@@ -226,87 +301,9 @@ class Spool:
         # Whatever else is in src/ travelled with it (the manifest may predate a companion's move).
         for comp in sorted(os.listdir(src.parent)) if src.parent.is_dir() else []:
             if comp != job.name and not comp.startswith("."):
-                move(src.parent / comp, free_path(dest.with_name(Path(dest.name).stem + Path(comp).suffix)))
+                move(src.parent / comp, free_path(dest.with_name(fit(Path(dest.name).stem, Path(comp).suffix))))
         durable.fsync_dir(dest.parent)
         shutil.rmtree(self.job_dir(job))
-
-    # --- recovery -----------------------------------------------------------
-    def recover(self) -> list[Job]:
-        """Finish or undo whatever a previous run left in work/; return the jobs to run, oldest first."""
-        queued = []
-        for d in sorted(self.work.iterdir()) if self.work.exists() else []:
-            try:
-                job = self._recover_one(d)
-            except Exception as exc:  # one damaged job must not stop the daemon
-                self.log.error("spool.recover_error", job_dir=str(d), error=f"{type(exc).__name__}: {exc}")
-                continue
-            if job is not None:
-                queued.append(job)
-        queued.sort(key=lambda j: (j.claimed_at, j.id))
-        return queued
-
-    def _recover_one(self, d: Path) -> Job | None:
-        if not d.is_dir() or d.is_symlink():
-            return None
-        try:
-            job = read_job(d)
-        except (OSError, ValueError, TypeError):
-            return self._recover_orphan(d)
-        self.log.info("spool.recover", job_id=job.id, input=job.rel, state=str(job.state), attempts=job.attempts)
-        if job.state == S.CLAIMING:
-            if job.copied and os.path.lexists(self.inbox / job.rel):
-                shutil.rmtree(d)  # the copy's unlink never happened: the original is still in the inbox
-                return None
-            if not os.path.lexists(self.source(job)):
-                shutil.rmtree(d)  # the rename never happened: the file is still in the inbox
-                return None
-            self._take_companions(job, self.inbox / job.rel)
-            job.state = S.QUEUED
-        elif job.state == S.COMMITTING:
-            tmp, final = self.outbox / job.output_tmp, self.outbox / job.output
-            if tmp.exists() or final.exists():
-                self._publish(job)
-                return None
-            job.state = S.QUEUED  # the output vanished: convert again
-        elif job.state == S.COMMITTED:
-            self._archive(job)
-            return None
-        elif job.state == S.FAILING:
-            self._finish_fail(job)
-            return None
-        elif job.state == S.RUNNING:
-            self._remove_tmp_outputs(job)
-            job.history.append({"attempt": job.attempts, "cause": "the daemon stopped during this attempt",
-                                "stage": "interrupted", "at": self.clock()})
-            if job.attempts >= self.s.max_attempts:
-                stops = sum(1 for h in job.history if h.get("stage") == "interrupted")
-                self.fail(job, f"gave up after {job.attempts} attempts; the daemon stopped during {stops} of them",
-                          "interrupted")
-                return None
-            job.state = S.QUEUED
-        if not os.path.lexists(self.source(job)):
-            self.log.error("spool.source_missing", job_id=job.id, input=job.rel)
-            shutil.rmtree(d)
-            return None
-        self._clean_scratch(job)
-        job.not_before = 0.0
-        self._save(job)
-        return job
-
-    def _recover_orphan(self, d: Path) -> None:
-        """A job folder without a readable manifest: quarantine whatever source it holds."""
-        for f in sorted((d / "src").iterdir()) if (d / "src").is_dir() else []:
-            job = Job(id=d.name, rel=f.name, state=S.FAILING, claimed_at=self.clock(),
-                      error={"cause": "its job manifest was lost", "stage": "recover"})
-            job.failed = free_name(self.failed_dir, f.name, overwrite=False, reserve_suffix=ERROR_SUFFIX)
-            dest = self.failed_dir / job.failed
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            write_json(error_report_path(dest),
-                       {"input": f.name, "cause": job.error["cause"], "stage": "recover",
-                        "daemon_version": __version__, "failed_at": iso(self.clock())})
-            move(f, dest)
-        shutil.rmtree(d)
-        return None
 
     # --- helpers ------------------------------------------------------------
     def _save(self, job: Job) -> None:
@@ -315,18 +312,34 @@ class Spool:
         write_json(self.job_dir(job) / MANIFEST, job.to_manifest())
         job.saved()
 
+    @contextmanager
+    def _restoring(self, job: Job):
+        """Undo the block's changes to ``job`` in memory when its save fails (a full state disk):
+        the job stays as its job.json says, and can be tried again."""
+        before = {f: copy.copy(getattr(job, f)) for f in job.__dataclass_fields__}
+        try:
+            yield
+        except BaseException:
+            for f, value in before.items():
+                setattr(job, f, value)
+            raise
+
     def _clean_scratch(self, job: Job) -> None:
         shutil.rmtree(self.scratch(job), ignore_errors=True)
 
     def _remove_tmp_outputs(self, job: Job) -> None:
-        """The temp output, its sidecar, and the encoder's own temp files beside it."""
+        """The temp output, its sidecar, and the encoder's own temp files beside it.  Best effort:
+        what cannot be removed now (a read-only outbox) goes at the next start."""
         if not job.output_tmp:
             return
         tmp = self.outbox / job.output_tmp
-        for p in (tmp, tmp.with_suffix(".json")):
-            unlink(p)
-        if tmp.parent.is_dir():
-            prefix = f".{tmp.stem}."
-            for entry in os.scandir(tmp.parent):
-                if entry.name.startswith(prefix) and entry.is_file(follow_symlinks=False):
-                    unlink(Path(entry.path))
+        try:
+            for p in (tmp, tmp.with_suffix(".json")):
+                unlink(p)
+            if tmp.parent.is_dir():
+                prefix = f".{tmp.stem}."
+                for entry in os.scandir(tmp.parent):
+                    if entry.name.startswith(prefix) and entry.is_file(follow_symlinks=False):
+                        unlink(Path(entry.path))
+        except OSError as exc:
+            self.log.warning("spool.temp_remove_error", job_id=job.id, error=str(exc))

@@ -4,6 +4,7 @@
     running ──▶ queued               a retry, or an attempt put back at shutdown
     committing ──▶ queued            recovery found the output gone: convert again
     queued, running ──▶ failing      quarantine in the failed folder
+    committing ──▶ failing           the output cannot be published (a reason that will not go away)
 
 Every save checks that the state moved along one of these edges since the last
 save (or stayed where it was): a step taken out of order raises TransitionError
@@ -41,7 +42,7 @@ TRANSITIONS: dict[JobState | None, frozenset[JobState]] = {
     S.CLAIMING: frozenset({S.QUEUED}),
     S.QUEUED: frozenset({S.RUNNING, S.FAILING}),
     S.RUNNING: frozenset({S.QUEUED, S.COMMITTING, S.FAILING}),
-    S.COMMITTING: frozenset({S.COMMITTED, S.QUEUED}),
+    S.COMMITTING: frozenset({S.COMMITTED, S.QUEUED, S.FAILING}),
     S.COMMITTED: frozenset(),
     S.FAILING: frozenset(),
 }
@@ -85,6 +86,7 @@ class Job:
     error: dict[str, Any] | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
     figures: dict[str, Any] = field(default_factory=dict)
+    suspect: bool = False          # in flight when the daemon died: runs alone until it ends
 
     def __post_init__(self) -> None:
         self.state = JobState(self.state)  # ValueError for a state this version does not know
@@ -97,6 +99,12 @@ class Job:
     @property
     def rel_dir(self) -> str:
         return self.rel.rpartition("/")[0]
+
+    @property
+    def charges(self) -> int:
+        """Deaths of the daemon charged to this job (it was alone in flight; entries written before
+        that rule count too)."""
+        return sum(1 for h in self.history if h.get("stage") == "interrupted" and h.get("charged", True))
 
     @classmethod
     def from_dict(cls, d: dict) -> "Job":
@@ -129,9 +137,71 @@ def iso(t: float | None) -> str | None:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1000):03d}Z"
 
 
+class ManifestError(ValueError):
+    """A job.json that holds JSON, but not a job this version can use; the message says why."""
+
+
 def read_job(job_dir: Path) -> Job:
-    """The job whose manifest is in ``job_dir`` (OSError, ValueError or TypeError when unreadable)."""
-    return Job.from_dict(json.loads((job_dir / MANIFEST).read_text(encoding="ascii")))
+    """The job whose manifest is in ``job_dir``: OSError when it cannot be read, ValueError
+    (ManifestError, or the JSON decoder's) when it is not a usable job record."""
+    try:
+        data = json.loads((job_dir / MANIFEST).read_text(encoding="ascii"))
+    except UnicodeDecodeError as exc:
+        raise ManifestError(f"it is not ASCII JSON ({exc.reason} at byte {exc.start})") from None
+    except json.JSONDecodeError as exc:
+        raise ManifestError(f"it is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    check_manifest(data, job_dir.name)
+    return Job.from_dict(data)
+
+
+_TYPES = {"id": str, "rel": str, "voice": (str, type(None)), "state": str, "attempts": int,
+          "claimed_at": (int, float), "updated_at": (int, float), "started_at": (int, float, type(None)),
+          "not_before": (int, float), "companions": list, "copied": bool, "output_tmp": (str, type(None)),
+          "output": (str, type(None)), "failed": (str, type(None)), "error": (dict, type(None)),
+          "history": list, "figures": dict, "suspect": bool}
+#: what each state needs besides id and rel
+_NEEDS = {S.RUNNING: ("output_tmp",), S.COMMITTING: ("output_tmp", "output"), S.COMMITTED: ("output",),
+          S.FAILING: ("failed", "error")}
+
+
+def check_manifest(data, folder: str) -> None:
+    """ManifestError unless ``data`` is a job record whose paths stay inside their folders."""
+    if not isinstance(data, dict):
+        raise ManifestError(f"it holds a JSON {type(data).__name__}, not an object")
+    for key in ("id", "rel"):
+        if key not in data:
+            raise ManifestError(f"it has no {key!r}")
+    for key, kinds in _TYPES.items():
+        value = data.get(key)
+        if key in data and (not isinstance(value, kinds) or (kinds is int and isinstance(value, bool))):
+            raise ManifestError(f"its {key!r} is {type(value).__name__} {value!r:.60}")
+    if data["id"] != folder:
+        raise ManifestError(f"it names job {data['id']!r:.60} but lies in the folder of job {folder!r}")
+    try:
+        state = JobState(data.get("state", S.CLAIMING))
+    except ValueError:
+        raise ManifestError(f"its state {data['state']!r:.40} is not one this version knows") from None
+    if data.get("attempts", 0) < 0:
+        raise ManifestError(f"its attempts is {data['attempts']}")
+    for key in _NEEDS.get(state, ()):
+        if data.get(key) is None:
+            raise ManifestError(f"it is {state} without {key!r}")
+    for key in ("rel", "output_tmp", "output", "failed"):
+        if isinstance(data.get(key), str) and not _inside(data[key]):
+            raise ManifestError(f"its {key!r} {data[key]!r:.80} does not stay inside its folder")
+    for name in data.get("companions", []):
+        if not isinstance(name, str) or not _inside(name) or "/" in name:
+            raise ManifestError(f"its companion {name!r:.80} is not a plain file name")
+    if data.get("error") is not None and not isinstance(data["error"].get("cause"), str):
+        raise ManifestError("its error has no cause")
+    if not all(isinstance(h, dict) for h in data.get("history", [])):
+        raise ManifestError("its history holds something other than objects")
+
+
+def _inside(rel: str) -> bool:
+    """A relative posix path with no empty, '.' or '..' part: joined to a folder, it stays inside."""
+    parts = rel.split("/")
+    return bool(rel) and "\0" not in rel and all(p not in ("", ".", "..") for p in parts)
 
 
 def write_json(path: Path, data: dict) -> None:

@@ -3,6 +3,10 @@
 The folders come from the settings, unless the state folder holds the record a running (or
 the last) daemon wrote at start (``daemon.json``): then its inbox, outbox and failed folder
 are the ones that daemon uses, so ``status --state-dir DIR`` alone finds everything.
+
+It never fails on what it finds: a damaged job manifest is listed as damaged (the next start
+quarantines it), an unreadable folder as a problem, and names that are not valid UTF-8 are
+shown with ``\\xNN`` escapes for their bytes, so ``--json`` is always valid UTF-8.
 """
 
 from __future__ import annotations
@@ -32,32 +36,66 @@ def status_settings(settings):
     return settings.model_copy(update=known) if known else settings
 
 
+def printable(name: str) -> str:
+    """``name`` as valid UTF-8: bytes that are not UTF-8 (surrogate escapes) become ``\\xNN``."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
 def collect_status(settings) -> dict:
     settings = status_settings(settings)
     sp = Spool(settings, voices=())  # only its folders are read
-    queued, in_flight = [], []
-    for d in sorted(sp.work.iterdir()) if sp.work.is_dir() else []:
+    problems: list[str] = []
+    queued, in_flight, damaged = [], [], []
+    for d in _listdir(sp.work, problems):
+        if not d.is_dir():
+            continue
         try:
             job = read_job(d)
-        except (OSError, ValueError, TypeError):
+        except (OSError, ValueError, TypeError) as exc:
+            damaged.append({"job_id": printable(d.name), "reason": printable(_why(exc))})
             continue
-        item = {"job_id": job.id, "input": job.rel, "voice": job.voice, "attempts": job.attempts,
+        item = {"job_id": job.id, "input": printable(job.rel), "voice": job.voice, "attempts": job.attempts,
                 "state": job.state, "claimed_at": iso(job.claimed_at)}
         (in_flight if job.state in IN_FLIGHT else queued).append(item)
-    done = sorted(p.name for p in sp.done.iterdir()) if sp.done.is_dir() else []
-    reports = sorted(sp.failed_dir.rglob("*" + ERROR_SUFFIX)) if sp.failed_dir.is_dir() else []
-    failed = [p.relative_to(sp.failed_dir).as_posix()[: -len(ERROR_SUFFIX)] for p in reports]
-    waiting = 0
-    if sp.inbox.is_dir():
-        for root, _dirs, files in os.walk(sp.inbox):
-            rel_root = Path(root).relative_to(sp.inbox)
-            waiting += sum(1 for f in files if classify((rel_root / f).as_posix())[0] == "audio")
+    done = [p.name for p in _listdir(sp.done, problems)]
+    reports = sorted(p for p in _walk(sp.failed_dir, problems) if p.name.endswith(ERROR_SUFFIX))
+    failed = [printable(p.relative_to(sp.failed_dir).as_posix()[: -len(ERROR_SUFFIX)]) for p in reports]
+    waiting = sum(1 for p in _walk(sp.inbox, problems)
+                  if classify(p.relative_to(sp.inbox).as_posix())[0] == "audio")
     return {"running_pid": daemon_pid(settings), "inbox_waiting": waiting, "queued": queued,
-            "in_flight": in_flight, "done": len(done), "last_done": done[-LATEST:],
+            "in_flight": in_flight, "damaged": damaged, "done": len(done), "last_done": done[-LATEST:],
             "latest_done": [_done_item(sp.done / name) for name in reversed(done[-LATEST:])],
             "failed": len(failed), "failed_inputs": failed[-LATEST_FAILED:],
             "latest_failed": _latest_failed(sp.failed_dir, reports),
-            "folders": folder_paths(settings), "record": read_record(sp.state)}
+            "folders": {k: printable(v) for k, v in folder_paths(settings).items()},
+            "record": read_record(sp.state), "problems": problems}
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, FileNotFoundError):
+        return "its job manifest was lost"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc)
+
+
+def _listdir(folder: Path, problems: list[str]) -> list[Path]:
+    try:
+        return sorted(folder.iterdir()) if folder.is_dir() else []
+    except OSError as exc:
+        problems.append(f"{printable(str(folder))}: {_why(exc)}")
+        return []
+
+
+def _walk(top: Path, problems: list[str]) -> list[Path]:
+    """Every file under ``top`` (links not followed); folders that cannot be read are noted."""
+    def noted(exc: OSError) -> None:
+        problems.append(f"{printable(str(exc.filename))}: {_why(exc)}")
+
+    found = []
+    for root, _dirs, files in os.walk(top, onerror=noted) if top.is_dir() else []:
+        found += [Path(root) / f for f in files]
+    return found
 
 
 def _done_item(job_dir: Path) -> dict:
@@ -66,7 +104,7 @@ def _done_item(job_dir: Path) -> dict:
     except (OSError, ValueError, TypeError):
         return {"job_id": job_dir.name}
     fig = job.figures or {}
-    return {"job_id": job.id, "input": job.rel, "output": job.output, "voice": job.voice,
+    return {"job_id": job.id, "input": printable(job.rel), "output": printable(job.output or ""), "voice": job.voice,
             "attempts": job.attempts, "finished_at": iso(job.updated_at),
             **{k: fig.get(k) for k in ("audio_seconds", "wall_seconds", "rtf", "chunks")}}
 
@@ -85,7 +123,9 @@ def _latest_failed(failed_dir: Path, reports: list[Path]) -> list[dict]:
             report = json.loads(p.read_text(encoding="utf-8", errors="replace"))
         except (OSError, ValueError):
             report = {}
-        out.append({"input": p.relative_to(failed_dir).as_posix()[: -len(ERROR_SUFFIX)],
+        if not isinstance(report, dict):  # a damaged report is listed all the same
+            report = {}
+        out.append({"input": printable(p.relative_to(failed_dir).as_posix()[: -len(ERROR_SUFFIX)]),
                     "reason": report.get("cause"), "stage": report.get("stage"),
                     "attempts": report.get("attempts"), "failed_at": report.get("failed_at"),
                     "job_id": report.get("job_id")})
@@ -113,10 +153,16 @@ def cli_status(settings, args) -> int:
         print(f"interrupted: {len(st['in_flight'])}   (resumed at the next start)")
     for item in st["in_flight"]:
         print(f"  {item['job_id']}  {item['state']:<10} attempt {item['attempts']}  {item['input']!r}")
+    if st["damaged"]:
+        print(f"damaged:     {len(st['damaged'])}   (quarantined with their audio at the next start)")
+        for item in st["damaged"]:
+            print(f"  {item['job_id']}  {item['reason']}")
     print(f"done:        {st['done']}   ({folders['outbox']})")
     print(f"failed:      {st['failed']}   ({folders['failed_dir']})")
     for item in st["latest_failed"]:
         print(f"  {item['input']!r}: {item['reason'] or '(no reason recorded)'}")
+    for problem in st["problems"]:
+        print(f"problem:     {problem}")
     return 0
 
 

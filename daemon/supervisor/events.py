@@ -19,6 +19,7 @@ CANDIDATE = "candidate"    # value: a watcher.Candidate
 FINISHED = "finished"      # value: the job id whose future is done
 POOL_BROKEN = "pool_broken"  # value: the pool's reason
 POOL_STARTED = "pool_started"  # every worker warm (or the start failed: see the future)
+RELOAD = "reload"          # SIGHUP: read the configuration again, replace the workers
 
 
 @dataclass(frozen=True)
@@ -50,16 +51,18 @@ class Events:
 
 
 class Signals:
-    """SIGTERM/SIGINT: the handler counts the signal and puts an event; the loop acts."""
+    """SIGTERM/SIGINT (stop) and SIGHUP (reload): the handler counts the signal and puts an event;
+    the loop acts."""
 
     def __init__(self, events: Events):
         self.events = events
-        self.count = 0
+        self.count = 0       # stop signals
+        self.hups = 0        # reload requests
         self.last: str | None = None
         self._old: dict[int, object] = {}
 
     def install(self) -> "Signals":
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             self._old[sig] = signal.signal(sig, self._handle)
         return self
 
@@ -74,5 +77,13 @@ class Signals:
         self.last = name
         self.events.put(SIGNAL, name)
 
+    def reload(self) -> None:
+        """What SIGHUP's handler does; a test without real signals calls it directly."""
+        self.hups += 1
+        self.events.put(RELOAD, "SIGHUP")
+
     def _handle(self, signum, _frame) -> None:
-        self.receive(signal.Signals(signum).name)
+        if signum == signal.SIGHUP:
+            self.reload()
+        else:
+            self.receive(signal.Signals(signum).name)

@@ -3,15 +3,25 @@
 One thread (the main one) makes every decision and every move of a file.  It blocks on
 one queue of events (``events.py``): signals, files from the watcher, finished jobs, a
 broken pool.  It wakes without an event only for a real deadline: the next delayed
-retry, the end of the shutdown grace, the next watchdog heartbeat.
+retry, the end of the shutdown grace, the next watchdog heartbeat, the next look at a
+full disk, a spool step to try again.
 
 Each job's orchestration (``run_job``: prepare → chunks in parallel → finish) runs in a
 small bounded thread pool here; those threads only wait on the worker pool's futures,
 the CPU work happens in the spawn children.
 
+Faults that are nobody's input's fault are not charged to it:
+- after an unclean stop, the jobs that were in flight are suspects (see ``spool``): while one
+  is queued the loop runs one job at a time;
+- a full output or state disk (ENOSPC, EDQUOT) pauses intake and dispatch; the attempt is put
+  back uncounted; the loop looks again with backoff and resumes by itself (``Space``);
+- a commit or quarantine cut short by a full disk is tried again later (``Later``); one that
+  cannot succeed (the output cannot be published) fails the job with its reason.
+
 Shutdown (SIGTERM/SIGINT): stop intake, let running jobs finish for
 SHUTDOWN_GRACE_SECONDS, then stop the workers and put what did not finish back in
-the spool (resumed at the next start).  A second signal skips the wait.
+the spool (resumed at the next start).  A second signal skips the wait.  SIGHUP reloads
+(``reload.py``).
 """
 
 from __future__ import annotations
@@ -31,8 +41,13 @@ from daemon.errors import (
     PoolStartError,
     TaskError,
 )
-from daemon.spool import Job, Spool, fsync_file
+from daemon.spool import Job, JobState, Spool, fsync_file
+from daemon.spool.machine import Unfinished
+from daemon.spool.space import Space, disk_full_error
 from daemon.supervisor.events import CANDIDATE, FINISHED, POOL_BROKEN, Events, Signals
+from daemon.supervisor.later import Later
+from daemon.supervisor.pause import Pausing, passes
+from daemon.supervisor.reload import Reloading
 from daemon.supervisor.report import Reporter
 from daemon.supervisor.schedule import Schedule
 from daemon.watcher import Candidate
@@ -46,6 +61,7 @@ class Running:
     job: Job
     future: Future
     started: float  # monotonic
+    pool: object = None  # the worker pool its tasks run on (a reload may bring another)
 
 
 def describe_error(exc: BaseException) -> tuple[str, str, bool]:
@@ -65,13 +81,14 @@ def describe_error(exc: BaseException) -> tuple[str, str, bool]:
     return f"Unexpected {type(exc).__name__}: {exc}.", "internal", bool(getattr(exc, "retryable", True))
 
 
-class Supervisor:
+class Supervisor(Pausing):
     """Every collaborator is given (``daemon/app.py`` builds them): ``run_job(submit, src, out_tmp,
     work_dir, voice=, group=, progress=)`` converts one job through ``pool.submit``; ``clock`` is
-    the wall clock of the spool's retry times; ``observers`` hear each job's moments (see report.py)."""
+    the wall clock of the spool's retry times; ``observers`` hear each job's moments (see report.py);
+    ``reloader`` (optional) reads the settings again and builds what they need on SIGHUP."""
 
     def __init__(self, settings, spool: Spool, pool, *, events: Events, signals: Signals, notifier,
-                 metrics, run_job: Callable[..., dict], clock: Callable[[], float], observers=()):
+                 metrics, run_job: Callable[..., dict], clock: Callable[[], float], observers=(), reloader=None):
         self.s, self.spool, self.pool = settings, spool, pool
         self.events, self.signals, self.notifier = events, signals, notifier
         self.run_job, self.clock = run_job, clock
@@ -82,7 +99,10 @@ class Supervisor:
                                                 backoff_seconds=settings.retry_backoff_seconds, clock=clock)
         self.intake: deque[Candidate] = deque()  # handed over by the watcher, not yet claimed
         self.running: dict[str, Running] = {}
-        self._executor = ThreadPoolExecutor(max_workers=self.max_jobs, thread_name_prefix="job")
+        self.space = Space({"outbox": spool.outbox, "state": spool.state})
+        self.later = Later()
+        self.reloading = Reloading(self, reloader)
+        self._executors = [ThreadPoolExecutor(max_workers=self.max_jobs, thread_name_prefix="job")]
         self._claim_errors: set[str] = set()
 
     # --- called from other threads ------------------------------------------------
@@ -93,7 +113,12 @@ class Supervisor:
     def run(self, watcher, recovered: list[Job] = ()) -> int:
         for job in recovered:
             self._enqueue(job, recovered=True)
-        self.pool.on_broken(lambda reason: self.events.put(POOL_BROKEN, reason))
+        for d in getattr(self.spool, "unrecovered", ()):
+            self.later.add(f"recover:{d.name}", lambda d=d: self._recover_again(d))
+        if self.schedule.isolating:
+            self.log.info("daemon.isolating", jobs=sum(1 for j in recovered if j.suspect),
+                          reason="jobs in flight when the daemon stopped uncleanly run one at a time first")
+        self._watch_pool(self.pool)
         watcher.start()
         self.notifier.ready(f"watching {self.spool.inbox}; {len(recovered)} job(s) resumed")
         self.log.info("daemon.ready", inbox=str(self.spool.inbox), outbox=str(self.spool.outbox),
@@ -111,9 +136,12 @@ class Supervisor:
                     self.log.error("daemon.pool_broken", cause=broken)
                     break
                 if stop_at is None:
+                    self.reloading.step()
+                    self._look_at_space()
                     self._take_intake()
                     self._dispatch()
                 self._collect()
+                self.reloading.retire_idle_pools()
                 self._turn()
                 if stop_at is not None and (not self.running or self.signals.count > 1
                                             or time.monotonic() >= stop_at):
@@ -123,10 +151,13 @@ class Supervisor:
             watcher.stop()
             self._stop_running()
         self.log.info("daemon.stopped", done=self.report.counts["done"], failed=self.report.counts["failed"],
-                      left_queued=len(self.schedule))
+                      left_queued=len(self.schedule), left_for_next_start=len(self.later))
         if broken:
             raise PoolStartError(f"the worker pool broke: {broken}")
         return 0
+
+    def _watch_pool(self, pool) -> None:
+        pool.on_broken(lambda reason: self.events.put(POOL_BROKEN, reason))
 
     def _receive(self, timeout: float) -> None:
         """Block until an event comes or ``timeout`` passes, then take every event waiting.  Only
@@ -139,13 +170,18 @@ class Supervisor:
 
     def _timeout(self, stop_at: float | None) -> float:
         now = time.monotonic()
-        if self.intake and stop_at is None:
+        if self.intake and stop_at is None and not self.space.paused:
             return 0.0  # the last turn's claiming ran out of budget
         deadlines = [self.report.next_turn()]
         if stop_at is not None:
             deadlines.append(stop_at)
-        elif (due := self.schedule.next_due()) is not None and len(self.running) < self.max_jobs:
-            deadlines.append(now + due - self.clock())  # a full house wakes on a finished job instead
+        elif self.space.paused:
+            deadlines.append(self.space.next_look())
+        else:
+            if (due := self.schedule.next_due()) is not None and len(self.running) < self.max_jobs:
+                deadlines.append(now + due - self.clock())  # a full house wakes on a finished job instead
+            if (later := self.later.next_due()) is not None:
+                deadlines.append(later)
         return max(0.0, min(deadlines) - now)
 
     def _begin_stop(self, watcher) -> None:
@@ -159,17 +195,21 @@ class Supervisor:
     def _stop_running(self) -> None:
         """Stop the workers, wait for the job threads, and put unfinished jobs back."""
         if self.running:
+            for pool in {id(r.pool): r.pool for r in self.running.values() if r.pool is not None}.values():
+                pool.close(0)
             self.pool.close(0)
-        self._executor.shutdown(wait=True, cancel_futures=True)
+        self.reloading.close()
+        for executor in self._executors:
+            executor.shutdown(wait=True, cancel_futures=True)
         self._collect(putting_back=True)
 
     # --- intake and dispatch ------------------------------------------------------
     def _take_intake(self) -> None:
         """Claim what the watcher handed over (a bounded number and time per turn, so a burst
-        of files does not starve the rest of the loop)."""
+        of files does not starve the rest of the loop); nothing while a disk is full."""
         deadline = time.monotonic() + INTAKE_BUDGET
         for _ in range(INTAKE_LIMIT):
-            if not self.intake:
+            if not self.intake or self.space.paused:
                 return
             if time.monotonic() > deadline:
                 self.report.heartbeat()
@@ -177,7 +217,15 @@ class Supervisor:
             cand = self.intake.popleft()
             try:
                 job = self.spool.claim(cand.path)
+            except Unfinished as exc:  # moved in, not recorded as queued: finished once it can be
+                self._pause(disk_full_error(exc), folder="state")
+                self.later.add(f"recover:{exc.job_dir.name}", lambda d=exc.job_dir: self._recover_again(d))
+                return
             except Exception as exc:  # e.g. no permission to move it: the file stays, the daemon too
+                if (full := disk_full_error(exc)) is not None:
+                    self.intake.appendleft(cand)  # taken when space comes back
+                    self._pause(full)
+                    return
                 if cand.rel not in self._claim_errors:
                     self._claim_errors.add(cand.rel)
                     self.log.error("job.claim_error", input=cand.rel, error=str(exc))
@@ -193,22 +241,29 @@ class Supervisor:
         self.report.job(job).queued(resumed=recovered)
         self.schedule.add(job)
 
+    def _slots(self) -> int:
+        """How many more jobs may start now: one at a time while a suspect waits or runs."""
+        if self.schedule.isolating or any(r.job.suspect for r in self.running.values()):
+            return 1 - len(self.running)
+        return self.max_jobs - len(self.running)
+
     def _dispatch(self) -> None:
-        while len(self.running) < self.max_jobs and (job := self.schedule.pop()) is not None:
+        while not self.space.paused and self._slots() > 0 and (job := self.schedule.pop()) is not None:
             try:
                 out_tmp = self.spool.start(job)
-            except OSError as exc:
-                self._attempt_failed(job, exc)
+            except (OSError, OutputError) as exc:  # the output's folder is blocked, or a disk is full
+                self._attempt_failed(job, exc, stage="output")
                 continue
-            fut = self._executor.submit(self._run_one, job, out_tmp)
+            pool, run_job = self.pool, self.run_job
+            fut = self._executors[-1].submit(self._run_one, job, out_tmp, pool, run_job)
             fut.add_done_callback(lambda _f, job_id=job.id: self.events.put(FINISHED, job_id))
-            self.running[job.id] = Running(job, fut, time.monotonic())
+            self.running[job.id] = Running(job, fut, time.monotonic(), pool)
             self.report.job(job).started()
 
-    def _run_one(self, job: Job, out_tmp) -> dict:
+    def _run_one(self, job: Job, out_tmp, pool, run_job) -> dict:
         """In a job thread: waits on the pool's futures; moves no file of the spool."""
-        fig = self.run_job(self.pool.submit, self.spool.source(job), out_tmp, self.spool.scratch(job),
-                           voice=job.voice, group=job.id, progress=self.report.job(job).progress)
+        fig = run_job(pool.submit, self.spool.source(job), out_tmp, self.spool.scratch(job),
+                      voice=job.voice, group=job.id, progress=self.report.job(job).progress)
         fsync_file(out_tmp)  # durable before the rename makes it visible
         return fig
 
@@ -235,17 +290,30 @@ class Supervisor:
         try:
             final = self.spool.commit(job, fig)
         except Exception as exc:
-            if job.state in ("committing", "committed"):
-                # The output may already be published: converting again would duplicate it.
-                # The job stays in work/ in that state; the next start's recovery finishes it.
-                self.report.job(job).error("job.commit_error", exc, state=job.state)
-                return
-            self._attempt_failed(job, exc, stage="commit")
+            self._commit_failed(r, fig, exc)
             return
+        self.later.done(job.id)
         self.report.job(job).done(final.relative_to(self.spool.outbox).as_posix(),
                                   time.monotonic() - r.started, fig)
 
+    def _commit_failed(self, r: Running, fig: dict, exc: Exception) -> None:
+        job = r.job
+        if job.state == JobState.RUNNING and disk_full_error(exc) is None:
+            self._attempt_failed(job, exc, stage="commit")  # nothing recorded yet: an attempt that failed
+        elif job.state == JobState.COMMITTING and not self.spool.published(job) and not passes(exc):
+            # It cannot be published (and converting again would end the same way).
+            self._quarantine(job, f"The output could not be published as {job.output!r}: {exc}.", "commit")
+        else:
+            # A full disk, or the output is out and only archiving failed: converting again would
+            # duplicate it.  The job stays in work/ as it is; the step is tried again.
+            if (full := disk_full_error(exc)) is not None:
+                self._pause(full)
+            delay = self.later.add(job.id, lambda: self._commit(r, fig))
+            self.report.job(job).error("job.commit_error", exc, state=job.state, retry_in=delay)
+
     def _attempt_failed(self, job: Job, exc: BaseException, stage: str | None = None) -> None:
+        if self._out_of_space(job, exc):
+            return
         cause, err_stage, retryable = describe_error(exc)
         stage = stage or err_stage
         delay = self.schedule.retry_delay(job.attempts, retryable)
@@ -254,7 +322,7 @@ class Supervisor:
             return
         try:
             self.spool.retry(job, cause, stage, delay)
-        except OSError as err:  # the state disk is full or gone: leave the job in work/, stay up
+        except OSError as err:  # the state disk is gone: leave the job in work/, stay up
             self.report.job(job).error("job.retry_error", err)
             return
         self.report.job(job).retry(stage, cause, delay)
@@ -264,8 +332,11 @@ class Supervisor:
         try:
             dest = self.spool.fail(job, cause, stage)
         except OSError as exc:  # the failed folder itself is unusable: leave the job in work/
+            if disk_full_error(exc) is not None:  # tried again; a full failed folder does not pause intake
+                self.later.add(job.id, lambda: self._quarantine(job, cause, stage))
             self.report.job(job).error("job.quarantine_error", exc)
             return
+        self.later.done(job.id)
         self.report.job(job).failed(dest.relative_to(self.spool.failed_dir).as_posix(), stage, cause)
 
     def _put_back(self, job: Job, why: str) -> None:
@@ -279,7 +350,7 @@ class Supervisor:
     # --- health -----------------------------------------------------------------------
     def _turn(self) -> None:
         self.report.turn(queued=len(self.schedule) + len(self.intake), running=len(self.running),
-                         pool_stats=self.pool.stats())
+                         pool_stats=self.pool.stats(), space=self.space)
 
 
 def _is_shutdown(exc: BaseException) -> bool:

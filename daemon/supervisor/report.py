@@ -20,6 +20,7 @@ from typing import Callable, Iterable, Protocol
 
 from daemon import log
 from daemon.spool import error_report_path
+from daemon.spool.space import free_bytes
 
 
 class JobObserver(Protocol):
@@ -76,17 +77,24 @@ class Reporter:
         self._jobs.pop(job.id, None)
 
     # --- the daemon's figures ------------------------------------------------------
-    def turn(self, *, queued: int, running: int, pool_stats: dict) -> None:
-        """Once per turn of the loop: metrics, the watchdog heartbeat when due, the STATUS line."""
+    def turn(self, *, queued: int, running: int, pool_stats: dict, space=None) -> None:
+        """Once per turn of the loop: metrics, the watchdog heartbeat when due, the STATUS line.
+        ``space``: the daemon's ``Space`` (which folder is full, if any)."""
         self._turn_at = self.monotonic()
         self.metrics.set_queue(queued)
         self.metrics.set_in_flight(running)
         self.metrics.loop_tick()
         self.metrics.observe_pool(pool_stats)
+        paused = space.reason() if space is not None else None
+        if space is not None:
+            self.metrics.observe_space({name: free_bytes(path) for name, path in space.folders.items()},
+                                       {name: full.reason for name, full in space.full.items()})
         self.heartbeat()  # WATCHDOG=1 when due: proves this loop is not stuck
         status = (f"{queued} queued, {running} converting, {self.counts['done']} done, "
                   f"{self.counts['failed']} failed; workers {pool_stats.get('ready', '?')}/"
                   f"{pool_stats.get('workers', '?')} ready")
+        if paused:
+            status = f"paused, {paused}; {status}"
         if status != self._last_status:
             self._last_status = status
             self.notifier.status(status)
@@ -152,6 +160,10 @@ class JobReport:
         self.r.tell("failed", self.job, output=None, failed=str(dest), error_report=str(error_report_path(dest)),
                     stage=stage, reason=cause)
         self.r.forget(self.job)
+
+    def waiting(self, reason: str) -> None:
+        """Its attempt was put back, uncounted, for lack of space; it runs again when there is some."""
+        self.log.warning("job.waiting_for_space", attempts=self.job.attempts, reason=reason)
 
     def put_back(self, reason: str) -> None:
         self.log.info("job.put_back", reason=reason)

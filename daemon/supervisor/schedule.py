@@ -1,5 +1,9 @@
 """Which job starts next: jobs ready now, first come first served, and jobs waiting out a retry backoff.
 
+Suspects (jobs that were in flight when the daemon died) come before all others, fewest charged
+deaths first, and while one is queued the daemon runs one job at a time (``isolating``): a death
+while a suspect runs alone names it.
+
 Pure state, no threads and no I/O; time comes from ``clock`` (wall-clock seconds, because a
 job's ``not_before`` is saved in its job.json and must mean the same after a restart).
 """
@@ -15,6 +19,7 @@ from typing import Callable, Generic, Protocol, TypeVar
 class Schedulable(Protocol):
     id: str
     not_before: float  # not started before this time (clock seconds); 0 = at once
+    # optional: suspect (bool), charges (int), claimed_at (float)
 
 
 J = TypeVar("J", bound=Schedulable)
@@ -25,20 +30,34 @@ class Schedule(Generic[J]):
         self.max_attempts, self.backoff_seconds, self.clock = max_attempts, backoff_seconds, clock
         self._ready: deque[J] = deque()
         self._delayed: list[tuple[float, str, J]] = []  # a heap by (not_before, id)
+        self._suspects: list[J] = []  # ready suspects
 
     def add(self, job: J) -> None:
         """Queue ``job``: ready now, or once its ``not_before`` has passed."""
         if job.not_before > self.clock():
             heapq.heappush(self._delayed, (job.not_before, job.id, job))
+        elif getattr(job, "suspect", False):
+            self._suspects.append(job)
         else:
             self._ready.append(job)
 
+    @property
+    def isolating(self) -> bool:
+        """A suspect is queued (ready or delayed): run one job at a time."""
+        return bool(self._suspects) or any(getattr(j, "suspect", False) for _, _, j in self._delayed)
+
     def pop(self) -> J | None:
         """The job to start now, or None.  Delayed jobs whose time has come join the ready
-        ones first, earliest first, behind those that were ready already."""
+        ones first, earliest first, behind those that were ready already; ready suspects go
+        before everything."""
         now = self.clock()
         while self._delayed and self._delayed[0][0] <= now:
-            self._ready.append(heapq.heappop(self._delayed)[2])
+            job = heapq.heappop(self._delayed)[2]
+            (self._suspects if getattr(job, "suspect", False) else self._ready).append(job)
+        if self._suspects:
+            first = min(self._suspects, key=_suspicion)
+            self._suspects.remove(first)
+            return first
         return self._ready.popleft() if self._ready else None
 
     def next_due(self) -> float | None:
@@ -53,4 +72,9 @@ class Schedule(Generic[J]):
         return self.backoff_seconds * 2 ** max(0, attempts - 1)
 
     def __len__(self) -> int:
-        return len(self._ready) + len(self._delayed)
+        return len(self._ready) + len(self._delayed) + len(self._suspects)
+
+
+def _suspicion(job) -> tuple:
+    """Fewest charged deaths first (spreads the blame of deaths that were nobody's fault), then oldest."""
+    return (getattr(job, "charges", 0), getattr(job, "claimed_at", 0.0), job.id)

@@ -44,6 +44,13 @@ def init_wait_if_exists(marker, gate):
         wait_for_file(gate)
 
 
+def init_killed_if_exists(marker):
+    """Loads fine until ``marker`` exists; after that the child is SIGKILLed while loading, as
+    the OOM killer would do it."""
+    if Path(marker).exists():
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def init_torch_like_silero():
     """What importing silero-vad does: torch comes in and is set to one thread."""
     import torch

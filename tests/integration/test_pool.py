@@ -193,7 +193,8 @@ def test_results_that_cannot_be_pickled_fail_their_task_only(make_pool):
     ("init_crash", (), "died while loading (signal SIGSEGV)"),
 ])
 def test_initializer_failure_at_start_refuses_to_start_once(initializer, args, cause):
-    pool = WorkerPool(2, initializer=T + initializer, init_args=args)
+    # A death while loading breaks the pool only after max_failed_starts in a row: one here.
+    pool = WorkerPool(2, initializer=T + initializer, init_args=args, max_failed_starts=1)
     with capture_logs() as events:
         with pytest.raises(PoolStartError) as info:
             pool.start()
@@ -208,6 +209,63 @@ def test_initializer_failure_at_start_refuses_to_start_once(initializer, args, c
     with pytest.raises(RuntimeError):
         pool.submit(task("whoami"))
     pool.close()
+
+
+def test_a_crashing_loader_is_tried_again_then_breaks_the_pool():
+    """A segfault while loading is a death, not the loader's error: tried again with backoff,
+    broken after max_failed_starts starts in a row."""
+    pool = WorkerPool(2, initializer=T + "init_crash", max_failed_starts=3, start_backoff=0.05)
+    with capture_logs() as events:
+        with pytest.raises(PoolStartError) as info:
+            pool.start()
+    assert str(info.value).endswith("failed to start: died while loading (signal SIGSEGV)")
+    assert "3 worker starts in a row failed" in str(info.value)
+    failures = [e for e in events if e["event"] == "pool.worker_start_failed"]
+    assert [e["log_level"] for e in failures[:3]] == ["warning", "warning", "error"]
+    assert [e["retry_in"] for e in failures[:2]] == [0.05, 0.1]  # doubling
+    assert sum(e["event"] == "pool.worker_started" for e in events) == 4  # 2, then one after each warning
+    pool.close()
+
+
+def test_a_replacement_killed_while_loading_is_started_again(make_pool, tmp_path):
+    """Issue 11, fault 1: SIGKILL a warm worker, then its replacement while it loads (what the OOM
+    killer does under memory pressure): the pool starts another one and the task still runs."""
+    slow, gate = tmp_path / "slow", tmp_path / "gate"
+    pool = make_pool(1, initializer=T + "init_wait_if_exists", init_args=(str(slow), str(gate)),
+                     start_backoff=0.05)
+    slow.touch()  # from now on a new child waits for the gate in its initializer
+
+    def started(reason):
+        return [e["worker_pid"] for e in events if e["event"] == "pool.worker_started" and e["reason"] == reason]
+
+    with capture_logs() as events:
+        future = pool.submit(task("crash_until", counter=str(tmp_path / "calls"), crashes=1))
+        (replacement,) = wait_until(lambda: started("replace"), timeout=30)
+        wait_until(lambda: pool.stats()["starting"] == 1, timeout=30)
+        os.kill(replacement, signal.SIGKILL)
+        (again,) = wait_until(lambda: started("restart"), timeout=30)
+        assert pool.broken is None and again != replacement
+        gate.touch()
+        result = future.result(timeout=60)
+    assert result.attempts == 2 and result.worker_pid == again
+    (failed,) = [e for e in events if e["event"] == "pool.worker_start_failed"]
+    assert failed["log_level"] == "warning" and "signal SIGKILL" in failed["cause"] and failed["retry_in"] == 0.05
+    stats = pool.stats()
+    assert pool.broken is None and stats["failed_starts"] == 0 and stats["restarts"] == 2
+    assert pool.submit(task("square", x=3)).result(timeout=30).value["y"] == 9
+
+
+def test_deaths_while_loading_break_the_pool_after_max_failed_starts(make_pool, tmp_path):
+    marker = tmp_path / "oom"
+    pool = make_pool(1, initializer=T + "init_killed_if_exists", init_args=(str(marker),),
+                     max_failed_starts=3, start_backoff=0.05)
+    marker.touch()
+    with capture_logs() as events:
+        with pytest.raises(PoolBrokenError) as info:
+            pool.submit(task("kill_self")).result(timeout=60)
+    assert "3 worker starts in a row failed" in str(info.value) and "signal SIGKILL" in str(info.value)
+    assert [e["reason"] for e in events if e["event"] == "pool.worker_started"] == ["replace", "restart", "restart"]
+    assert pool.stats()["alive"] == 0
 
 
 def test_replacement_that_cannot_load_breaks_the_pool_without_a_loop(make_pool, tmp_path):

@@ -86,3 +86,13 @@ def test_parent_refuses_to_import_modules_while_unpickling():
             "traceback": "tb", "args": None, "state": None}
     err = remote.caller_exception(desc, 1)
     assert type(err) is TaskError and str(err) == "Boom: x"
+
+
+def test_an_os_error_keeps_its_errno_and_file_behind_the_task_error():
+    """A worker's full disk: the parent must know the errno and which file (so which folder) refused."""
+    import errno
+
+    err = _through_the_pipe(_raised(OSError(errno.ENOSPC, "No space left on device", "/srv/out/.a.part.wav")))
+    assert isinstance(err, TaskError) and err.retryable
+    assert isinstance(err.__cause__, OSError)
+    assert (err.__cause__.errno, err.__cause__.filename) == (errno.ENOSPC, "/srv/out/.a.part.wav")

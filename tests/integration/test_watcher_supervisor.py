@@ -43,17 +43,17 @@ def scripted_run_job(submit, input, output, work_dir, *, voice=None, group="", t
 class Running:
     """A supervisor loop in a thread; ``stop()`` does what SIGTERM's handler does."""
 
-    def __init__(self, settings, *, resume: bool = False):
+    def __init__(self, settings, *, resume: bool = False, run_job=scripted_run_job, workers: int = 2):
         self.spool = Spool(settings)
         self.spool.ensure_dirs()
         recovered = self.spool.recover() if resume else []
-        self.pool = WorkerPool(workers=2, max_attempts=2, start_timeout=120).start()
+        self.pool = WorkerPool(workers=workers, max_attempts=2, start_timeout=120).start()
         events = Events()
         self.signals = Signals(events)
         # No systemd here (the notifier is a no-op without NOTIFY_SOCKET); metrics counted, not served.
         self.sup = Supervisor(settings, self.spool, self.pool, events=events, signals=self.signals,
                               notifier=Notifier(environ={}), metrics=Metrics(settings),
-                              run_job=scripted_run_job, clock=time.time)
+                              run_job=run_job, clock=time.time)
         self.watcher = Watcher(settings, self.sup.on_candidate)
         self.result = None
         self.thread = threading.Thread(target=self._run, args=(recovered,), name="supervisor-under-test")

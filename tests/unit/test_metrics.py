@@ -169,3 +169,21 @@ def test_start_without_an_address_serves_nothing():
 ])
 def test_split_addr(addr, expected):
     assert split_addr(addr) == expected
+
+
+def test_a_full_folder_pauses_health_and_shows_in_the_disk_figures():
+    """Issue 11, fault 7: a full output or state folder is a 503 (status "paused") saying which and why."""
+    m = Metrics(Settings())
+    m.loop_tick()
+    m.observe_space({"outbox": 0, "state": 5_000_000}, {"outbox": "the outbox folder /o is full: no space left"})
+    ok, body = m.health()
+    assert not ok and body["status"] == "paused"
+    assert body["problems"] == ["intake paused: the outbox folder /o is full: no space left"]
+    assert body["disk_free_bytes"] == {"outbox": 0, "state": 5_000_000}
+    assert value(m, "voice_daemon_intake_paused") == 1 and value(m, "voice_daemon_healthy") == 0
+    assert value(m, "voice_daemon_disk_full", folder="outbox") == 1
+    assert value(m, "voice_daemon_disk_full", folder="state") == 0
+    assert value(m, "voice_daemon_disk_free_bytes", folder="state") == 5_000_000
+    m.observe_space({"outbox": 9_000_000, "state": 5_000_000}, {})
+    assert m.health()[0] and value(m, "voice_daemon_intake_paused") == 0
+    assert value(m, "voice_daemon_disk_full", folder="outbox") == 0

@@ -100,3 +100,27 @@ def test_a_retried_job_is_not_started_before_its_backoff(clock):
     assert s.pop() is None and s.next_due() == clock.now + 5.0
     clock.now += 5.0
     assert s.pop() is job
+
+
+@dataclass
+class Suspect:
+    id: str
+    charges: int = 0
+    claimed_at: float = 0.0
+    not_before: float = 0.0
+    suspect: bool = True
+
+
+def test_suspects_go_first_fewest_charges_first_and_the_schedule_isolates_while_one_waits(clock):
+    s = schedule(clock)
+    s.add(J("new"))
+    s.add(Suspect("twice", charges=2, claimed_at=1))
+    s.add(Suspect("once-late", charges=1, claimed_at=9))
+    s.add(Suspect("once-early", charges=1, claimed_at=5))
+    s.add(Suspect("backing-off", not_before=clock.now + 10))
+    assert s.isolating and len(s) == 5
+    assert [s.pop().id for _ in range(3)] == ["once-early", "once-late", "twice"]
+    assert s.isolating  # one still waits out its backoff
+    assert s.pop().id == "new"
+    clock.now += 10
+    assert s.pop().id == "backing-off" and not s.isolating and s.pop() is None

@@ -122,3 +122,26 @@ def test_settings_pickle_for_children(env):
 
     s = load_settings(workers=2)
     assert pickle.loads(pickle.dumps(s)) == s and isinstance(s, Settings)
+
+
+def test_reload_reads_the_env_file_again_even_where_systemd_copied_it_into_the_environment(env, tmp_path):
+    """SIGHUP (issue 11, fault 9): under systemd, EnvironmentFile= leaves the file's values in the
+    environment, where they would hide the file's new contents."""
+    from daemon.settings import env_file_values, reload_settings
+
+    f = tmp_path / "vd.env"
+    f.write_text("VOICE_DAEMON_SAMPLE_RATE=16000\nVOICE_DAEMON_SHIFT_SEMITONES=6\nVOICE_DAEMON_VOICE=baya\n")
+    env.setenv("VOICE_DAEMON_ENV_FILE", str(f))
+    env.setenv("VOICE_DAEMON_SAMPLE_RATE", "16000")   # what systemd put there from the file
+    env.setenv("VOICE_DAEMON_VOICE", "aidar")         # set in the unit itself: wins, as at start
+    at_start = env_file_values()
+    assert at_start["VOICE_DAEMON_SHIFT_SEMITONES"] == "6"
+    first = load_settings()
+    assert (first.sample_rate, first.shift_semitones, first.voice) == (16000, 6.0, "aidar")
+    f.write_text("VOICE_DAEMON_SAMPLE_RATE=22050\nVOICE_DAEMON_VOICE=xenia\n")  # semitones: removed
+    again = reload_settings(at_start)
+    assert (again.sample_rate, again.shift_semitones, again.voice) == (22050, 4.0, "aidar")
+    assert reload_settings(at_start, log_level="debug").log_level == "debug"  # flags still win
+    f.write_text("VOICE_DAEMON_SAMPLE_RATE=1\n")
+    with pytest.raises(SettingsError, match="VOICE_DAEMON_SAMPLE_RATE=1: must be"):
+        reload_settings(at_start)

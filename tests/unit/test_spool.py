@@ -192,6 +192,90 @@ def test_the_longest_names_can_fail_too(spool):
     assert json.loads(report.read_text())["input"] == name
 
 
+def test_long_names_that_collide_still_fit(tmp_path):
+    """Issue 11, fault 5: a 250-byte name dropped twice needed `NAME (1).wav`, past NAME_MAX; the
+    commit failed with ENAMETOOLONG and the job stayed in `committing` for good."""
+    sp = Spool(make_settings(tmp_path, output_format="flac"))
+    sp.ensure_dirs()
+    for name in ("a" * 246 + ".wav", "я" * 125 + ".wav"):  # 250 bytes each; .flac is one byte longer
+        outs = [convert(sp, sp.claim(drop(sp, name)), b"%d" % i) for i in range(3)]
+        for out in outs:
+            assert len(os.fsencode(out.name)) <= 255 and out.suffix == ".flac"
+            out.name.encode("utf-8")  # cut at a character boundary, not inside one
+        assert [o.name.endswith(e) for o, e in zip(outs, (".flac", " (1).flac", " (2).flac"))] == [True] * 3
+        assert [o.read_bytes() for o in outs] == [b"0", b"1", b"2"]
+    failed = [sp.fail(sp.claim(drop(sp, "b" * 251 + ".wav")), "bad", "decode") for _ in range(2)]
+    assert failed[1].name.endswith(" (1).wav") and len(os.fsencode(failed[1].name)) <= 255
+    reports = sorted(sp.failed_dir.glob("*.error.json"))
+    assert len(reports) == 2 and all(len(os.fsencode(r.name)) <= 255 for r in reports)
+    assert sorted(json.loads(r.read_text())["input"] for r in reports) == ["b" * 251 + ".wav"] * 2
+    assert list(sp.work.iterdir()) == [] and [p for p in everything(sp.outbox) if p.startswith(".")] == []
+
+
+def test_a_job_left_committing_with_a_name_too_long_is_published_under_one_that_fits(spool):
+    """What the older version left behind: job.json in `committing` naming an output past NAME_MAX
+    (every restart logged spool.recover_error again)."""
+    name = "c" * 250 + ".wav"
+    (spool.outbox / name).write_bytes(b"first")
+    job = spool.claim(drop(spool, name))
+    spool.start(job).write_bytes(b"second")
+    job.output, job.state = name[:-4] + " (1).wav", "committing"
+    forge_manifest(spool, job)
+    assert Spool(spool.s).recover() == []
+    second = [p for p in everything(spool.outbox) if p != name]
+    assert len(second) == 1 and second[0].endswith(" (1).wav") and len(second[0]) <= 255
+    assert (spool.outbox / second[0]).read_bytes() == b"second" and list(spool.work.iterdir()) == []
+
+
+def test_a_blocked_output_path_fails_at_once_naming_the_file(spool):
+    """Issue 11, fault 6: outbox/z.wav is a file and inbox/z.wav/inner.wav arrives: the attempt was
+    counted after the mkdir, so it retried for ever with attempts 0."""
+    from daemon.errors import OutputError
+
+    (spool.outbox / "z.wav").write_bytes(b"an earlier output")
+    job = spool.claim(drop(spool, "z.wav/inner.wav"))
+    with pytest.raises(OutputError) as exc:
+        spool.start(job)
+    assert f"{spool.outbox / 'z.wav'} is a file" in exc.value.cause
+    assert json.loads((spool.job_dir(job) / "job.json").read_text())["attempts"] == 1  # counted first
+    # The failed folder may be blocked the same way (z.wav itself failed before): a free name is used.
+    (spool.failed_dir / "z.wav").write_bytes(b"an earlier failure")
+    dest = spool.fail(job, exc.value.cause, "output")
+    assert dest == spool.failed_dir / "z (1).wav" / "inner.wav" and dest.read_bytes() == b"RIFF-fake-audio"
+    assert (spool.failed_dir / "z (1).wav" / "inner.wav.error.json").is_file()
+    assert (spool.outbox / "z.wav").read_bytes() == b"an earlier output"
+
+
+def test_a_dead_encoders_temp_file_goes_when_the_job_is_published(spool):
+    """Issue 11, fault 2: a worker SIGKILLed while encoding leaves ..<temp>.voice-daemon-<pid>.tmp.wav;
+    the pool's retry publishes the output, and that file is removed with the job's other temps."""
+    job = spool.claim(drop(spool, "a.wav"))
+    tmp = spool.start(job)
+    leftover = tmp.with_name(f".{tmp.stem}.voice-daemon-4242.tmp.wav")
+    leftover.write_bytes(b"half an encoding")
+    tmp.write_bytes(b"the retry's output")
+    spool.commit(job)
+    assert everything(spool.outbox) == ["a.wav"]
+
+
+def test_temp_files_of_jobs_gone_from_work_are_removed_at_start(spool):
+    done = spool.claim(drop(spool, "sub/a.wav"))
+    tmp = spool.start(done)
+    tmp.write_bytes(b"x")
+    spool.commit(done)
+    (spool.outbox / "sub" / f".{tmp.stem}.voice-daemon-77.tmp.wav").write_bytes(b"half")  # after the commit
+    (spool.outbox / f".a.{done.id}.part.json").write_bytes(b"{}")
+    (spool.outbox / ".DS_Store").write_bytes(b"the user's")
+    (spool.outbox / "sub" / ".notes.part.txt").write_bytes(b"the user's")
+    alive = spool.claim(drop(spool, "b.wav"))
+    spool.start(alive).write_bytes(b"out")
+    alive.output, alive.state = "b.wav", "committing"
+    forge_manifest(spool, alive)
+    Spool(spool.s)._sweep_outbox()
+    assert sorted(p for p in everything(spool.outbox) if "/." in "/" + p) == [
+        ".DS_Store", f".b.{alive.id}.part.wav", "sub/.notes.part.txt"]
+
+
 def test_two_inputs_with_one_stem_get_two_outputs(tmp_path):
     sp = Spool(make_settings(tmp_path, output_format="wav"))
     sp.ensure_dirs()
@@ -404,6 +488,34 @@ def test_a_job_that_kept_killing_the_daemon_is_quarantined(tmp_path):
     assert everything(sp.outbox) == []
 
 
+def test_a_daemon_crash_is_charged_only_to_a_job_that_was_alone_in_flight(tmp_path):
+    """Issue 11, fault 3: every job in flight was charged for every crash, so bystanders of a few
+    kill -9 ended in failed/.  Now the others are uncharged suspects (run alone next), and only a
+    job alone in flight is charged; a failure that ends normally clears the suspicion."""
+    sp = Spool(make_settings(tmp_path, max_attempts=2))
+    sp.ensure_dirs()
+    jobs = [sp.claim(drop(sp, f"{n}.wav")) for n in "abc"]
+    for job in jobs:
+        sp.start(job).write_bytes(b"partial")  # the daemon dies with three in flight
+    resumed = Spool(sp.s).recover()
+    assert [(j.attempts, j.suspect, j.charges) for j in resumed] == [(0, True, 0)] * 3
+    assert resumed[0].history[0]["cause"] == "the daemon stopped during this attempt, with other jobs in flight"
+    a = resumed[0]
+    for charges in (1, 2):  # then twice with a alone in flight
+        sp.start(a).write_bytes(b"partial")
+        resumed = Spool(sp.s).recover()
+        if charges == 1:
+            a = next(j for j in resumed if j.rel == "a.wav")
+            assert (a.attempts, a.charges) == (1, 1)
+    assert sorted(j.rel for j in resumed) == ["b.wav", "c.wav"]  # a.wav: quarantined at 2 charges
+    report = json.loads((sp.failed_dir / "a.wav.error.json").read_text())
+    assert report["stage"] == "interrupted" and "while this job was the only one in flight" in report["cause"]
+    b = resumed[0]
+    sp.start(b)
+    sp.retry(b, "a worker died", "crash", delay=0)
+    assert not b.suspect and not json.loads((sp.job_dir(b) / "job.json").read_text())["suspect"]
+
+
 def test_committing_after_an_outside_file_took_the_name(spool):
     job = spool.claim(drop(spool, "a.wav"))
     spool.start(job).write_bytes(b"ours")
@@ -421,6 +533,67 @@ def test_a_job_folder_without_manifest_is_quarantined(spool):
     (d / "lost.wav").write_bytes(b"x")
     assert spool.recover() == []
     assert everything(spool.failed_dir) == ["lost.wav", "lost.wav.error.json"]
+
+
+@pytest.mark.parametrize("manifest, reason", [
+    ("[]", "it holds a JSON list, not an object"),
+    ('"queued"', "it holds a JSON str, not an object"),
+    ('{"rel": "a.wav"}', "it has no 'id'"),
+    ('{"id": "ID", "rel": "a.wav", "attempts": "two"}', "its 'attempts' is str"),
+    ('{"id": "ID", "rel": "a.wav", "state": "exploded"}', "its state 'exploded' is not one this version knows"),
+    ('{"id": "ID", "rel": "../../etc/passwd"}', "does not stay inside its folder"),
+    ('{"id": "20990101T000000-00000000", "rel": "a.wav"}', "lies in the folder of job"),
+    ('{"id": "ID", "rel": "a.wav", "state": "committing"}', "it is committing without 'output_tmp'"),
+    ('{"id": "ID", "rel": "a.wav", "history": [1]}', "its history holds something other than objects"),
+    ('{"id": "ID", "rel": ', "it is not valid JSON"),
+    ('{"id": "ID", "rel": "é.wav"}', "it is not ASCII JSON"),
+])
+def test_a_damaged_manifest_sends_the_audio_to_failed_with_a_reason(spool, manifest, reason):
+    """Issue 11, fault 8: a job.json that is JSON but not a job (``[]``) left the job stuck in work/
+    and made `status` crash; now recovery quarantines its audio, and `status` lists it as damaged."""
+    job = spool.claim(drop(spool, "sub/a.wav"))
+    drop(spool, "b.wav")
+    other = spool.claim(spool.inbox / "b.wav")
+    (spool.job_dir(job) / "job.json").write_text(manifest.replace("ID", job.id), encoding="utf-8")
+    st = collect_status(spool.s)
+    assert [d["job_id"] for d in st["damaged"]] == [job.id] and reason in st["damaged"][0]["reason"]
+    assert [j["job_id"] for j in st["queued"]] == [other.id]
+    assert [j.id for j in Spool(spool.s).recover()] == [other.id]  # the sound job goes on
+    assert everything(spool.failed_dir) == ["a.wav", "a.wav.error.json"]
+    report = json.loads((spool.failed_dir / "a.wav.error.json").read_text())
+    assert report["cause"].startswith("its job manifest (job.json) is unusable: ") and reason in report["cause"]
+    assert report["stage"] == "recover" and report["job_id"] == job.id
+    assert sorted(p.name for p in spool.work.iterdir()) == [other.id]
+
+
+def test_status_never_fails_on_the_spool(spool, tmp_path):
+    """Damaged manifests, a stray file in work/, a name that is not UTF-8: `status --json` (a real
+    process) exits 0 and prints valid UTF-8 JSON."""
+    import subprocess
+
+    bad = os.fsdecode(b"caf\xe9-\xff.wav")  # Latin-1 bytes: not UTF-8
+    spool.claim(drop(spool, bad))
+    spool.fail(spool.claim(drop(spool, bad)), "bad", "decode")
+    drop(spool, bad)  # waiting in the inbox
+    broken = spool.claim(drop(spool, "x.wav"))
+    (spool.job_dir(broken) / "job.json").write_text("[]")
+    (spool.work / "stray-file").write_text("not a job")
+    (spool.work / "20250101T000000-0badf00d").mkdir()  # no manifest at all
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VOICE_DAEMON_")}
+    env.update({"VOICE_DAEMON_INBOX": str(spool.inbox), "VOICE_DAEMON_OUTBOX": str(spool.outbox),
+                "VOICE_DAEMON_FAILED_DIR": str(spool.failed_dir), "VOICE_DAEMON_STATE_DIR": str(spool.state)})
+    out = {}
+    for args in (["--json"], []):
+        proc = subprocess.run([sys.executable, "-m", "daemon", "status", *args], env=env, capture_output=True,
+                              timeout=60)
+        assert proc.returncode == 0 and proc.stderr == b"", proc.stderr
+        out[bool(args)] = proc.stdout.decode("utf-8")  # strict: raw non-UTF-8 bytes would raise here
+    st = json.loads(out[True])
+    assert "damaged:     2" in out[False]
+    assert st["inbox_waiting"] == 1 and st["failed_inputs"] == ["caf\\xe9-\\xff.wav"]
+    assert [q["input"] for q in st["queued"]] == ["caf\\xe9-\\xff.wav"]
+    assert sorted(d["reason"] for d in st["damaged"]) == ["it holds a JSON list, not an object",
+                                                         "its job manifest was lost"]
 
 
 def test_copy_claim_whose_original_survived_is_dropped(spool):

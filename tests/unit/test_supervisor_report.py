@@ -136,6 +136,23 @@ def test_next_turn_is_the_next_heartbeat_or_often_enough_for_healthz(systemd):
     assert not math.isinf(quiet.next_turn())
 
 
+def test_the_status_line_says_when_intake_is_paused_and_why(systemd, tmp_path):
+    import errno
+
+    from daemon.spool.space import Space
+
+    r, metrics, messages, _ = make(systemd)
+    space = Space({"outbox": tmp_path, "state": tmp_path})
+    space.mark(OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "x")), "outbox")
+    r.turn(queued=1, running=0, pool_stats=STATS, space=space)
+    assert messages() == [f"STATUS=paused, the outbox folder {tmp_path} is full: no space left on device; "
+                          "1 queued, 0 converting, 0 done, 0 failed; workers 2/2 ready"]
+    assert metrics.health()[1]["status"] == "paused"
+    space.full.clear()
+    r.turn(queued=1, running=0, pool_stats=STATS, space=space)
+    assert messages() == ["STATUS=1 queued, 0 converting, 0 done, 0 failed; workers 2/2 ready"]
+
+
 class Heard:
     def __init__(self, fail: bool = False):
         self.events, self.fail = [], fail

@@ -178,3 +178,9 @@ def test_the_command_line_prints_the_refusal_and_exits_1(tmp_path):
     assert proc.returncode == 1
     assert proc.stderr == f"voice-daemon: error: {tmp_path / 'nope'} does not exist: install the package first (make venv)\n"
     assert not (tmp_path / "units").exists()
+
+
+def test_reload_sends_sighup_to_the_main_process():
+    """Issue 11, fault 9: `systemctl reload` sends the SIGHUP the daemon reloads on."""
+    lines = [line for line in UNIT.read_text().splitlines() if line.startswith("ExecReload=")]
+    assert lines == ["ExecReload=/bin/kill -HUP $MAINPID"]

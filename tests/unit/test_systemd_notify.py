@@ -160,3 +160,15 @@ def test_heartbeat_without_watchdog_sends_nothing(listener):
     n = Notifier({"NOTIFY_SOCKET": address})
     assert n.heartbeat() is False
     n.close()
+
+
+def test_reloading_carries_the_monotonic_time_systemd_asks_for(listener):
+    import time
+
+    address, recv = listener
+    n = Notifier({"NOTIFY_SOCKET": address})
+    before = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+    assert n.reloading("reloading: new workers loading")
+    lines = recv().split("\n")
+    assert lines[0] == "RELOADING=1" and lines[2] == "STATUS=reloading: new workers loading"
+    assert lines[1].startswith("MONOTONIC_USEC=") and int(lines[1].split("=")[1]) >= before

@@ -261,6 +261,18 @@ def test_a_file_that_crashed_the_probe_is_reported_bad_at_the_next_start(tmp_pat
     assert restarted(fine) is None and len(seen) == 2
 
 
+def test_the_probe_guard_reads_headers_even_when_the_state_disk_is_full(tmp_path):
+    """Issue 11, fault 7: the marker cannot be written on a full state disk; the header is read
+    all the same (once, without a word on every tick) and no partial marker is left."""
+    from daemon.watcher import GuardedProbe
+    from helpers.disks import fill, tmpfs
+
+    with tmpfs(tmp_path / "state", "1m") as state:
+        fill(state)
+        guard = GuardedProbe(state / "probing", lambda path: None)
+        assert guard(tmp_path / "fine.wav") is None and not (state / "probing").exists()
+
+
 # --- fast pick-up: closed after writing, header and length agree ---------------------------
 def fast_settler(inbox, clock, settle=2.0, closed=0.2):
     return Settler(inbox, settle, 10**9, clock=clock, closed_settle=closed)

@@ -1,0 +1,85 @@
+"""The supervisor's side of a full disk: pause, put back uncounted, look again, resume.
+
+Mixed into ``Supervisor`` (``loop.py``): a write that fails with ENOSPC or EDQUOT pauses intake
+and dispatch (``Space`` says which folder and why, and when to look again); the attempt is put
+back without being counted and waits in the queue; spool steps that a full disk cut short wait in
+``Later``; once a look finds space, everything due runs at once.
+"""
+
+from __future__ import annotations
+
+import errno
+import time
+
+from daemon.errors import TaskError, VoiceDaemonError
+from daemon.spool import Job, JobState
+from daemon.spool.space import disk_full_error, os_error
+
+
+class Pausing:
+    """The full-disk half of ``Supervisor``; see there for the attributes it uses."""
+
+    def _out_of_space(self, job: Job, exc: BaseException) -> bool:
+        """An attempt that failed for lack of space: put back uncounted, the daemon paused."""
+        err = disk_full_error(exc)
+        if err is None and (not _unexplained(exc) or self.space.low() is None):
+            return False  # libsndfile's "System error." counts as a full disk only where one is
+        full = self._pause(err)
+        why = f"{full.reason}; tried again when there is space"
+        if job.state == JobState.RUNNING:
+            try:
+                self.spool.put_back(job, why, stage="disk")
+            except OSError as put_err:  # the state disk itself: job.json still says running
+                self.report.job(job).error("job.put_back_error", put_err)
+        self.report.job(job).waiting(why)
+        self.schedule.add(job)
+        return True
+
+    def _pause(self, err: OSError | None, folder: str | None = None):
+        was = self.space.paused
+        full = self.space.mark(err, folder)
+        if not was:
+            self.log.error("daemon.paused", folder=full.folder, path=str(full.path), cause=full.cause,
+                           reason=full.reason)
+        return full
+
+    def _look_at_space(self) -> None:
+        if self.space.paused and (due := self.space.next_look()) is not None and time.monotonic() >= due:
+            for full in self.space.look():
+                self.log.info("daemon.resumed", folder=full.folder, path=str(full.path),
+                              paused_seconds=round(time.monotonic() - full.since, 3))
+            if not self.space.paused:
+                self._run_later(everything=True)
+                return
+        if not self.space.paused:
+            self._run_later()
+
+    def _run_later(self, everything: bool = False) -> None:
+        for _key, step in self.later.due(now_too=everything):
+            step()
+
+    def _recover_again(self, d) -> None:
+        try:
+            job = self.spool.recover_dir(d)
+        except Exception as exc:  # still not possible: later again
+            self.later.add(f"recover:{d.name}", lambda: self._recover_again(d))
+            if (full := disk_full_error(exc)) is not None:
+                self._pause(full)
+            return
+        self.later.done(f"recover:{d.name}")
+        if job is not None:
+            self._enqueue(job, recovered=True)
+
+
+def _unexplained(exc: BaseException) -> bool:
+    """An error that says nothing of its cause: a task's exception (libsndfile's "System error."),
+    not a refused input or output, a model, a worker's death or a timeout."""
+    if isinstance(exc, TaskError):
+        return exc.kind == "exception"
+    return not isinstance(exc, VoiceDaemonError)
+
+
+def passes(exc: BaseException) -> bool:
+    """An error that may go away by itself: a full disk or an I/O error."""
+    err = os_error(exc)
+    return disk_full_error(exc) is not None or (err is not None and err.errno == errno.EIO)
