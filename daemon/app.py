@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import time
 
-from daemon import bench, convert, log
+from daemon import bench, bench_long, convert, log
 from daemon.engines import voice_folders
 from daemon.errors import AlreadyRunningError
 from daemon.metrics import Metrics
@@ -50,6 +50,8 @@ def cli_convert(settings, args) -> int:
 
 
 def cli_bench(settings, args) -> int:
+    if getattr(args, "workload", "batch") == "long":
+        return bench_long.cli_bench_long(settings, args, build_pool)
     return bench.cli_bench(settings, args, build_pool)
 
 

@@ -49,7 +49,7 @@ class BenchFailed(VoiceDaemonError):
 def cli_bench(settings, args, make_pool: Callable[..., Any]) -> int:
     """`voice-daemon bench`.  ``make_pool(settings, log_config=...)`` builds the warm pool (in the
     pool mode's own process: it must be picklable, e.g. a module-level function)."""
-    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    modes = [m.strip() for m in (args.modes or ",".join(MODES)).split(",") if m.strip()]
     unknown = [m for m in modes if m not in MODES]
     if unknown or not modes:
         raise UsageError(f"unknown mode(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(MODES)}")
