@@ -173,7 +173,8 @@ class SegmentedOutput(_Stitched):
                     out.write(b"".join(_read_part(p)))
         else:
             aac.mux((f for p in parts for f in _read_part(p)), str(self.path), self.rate, total)
-        Path(self.raw).unlink(missing_ok=True)
+        for p in [self.raw, *parts]:
+            Path(p).unlink(missing_ok=True)
         return self.path
 
     def abort(self) -> None:
