@@ -220,7 +220,9 @@ class StreamedOutput(_Stitched):
         if not exe:
             raise OutputError(self.path, f"writing .{ext} needs ffmpeg: install it (apt-get install ffmpeg)")
         cmd = [exe, "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-f", "f32le", "-ar", str(rate),
-               "-ac", "1", "-i", "pipe:0", *STREAMED[ext], str(self.path)]
+               "-ac", "1", "-i", "pipe:0", *STREAMED[ext],
+               # bitexact: no random Ogg serial number, no version string: a retry writes the same bytes
+               "-fflags", "+bitexact", "-flags:a", "+bitexact", str(self.path)]
         self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                       stderr=subprocess.PIPE)
         self._ready = threading.Condition()

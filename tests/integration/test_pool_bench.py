@@ -51,7 +51,6 @@ def test_bench_runs_every_mode_and_reports(tmp_path, monkeypatch, capsys, speech
 
 @pytest.mark.slow
 def test_bench_long_runs_both_modes_and_accounts_for_the_stages(tmp_path, monkeypatch, capsys, speech_dir):
-    from daemon import bench_long
 
     monkeypatch.setattr(bench, "SPEECH", speech_dir)
     settings = load_settings(workers=2, chunk_seconds=10.0, log_level="warning")

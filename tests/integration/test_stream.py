@@ -1,7 +1,7 @@
 """One job as a stream, on real speech, through the real stage functions and a real spawn pool.
 
     - the segmented VAD (front end per 60 s segment, LSTM carried across) against the
-      whole-file ONNX pass: probabilities within 2e-3, and the same chunk cuts;
+      whole-file ONNX pass: probabilities within 1e-3, and the same chunk cuts;
     - the pool's output (chunks, stitching and encoding in whatever order they finish)
       byte for byte the same as one task after another in this process;
     - a worker killed while the plan is still streaming: same output;
@@ -84,7 +84,7 @@ def test_segmented_vad_equals_the_whole_file_pass(inline, long_speech, tmp_path)
     sf.write(wav, read_frames(audio, 0, total), RATE, subtype="FLOAT")
     whole, window_s = vad.speech_probabilities(str(wav))  # the ONNX model, window after window
     assert len(streamed) == len(whole)
-    assert np.abs(streamed - whole).max() < 2e-3
+    assert np.abs(streamed - whole).max() < 1e-3  # measured: 3e-5 on 30 minutes
     for seconds in (30.0, 10.0, 5.0):
         max_frames = int(seconds * RATE)
         reference = plan_chunks(total, max_frames, silences(whole, window_s, RATE), 480)
@@ -100,7 +100,7 @@ def pool(settings):
     p.close()
 
 
-@pytest.mark.parametrize("ext", ["wav", "mp3", "m4a", "flac", "opus"])
+@pytest.mark.parametrize("ext", ["wav", "mp3", "m4a", "flac", "opus", "ogg"])
 def test_pool_output_is_the_sequential_output_byte_for_byte(pool, inline, short_speech, tmp_path, ext):
     seq = tmp_path / f"seq.{ext}"
     par = tmp_path / f"pool.{ext}"
@@ -108,11 +108,7 @@ def test_pool_output_is_the_sequential_output_byte_for_byte(pool, inline, short_
     fig = run_job(pool.submit, short_speech, par, tmp_path / "w-pool", parallelism=2, keep_steps=True)
     assert fig["chunks"] == fig_seq["chunks"] >= 15
     assert len(fig["worker_pids"]) == 2
-    if ext == "opus":  # libopus is not bit-exact between runs; the samples are what must match
-        a, b = media.decode(seq), media.decode(par)
-        assert len(a) == len(b) and np.abs(a - b).max() < 0.05
-    else:
-        assert par.read_bytes() == seq.read_bytes()
+    assert par.read_bytes() == seq.read_bytes()
     assert abs(media.duration(par) - 150.0) < 0.03
     steps = fig["steps"]
     assert {s["stage"] for s in steps} >= {"open", "decode", "vad", "lstm", "chunk", "stitch", "join", "publish"}
