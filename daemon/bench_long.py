@@ -16,7 +16,6 @@ into the speedup to expect on 4, 8, 16 and 32 cores, printed beside the usual sc
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -57,15 +56,7 @@ def cli_bench_long(settings, args, make_pool: Callable[..., Any]) -> int:
             print(f"bench: running {mode} on one {seconds:g} s {fmt} file…", file=sys.stderr, flush=True)
             results.append(bench.measure(settings, mode, runners[mode], files, Path(tmp) / mode))
         bench._compare_outputs(results)
-    report = make_report(settings, fmt, seconds, results)
-    print(format_table(report))
-    if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-        print(f"bench: wrote {args.json}", file=sys.stderr)
-    failed = [r["mode"] for r in results if "error" in r]
-    if failed:
-        raise bench.BenchFailed(f"mode(s) {', '.join(failed)} failed (see the table)")
-    return 0
+    return bench.write_report(make_report(settings, fmt, seconds, results), format_table, args.json)
 
 
 def build_long(speech: Path, out_dir: Path, fmt: str, rate: int, seconds: float) -> dict:

@@ -51,6 +51,16 @@ def test_silences_from_probabilities():
     assert out == [(int(10 * 0.032 * 16000), int(30 * 0.032 * 16000))]
 
 
+def _identity_chunks(tmp_path, x, chunks) -> list[str]:
+    """Each chunk's "converted" file: its own input samples."""
+    paths = []
+    for c in chunks:
+        p = tmp_path / f"{c.index}.wav"
+        sf.write(p, x[c.start:c.end], RATE, subtype="FLOAT")
+        paths.append(str(p))
+    return paths
+
+
 @pytest.mark.parametrize("overlap", [0, 37])
 def test_stitch_of_identity_chunks_is_the_original(tmp_path, overlap):
     rng = np.random.default_rng(1)
@@ -58,11 +68,7 @@ def test_stitch_of_identity_chunks_is_the_original(tmp_path, overlap):
     x = rng.uniform(-0.5, 0.5, total).astype(np.float32)
     quiet = [] if overlap else [(3000, 3100), (6500, 6600)]
     chunks = plan_chunks(total, 4000, quiet, overlap)
-    outs = []
-    for c in chunks:
-        p = tmp_path / f"{c.index}.wav"
-        sf.write(p, x[c.start:c.end], RATE, subtype="FLOAT")
-        outs.append(str(p))
+    outs = _identity_chunks(tmp_path, x, chunks)
     out = tmp_path / "out.wav"
     assert stitch(chunks, outs, total, RATE, str(out)) == total
     y, _ = sf.read(out, dtype="float32")
@@ -137,11 +143,7 @@ def test_stitcher_writes_in_order_whatever_order_chunks_arrive(tmp_path):
     total = 20_000
     x = rng.uniform(-0.5, 0.5, total).astype(np.float32)
     chunks = plan_chunks(total, 3000, [(4000, 4100), (9000, 9050)], 37)  # cut in silences and forced
-    paths = []
-    for c in chunks:
-        p = tmp_path / f"{c.index}.wav"
-        sf.write(p, x[c.start:c.end], RATE, subtype="FLOAT")
-        paths.append(str(p))
+    paths = _identity_chunks(tmp_path, x, chunks)
     expected = tmp_path / "in-order.wav"
     stitch(chunks, paths, total, RATE, str(expected))
 
