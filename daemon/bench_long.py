@@ -170,6 +170,7 @@ def analyse(steps: list[dict], workers: int) -> dict:
         "idle_worker_seconds": round(max(0.0, workers * (t_end - t_start) - busy), 3),
         "serial_fraction": round(serial, 4),
         "projected_speedup": {str(n): round(amdahl(serial, n), 2) for n in (2, *CORES)},
+        "first_chunk_after_seconds": round(min(s["t0"] for s in steps if s["stage"] == "chunk") - t_start, 3),
         "critical_path_seconds": round(span, 3),
         "critical_path_fraction": round(span / work, 4) if work else 0.0,
     }
