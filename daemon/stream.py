@@ -163,38 +163,41 @@ class _Stream:
                      (seg.hi - seg.lo) / self.rate, seg)
 
     def _on_result(self, kind: str, what, res: TaskResult) -> None:
-        v = res.value
-        if kind == "decode":
-            self.total = v["frames"]
-            self.decode_step = self._step("decode", res, [self.open_step], frames=self.total)
-        elif kind == "vad":
-            index, hi = what
-            self.features[index] = (str(self.work / "vad" / f"{index:05d}.npy"),
-                                    self._step("vad", res, [self.open_step], decoded=hi))
-        elif kind == "lstm":
-            after = [self.features[k][1] for k in what] + ([self.last_lstm_step] if self.last_lstm_step is not None else [])
-            self.last_lstm_step = self._step("lstm", res, after)
-            self.lstm_state, self.lstm_busy = v["state"], False
-            for k, probs in zip(what, v["probs"]):
-                self._plan(self.planner.add(probs))
-                Path(self.features.pop(k)[0]).unlink(missing_ok=True)
-                self.next_probs += 1
-            if self.planner_done:
-                self._plan(self.planner.finish(self.total))
-        elif kind == "chunk":
-            chunk: Chunk = what
-            self.chunk_steps[chunk.index] = self._step("chunk", res, [self.chunk_steps[chunk.index]])
-            self.infos[chunk.index] = v.get("info") or {}
-            self.chunks_done += 1
-            self.done_seconds += v["audio_seconds"]
-            self.chunk_compute += v["compute_seconds"]
-            self._stitch(chunk, v["out"])
-            if self.progress:
-                self.progress("chunk", self.done_seconds)
-        elif kind == "encode":
-            self.out.add_part(what, v["out"], v.get("extradata", b""))
-            upto = next(s for f, s in self.stitch_steps if f >= what.hi)
-            self.encode_steps.append(self._step("encode", res, [upto]))
+        getattr(self, f"_on_{kind}")(what, res, res.value)
+
+    def _on_decode(self, _what, res: TaskResult, v: dict) -> None:
+        self.total = v["frames"]
+        self._step("decode", res, [self.open_step], frames=self.total)
+
+    def _on_vad(self, what: tuple[int, int], res: TaskResult, v: dict) -> None:
+        index, hi = what
+        self.features[index] = (str(self.work / "vad" / f"{index:05d}.npy"),
+                                self._step("vad", res, [self.open_step], decoded=hi))
+
+    def _on_lstm(self, segments: list[int], res: TaskResult, v: dict) -> None:
+        self.last_lstm_step = self._step("lstm", res, [self.features[k][1] for k in segments] + [self.last_lstm_step])
+        self.lstm_state, self.lstm_busy = v["state"], False
+        for k, probs in zip(segments, v["probs"]):
+            self._plan(self.planner.add(probs))
+            Path(self.features.pop(k)[0]).unlink(missing_ok=True)
+            self.next_probs += 1
+        if self.planner_done:
+            self._plan(self.planner.finish(self.total))
+
+    def _on_chunk(self, chunk: Chunk, res: TaskResult, v: dict) -> None:
+        self.chunk_steps[chunk.index] = self._step("chunk", res, [self.chunk_steps[chunk.index]])
+        self.infos[chunk.index] = v.get("info") or {}
+        self.chunks_done += 1
+        self.done_seconds += v["audio_seconds"]
+        self.chunk_compute += v["compute_seconds"]
+        self._stitch(chunk, v["out"])
+        if self.progress:
+            self.progress("chunk", self.done_seconds)
+
+    def _on_encode(self, segment, res: TaskResult, v: dict) -> None:
+        self.out.add_part(segment, v["out"], v.get("extradata", b""))
+        stitched = next(step for frames, step in self.stitch_steps if frames >= segment.hi)
+        self.encode_steps.append(self._step("encode", res, [stitched]))
 
     def _plan(self, chunks: list[Chunk]) -> None:
         for c in chunks:
