@@ -4,7 +4,7 @@
     decode            the input once to the working audio (raw float32), front to back
     vad_features      Silero VAD's stateless front end over one 60 s segment
     vad_probabilities its LSTM over consecutive segments, carrying the state
-    run_chunk         one chunk through the engine (frame range in, chunk WAV out)
+    run_chunk         one chunk through the engine (frame range in, written into the stitched file)
     encode_segment    one segment of the stitched audio to MP3/AAC frames
 
 Each takes paths and small parameters and returns a small dict (with ``t0``/``t1``, when it
@@ -31,6 +31,7 @@ from daemon.audio import outputs as enc
 from daemon.audio import vad
 from daemon.audio.decode import decode_stream, read_frames
 from daemon.audio.publish import publish, write_sidecar
+from daemon.audio.stitch import write_frames
 from daemon.errors import InputError, ModelError
 
 _PROCESS_STATE: dict[str, Any] = {}
@@ -165,14 +166,17 @@ def convert_chunk(audio: np.ndarray, rate: int, voice: str | None = None, hints:
 
 
 @_timed
-def run_chunk(audio: str, rate: int, index: int, start: int, end: int, out: str, voice: str | None = None,
+def run_chunk(audio: str, rate: int, index: int, start: int, end: int, out: str, kind: str,
+              overlap_before: int = 0, overlap_after: int = 0, voice: str | None = None,
               hints: dict | None = None) -> dict:
-    """Convert frames [start, end) of the working audio into ``out`` (same length)."""
+    """Convert frames [start, end) of the working audio and write them into the stitched file
+    ``out`` (``kind``), in place; the frames shared with a neighbour come back for the seam."""
     t0 = time.perf_counter()
     result, info = convert_chunk(read_frames(audio, start, end), rate, voice, hints)
-    _write_atomic(out, lambda tmp: sf.write(tmp, result, rate, format="WAV", subtype="FLOAT"))
-    return {"out": out, "index": index, "audio_seconds": (end - start) / rate,
-            "compute_seconds": time.perf_counter() - t0, "info": info}
+    own_end = len(result) - overlap_after
+    write_frames(out, kind, start + overlap_before, result[overlap_before:own_end])
+    return {"index": index, "audio_seconds": (end - start) / rate, "compute_seconds": time.perf_counter() - t0,
+            "info": info, "head": result[:overlap_before], "tail": result[own_end:]}
 
 
 @_timed

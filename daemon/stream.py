@@ -4,8 +4,8 @@
                   └─ vad_features(segment k), as soon as its audio is decoded (any worker, any order)
                        └─ vad_probabilities(k, k+1, …), in order, carrying the LSTM's state
                             └─ StreamPlanner: each cut as soon as it is certain ─▶ run_chunk(i)
-                                 └─ stitched in order as the chunks finish ─▶ the output file
-                                      └─ mp3/m4a: encode_segment(j) as soon as j is stitched
+                                 └─ each chunk writes itself into the stitched file; seams crossfaded here
+                                      └─ the output: mp3/m4a encode_segment(j) once j is final
     then: the output's last frames, publish (atomic rename), sidecar
 
 ``run_job`` knows nothing about processes: it is given ``submit(Task) -> Future`` (the warm
@@ -29,7 +29,7 @@ from daemon.audio import vad
 from daemon.audio.decode import frames_ready
 from daemon.audio.plan import StreamPlanner
 from daemon.audio.publish import publish_file, write_sidecar
-from daemon.audio.stitch import Stitcher
+from daemon.audio.stitch import Seams
 from daemon.jobs import Chunk, Task, TaskResult
 
 Submit = Callable[[Task], Future]
@@ -93,7 +93,6 @@ class _Stream:
 
     # ---- the loop ------------------------------------------------------------------------------
     def run(self) -> dict:
-        (self.work / "chunks").mkdir(exist_ok=True)
         (self.work / "vad").mkdir(exist_ok=True)
         opened = self._call("daemon.pipeline:open_job", {"input": self.input, "work_dir": str(self.work)},
                             os.path.getsize(self.input) / BYTES_PER_SECOND if os.path.exists(self.input) else 0.0)
@@ -103,7 +102,7 @@ class _Stream:
         self.out = enc.open_output(self.work, aio.writer_for(self.output), self.rate)
         self.planner = StreamPlanner(self.rate, p["max_frames"], p["overlap"], p["window_s"], threshold=p["threshold"])
         self.ahead = 2 * self.parallelism * max(p["max_frames"], vad.segment_frames(1, self.rate)[0])
-        self.stitcher = Stitcher(self.out, on_written=lambda _chunk, path: Path(path).unlink(missing_ok=True))
+        self.seams = Seams(self.out.stitched, self.out.kind)
         try:
             self._go("decode", "daemon.pipeline:decode", {"source": p["source"], "audio": self.audio},
                      p["source"]["duration"])
@@ -190,7 +189,7 @@ class _Stream:
         self.chunks_done += 1
         self.done_seconds += v["audio_seconds"]
         self.chunk_compute += v["compute_seconds"]
-        self._stitch(chunk, v["out"])
+        self._stitch(chunk, v["head"], v["tail"])
         if self.progress:
             self.progress("chunk", self.done_seconds)
 
@@ -209,23 +208,25 @@ class _Stream:
             hints = chunk_hints(self.transcript, start_s, end_s) if self.transcript else None
             self._go("chunk", "daemon.pipeline:run_chunk",
                      {"audio": self.audio, "rate": self.rate, "index": c.index, "start": c.start, "end": c.end,
-                      "out": str(self.work / "chunks" / f"{c.index:05d}.wav"), "voice": self.voice, "hints": hints},
+                      "out": self.out.stitched, "kind": self.out.kind, "overlap_before": c.overlap_before,
+                      "overlap_after": c.overlap_after, "voice": self.voice, "hints": hints},
                      end_s - start_s, c)
 
-    def _stitch(self, chunk: Chunk, path: str) -> None:
-        """Hand the stitcher a finished chunk (it writes whatever is now in order, here in the
-        parent: a step of its own on the timeline).  The chunk files go once written."""
-        t0, first = time.time(), self.stitcher.next
-        self.stitcher.add(chunk, path)
-        if self.stitcher.next > first:
-            after = [self.chunk_steps[i] for i in range(first, self.stitcher.next)] + [self.stitch_step]
-            self.stitch_step = self._parent_step("stitch", t0, time.time(), after, frames=self.stitcher.written)
-            self.stitch_steps.append((self.stitcher.written, self.stitch_step))
+    def _stitch(self, chunk: Chunk, head, tail) -> None:
+        """A chunk is in the stitched file: write its seams, and tell the output how far the file
+        is final (a step of its own on the timeline whenever that moves)."""
+        t0, first = time.time(), self.seams.next
+        self.seams.add(chunk, head, tail)
+        if self.seams.next > first:
+            after = [self.chunk_steps[i] for i in range(first, self.seams.next)] + [self.stitch_step]
+            self.stitch_step = self._parent_step("stitch", t0, time.time(), after, frames=self.seams.ready)
+            self.stitch_steps.append((self.seams.ready, self.stitch_step))
+            self.out.advance(self.seams.ready)
 
     # ---- the end -------------------------------------------------------------------------------
     def _finish(self) -> dict:
         t0 = time.time()
-        self.stitcher.close(self.total)
+        self.seams.close(self.total)
         done = self.out.finish(self.total)
         t1 = time.time()
         # The last frames of the output (a streamed encoder's tail: the benchmark counts its CPU

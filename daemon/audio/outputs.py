@@ -1,13 +1,14 @@
 """The output file, written while later chunks are still converting: one way per format.
 
-The stitcher hands every output a job's samples in order, as the chunks arrive (``write``).
+Chunk tasks write their samples straight into the job's stitched file (``stitch.py``); the
+output learns how far that file is final from its start (``advance``) and makes the output of it.
 
-    wav               PCM_16 written by the stitcher itself: no encoder worth the name
-    mp3, m4a          lossy and slow (LAME 0.010, FFmpeg's AAC 0.026 s a second of 48 kHz audio on
-                      one core): the stitched audio goes to a raw file and ``segments`` hands out
-                      pieces of it as pool tasks (``daemon.pipeline:encode_segment``) once they
-                      are stitched; ``finish`` joins their frames (``mp3.py``, ``aac.py``)
-    flac, ogg, opus   one ``ffmpeg`` child process fed the stitched audio as it grows, by a
+    wav               the stitched file is the output (PCM_16): no encoder worth the name
+    mp3, m4a          lossy and slow (LAME 0.012, FFmpeg's AAC 0.026 s a second of 48 kHz audio on
+                      one core): ``segments`` hands out pieces of the stitched audio (raw float32)
+                      as pool tasks (``daemon.pipeline:encode_segment``) once they are final;
+                      ``finish`` joins their frames (``mp3.py``, ``aac.py``)
+    flac, ogg, opus   one ``ffmpeg`` child process fed the stitched audio as it becomes final, by a
                       thread of its own (FLAC 0.002; Vorbis and Opus do not join frame by frame
                       without touching the bit stream's state, so they stay one stream)
 
@@ -25,11 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 
 from daemon.audio import aac, mp3
 from daemon.audio.decode import read_frames
 from daemon.audio.io import OPUS_RATES
+from daemon.audio.stitch import finish_file, start_file
 from daemon.errors import OutputError
 
 SEGMENT_SECONDS = 30.0
@@ -72,15 +73,22 @@ class _Output:
     segmented = False
     all_segments_out = True  # no encode segment left to hand out
     cpu_seconds: float | None = None  # an encoder process's CPU time, once it has finished
+    kind = "f32"
 
     def __init__(self, work: Path, ext: str, rate: int):
         self.ext, self.rate = ext, rate
         self.path = Path(work) / f"output.{ext}"
-        self.frames = 0
+        self.raw = str(Path(work) / "stitched.f32")
+        self.frames = 0  # the stitched audio is final up to here
+        start_file(self.stitched, self.kind, rate)
 
-    def write(self, block: np.ndarray) -> None:
-        self._write(np.asarray(block, dtype=np.float32))
-        self.frames += len(block)
+    @property
+    def stitched(self) -> str:
+        """The file chunk tasks write into (``stitch.write_frames`` of ``kind``)."""
+        return self.raw
+
+    def advance(self, frames: int) -> None:
+        self.frames = frames
 
     def segments(self, total: int | None) -> list[Segment]:
         return []
@@ -90,38 +98,21 @@ class _Output:
 
 
 class WavOutput(_Output):
+    kind = "wav16"
+
     def __init__(self, work: Path, rate: int):
         super().__init__(work, "wav", rate)
-        self._f = sf.SoundFile(str(self.path), "w", samplerate=rate, channels=1, format="WAV", subtype="PCM_16")
 
-    def _write(self, block):
-        self._f.write(np.clip(block, -1.0, 1.0))
+    @property
+    def stitched(self) -> str:
+        return str(self.path)
 
     def finish(self, total: int) -> Path:
-        self._f.close()
+        finish_file(self.stitched, self.kind, self.rate, total)
         return self.path
 
-    def abort(self) -> None:
-        self._f.close()
 
-
-class _Stitched(_Output):
-    """The stitched audio as a raw float32 file that grows: what encoders read."""
-
-    def __init__(self, work: Path, ext: str, rate: int):
-        super().__init__(work, ext, rate)
-        self.raw = str(Path(work) / "stitched.f32")
-        self._f = open(self.raw, "wb", buffering=0)
-
-    def _write(self, block):
-        self._f.write(block.tobytes())
-
-    def _close_raw(self):
-        if not self._f.closed:
-            self._f.close()
-
-
-class SegmentedOutput(_Stitched):
+class SegmentedOutput(_Output):
     """mp3, m4a: segments encoded by pool tasks, joined here."""
 
     segmented = True
@@ -136,7 +127,7 @@ class SegmentedOutput(_Stitched):
         self.extradata = b""
 
     def segments(self, total: int | None) -> list[Segment]:
-        """Segments whose audio (and margin) is stitched, not handed out before.  ``total``: the
+        """Segments whose audio (and margin) is final, not handed out before.  ``total``: the
         job's length once known (the last segment waits for it)."""
         out, margin = [], self.codec.MARGIN_FRAMES * self.frame
         while not self._all_out:
@@ -162,7 +153,6 @@ class SegmentedOutput(_Stitched):
         self.extradata = self.extradata or extradata
 
     def finish(self, total: int) -> Path:
-        self._close_raw()
         parts = [self._parts[i] for i in range(len(self._parts))]
         if self.ext == "mp3":
             counts = [_part_stats(p) for p in parts]
@@ -176,9 +166,6 @@ class SegmentedOutput(_Stitched):
         for p in [self.raw, *parts]:
             Path(p).unlink(missing_ok=True)
         return self.path
-
-    def abort(self) -> None:
-        self._close_raw()
 
 
 def write_part(path: str, frames: list[bytes]) -> None:
@@ -211,8 +198,8 @@ def encode_frames(ext: str, samples: np.ndarray, rate: int, skip: int, keep: int
     return aac.encode_segment(samples, rate, skip, keep)
 
 
-class StreamedOutput(_Stitched):
-    """flac, ogg, opus: one ffmpeg child, fed by a thread from the stitched file as it grows."""
+class StreamedOutput(_Output):
+    """flac, ogg, opus: one ffmpeg child, fed by a thread from the stitched file as it becomes final."""
 
     def __init__(self, work: Path, ext: str, rate: int):
         super().__init__(work, ext, rate)
@@ -231,9 +218,9 @@ class StreamedOutput(_Stitched):
         self._thread = threading.Thread(target=self._feed, name=f"encode-{ext}", daemon=True)
         self._thread.start()
 
-    def write(self, block: np.ndarray) -> None:
-        super().write(block)
+    def advance(self, frames: int) -> None:
         with self._ready:
+            self.frames = frames
             self._ready.notify()
 
     def _feed(self) -> None:
@@ -259,7 +246,6 @@ class StreamedOutput(_Stitched):
                 pass
 
     def finish(self, total: int) -> Path:
-        self._close_raw()
         with self._ready:
             self._end = self.frames
             self._ready.notify()
@@ -279,7 +265,6 @@ class StreamedOutput(_Stitched):
         return self._proc.returncode
 
     def abort(self) -> None:
-        self._close_raw()
         if self._proc.poll() is None:
             self._proc.kill()
         with self._ready:
