@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-SYSTEM_PACKAGES := ffmpeg sox libsox-fmt-all espeak-ng chromium
+SYSTEM_PACKAGES := ffmpeg libmp3lame0 sox libsox-fmt-all espeak-ng chromium
 SYSTEM_COMMANDS := ffmpeg ffprobe sox espeak-ng chromium
 PYTEST_ARGS ?=
 

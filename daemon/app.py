@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import time
 
-from daemon import __version__, bench, convert, log
+from daemon import __version__, bench, bench_long, convert, log
 from daemon.engines import voice_folders
 from daemon.errors import AlreadyRunningError
 from daemon.hooks import Hooks
@@ -55,6 +55,8 @@ def cli_convert(settings, args) -> int:
 
 
 def cli_bench(settings, args) -> int:
+    if getattr(args, "workload", "batch") == "long":
+        return bench_long.cli_bench_long(settings, args, build_pool)
     return bench.cli_bench(settings, args, build_pool)
 
 

@@ -49,7 +49,7 @@ class BenchFailed(VoiceDaemonError):
 def cli_bench(settings, args, make_pool: Callable[..., Any]) -> int:
     """`voice-daemon bench`.  ``make_pool(settings, log_config=...)`` builds the warm pool (in the
     pool mode's own process: it must be picklable, e.g. a module-level function)."""
-    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    modes = [m.strip() for m in (args.modes or ",".join(MODES)).split(",") if m.strip()]
     unknown = [m for m in modes if m not in MODES]
     if unknown or not modes:
         raise UsageError(f"unknown mode(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(MODES)}")
@@ -66,12 +66,16 @@ def cli_bench(settings, args, make_pool: Callable[..., Any]) -> int:
             print(f"bench: running {mode}…", file=sys.stderr, flush=True)
             results.append(measure(settings, mode, runners[mode], files, Path(tmp) / mode))
         _compare_outputs(results)
-    report = make_report(settings, workload, files, results)
-    print(format_table(report))
-    if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-        print(f"bench: wrote {args.json}", file=sys.stderr)
-    failed = [r["mode"] for r in results if "error" in r]
+    return write_report(make_report(settings, workload, files, results), format_table, args.json)
+
+
+def write_report(report: dict, table: Callable[[dict], str], json_path: str | None) -> int:
+    """Print the table, write the JSON, and fail (after both) if a mode failed."""
+    print(table(report))
+    if json_path:
+        Path(json_path).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        print(f"bench: wrote {json_path}", file=sys.stderr)
+    failed = [r["mode"] for r in report["results"] if "error" in r]
     if failed:
         raise BenchFailed(f"mode(s) {', '.join(failed)} failed (see the table)")
     return 0

@@ -88,8 +88,12 @@ def _add_arguments(name: str, p: argparse.ArgumentParser) -> None:
         p.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
     elif name == "bench":
         p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
-        p.add_argument("--modes", default="sequential,sequential-unpinned,threads,reload,pool",
-                       help="comma-separated subset of sequential,sequential-unpinned,threads,reload,pool")
+        p.add_argument("--modes", help="comma-separated subset of sequential,sequential-unpinned,threads,reload,pool "
+                                       "(default: all; the long workload: sequential,pool)")
+        p.add_argument("--workload", choices=("batch", "long"), default="batch",
+                       help="batch: many files (default); long: one 30-minute file, one core against every core")
+        p.add_argument("--format", choices=("wav", "mp3"), default="wav",
+                       help="the long workload's input and output: WAV at 24 kHz or MP3 128 kbit/s at 48 kHz")
         p.add_argument("--quick", action="store_true", help="a smaller workload (for a smoke test)")
         p.add_argument("--speech-dir", metavar="DIR",
                        help="recordings to build the workload from (default: ../shared/data/speech beside the checkout)")

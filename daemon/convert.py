@@ -1,9 +1,9 @@
-"""Orchestration of one file: prepare → chunks in parallel → finish.
+"""`voice-daemon convert`, and what runs a job's tasks in this process.
 
-``run_job`` knows nothing about processes: it is given a ``submit(Task) ->
-Future`` function (the warm pool's, or ``InlineRunner.submit`` to run every stage
-in this process).  ``convert_command`` is `voice-daemon convert`, given the runner
-to use by the composition root (``daemon/app.py``).
+One job's orchestration is ``daemon.stream.run_job`` (re-exported here): it is given a
+``submit(Task) -> Future`` function (the warm pool's, or ``InlineRunner.submit`` to run every
+stage in this process).  ``convert_command`` is `voice-daemon convert`, given the runner to use
+by the composition root (``daemon/app.py``).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import os
 import sys
 import tempfile
 import time
-from concurrent.futures import Future, as_completed, wait
+from concurrent.futures import Future
 from functools import partial
 from pathlib import Path
 from typing import Callable, Protocol
@@ -21,9 +21,9 @@ from daemon import log
 from daemon.audio import io as aio
 from daemon.errors import InputError, OutputError
 from daemon.jobs import Task, TaskResult, resolve
+from daemon.stream import run_job
 
-Submit = Callable[[Task], Future]
-CHARS_PER_SECOND = 15  # rough speaking rate: scales a text job's deadline
+__all__ = ["InlineRunner", "Runner", "check_paths", "convert_command", "job_runner", "run_job"]
 
 
 class Runner(Protocol):
@@ -62,127 +62,9 @@ class InlineRunner:
 
 def job_runner(settings) -> Callable[..., dict]:
     """``run_job`` as the settings want it: the resynth engine speaks the words of a transcript
-    found beside the input; the other engines take no transcript."""
-    return partial(run_job, transcripts=settings.engine == "resynth")
-
-
-def find_transcript(input: Path) -> Path | None:
-    for ext in aio.TRANSCRIPT_EXTENSIONS:
-        p = input.with_suffix(ext)
-        if p != input and p.is_file() and not p.is_symlink():
-            return p
-    return None
-
-
-def read_transcript(input: Path) -> list[dict] | None:
-    """The phrases of the transcript beside ``input`` (same stem), or None; InputError if it is bad."""
-    if (path := find_transcript(input)) is None:
-        return None
-    from daemon.engines.resynth.transcript import load_transcript
-
-    phrases = load_transcript(path)
-    log.get().info("convert.transcript", path=str(path), phrases=len(phrases))
-    return phrases
-
-
-def chunk_hints(phrases: list[dict], start_s: float, end_s: float) -> dict | None:
-    """Transcript phrases that start inside [start_s, end_s), re-timed to the chunk's start.
-
-    Untimed phrases (a ``.txt`` transcript) go to every chunk whole: the resynth
-    engine aligns them to what it recognises in the chunk and uses its part."""
-    if any(p.get("start") is None for p in phrases):
-        return {"phrases": phrases}
-    inside = [{**p, "start": p["start"] - start_s, "end": min(p["end"], end_s) - start_s}
-              for p in phrases if start_s <= p["start"] < end_s]
-    return {"phrases": inside} if inside else None
-
-
-def run_job(submit: Submit, input: str | Path, output: str | Path, work_dir: str | Path, *,
-            voice: str | None = None, group: str = "", transcripts: bool = False,
-            progress: Callable[[str, float], None] | None = None) -> dict:
-    """Convert ``input`` to ``output`` through ``submit``; return figures.
-
-    ``transcripts``: read a transcript beside the input (``.srt``, ``.vtt``, ``.txt``) and hand
-    each chunk its phrases.  ``progress(stage, audio_seconds_done, chunks_done=, chunks_total=,
-    audio_seconds_total=)`` is called after prepare ("prepared"), after each chunk ("chunk") and
-    before the stitch and encode ("finishing").
-    """
-    t0 = time.monotonic()
-    work = Path(work_dir)
-    (work / "chunks").mkdir(parents=True, exist_ok=True)
-    if Path(input).suffix.lower() == ".txt":  # a text alone is itself the job
-        return _speak(submit, input, output, work, voice=voice, group=group, t0=t0)
-    transcript = read_transcript(Path(input)) if transcripts else None
-    # Scales the deadline of decode + VAD without parsing the file here: bytes / 4000 is the length
-    # at 32 kbit/s, an upper bound for any codec we read (so the deadline errs on the long side).
-    try:
-        seconds = os.path.getsize(input) / 4000
-    except OSError:
-        seconds = 0.0  # prepare reports the missing file with a clear reason
-    prep: TaskResult = submit(Task("daemon.pipeline:prepare", {"input": str(input), "work_dir": str(work)},
-                                   group=group, audio_seconds=seconds)).result()
-    plan = prep.value
-    rate = plan["sample_rate"]
-    total = {"chunks_total": len(plan["chunks"]), "audio_seconds_total": round(plan["duration"], 3)}
-    if progress:
-        progress("prepared", 0.0, chunks_done=0, **total)
-    futures: dict[Future, dict] = {}
-    for c in plan["chunks"]:
-        seconds = (c["end"] - c["start"]) / rate
-        hints = chunk_hints(transcript, c["start"] / rate, c["end"] / rate) if transcript else None
-        kwargs = {"wav": plan["wav"], "index": c["index"], "start": c["start"], "end": c["end"],
-                  "out": str(work / "chunks" / f"{c['index']:05d}.wav"), "voice": voice, "hints": hints}
-        futures[submit(Task("daemon.pipeline:run_chunk", kwargs, group=group, audio_seconds=seconds))] = c
-    results: dict[int, TaskResult] = {}
-    done_s = 0.0
-    try:
-        for fut in as_completed(futures):
-            res = fut.result()
-            results[res.value["index"]] = res
-            done_s += res.value["audio_seconds"]
-            if progress:
-                progress("chunk", done_s, chunks_done=len(results), **total)
-    except BaseException:
-        for fut in futures:
-            fut.cancel()
-        # Chunks already running cannot be cancelled: let them end before the caller retries in
-        # the same work folder (they would write the same chunk paths).
-        wait(futures)
-        raise
-    ordered = [results[i] for i in range(len(plan["chunks"]))]
-    if progress:
-        progress("finishing", done_s, chunks_done=len(results), **total)
-    fin = submit(Task("daemon.pipeline:finish", {
-        "wav": plan["wav"], "plan": plan, "chunk_outs": [r.value["out"] for r in ordered],
-        "output": str(output), "chunk_infos": [r.value.get("info") for r in ordered]},
-        group=group, audio_seconds=plan["duration"])).result()
-    wall = time.monotonic() - t0
-    return {
-        "input": str(input),
-        "output": fin.value["output"],
-        "sidecar": fin.value.get("sidecar"),
-        "audio_seconds": round(plan["duration"], 3),
-        "wall_seconds": round(wall, 3),
-        "rtf": round(wall / plan["duration"], 4) if plan["duration"] else None,
-        "chunks": len(ordered),
-        "compute_seconds": round(sum(r.value["compute_seconds"] for r in ordered), 3),
-        "worker_pids": sorted({r.worker_pid for r in ordered} | {prep.worker_pid, fin.worker_pid}),
-        "attempts": max([prep.attempts, fin.attempts, *(r.attempts for r in ordered)]),
-        "check": fin.value.get("check"),
-        "source": plan["source"],
-    }
-
-
-def _speak(submit: Submit, input, output, work: Path, *, voice, group, t0) -> dict:
-    res: TaskResult = submit(Task("daemon.pipeline:speak_text", {
-        "input": str(input), "work_dir": str(work), "output": str(output), "voice": voice},
-        group=group, audio_seconds=os.path.getsize(input) / CHARS_PER_SECOND)).result()
-    v, wall = res.value, time.monotonic() - t0
-    return {"input": str(input), "output": v["output"], "sidecar": v["sidecar"],
-            "audio_seconds": round(v["duration"], 3), "wall_seconds": round(wall, 3),
-            "rtf": round(wall / v["duration"], 4) if v["duration"] else None, "chunks": 1,
-            "compute_seconds": round(v["compute_seconds"], 3), "worker_pids": [res.worker_pid],
-            "attempts": res.attempts, "check": v.get("check"), "source": {"path": str(input), "format": "text"}}
+    found beside the input; the other engines take no transcript.  The VAD may run as far ahead
+    of the chunks as the workers can use."""
+    return partial(run_job, transcripts=settings.engine == "resynth", parallelism=settings.workers)
 
 
 def check_paths(input: Path, output: Path, overwrite: bool) -> aio.AudioInfo | None:

@@ -1,39 +1,44 @@
 """Pipeline stages: plain functions that run inside a warm worker child.
 
-    prepare   decode the input once to the working WAV, plan chunks with Silero VAD
-    run_chunk one chunk through the engine (frame range in, chunk WAV out)
-    finish    stitch chunk results in order, encode, write the output atomically
+    open_job          probe the input, check its limits; the job's audio parameters
+    decode            the input once to the working audio (raw float32), front to back
+    vad_features      Silero VAD's stateless front end over one 60 s segment
+    vad_probabilities its LSTM over consecutive segments, carrying the state
+    run_chunk         one chunk through the engine (frame range in, written into the stitched file)
+    encode_segment    one segment of the stitched audio to MP3/AAC frames
 
-Each takes paths and small parameters and returns a small dict: audio moves
-through files in the job's work folder, never through pickles.  The process-wide
-state (settings, engine, VAD) is set up once by ``init_worker``.
+Each takes paths and small parameters and returns a small dict (with ``t0``/``t1``, when it
+ran): audio moves through files in the job's work folder, never through pickles.  Each reads
+frames from a path, computes on arrays with a pure function, and writes its result, so a
+backend that ships samples instead of paths can call the pure part.  The process-wide state
+(settings, engine, VAD) is set up once by ``init_worker``.  ``daemon/stream.py`` orchestrates.
 """
 
 from __future__ import annotations
 
-import json
+import functools
 import os
 import threading
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import soundfile as sf
 
-from daemon import durable
 from daemon.audio import io as aio
-from daemon.audio import verify
-from daemon.audio.decode import decode_to_wav
-from daemon.audio.plan import plan_chunks, silences
-from daemon.audio.stitch import stitch
-from daemon.errors import InputError, ModelError, OutputError
-from daemon.jobs import Chunk
+from daemon.audio import outputs as enc
+from daemon.audio import vad, verify
+from daemon.audio.decode import decode_stream, read_frames
+from daemon.audio.publish import publish, write_sidecar
+from daemon.audio.stitch import write_frames
+from daemon.errors import InputError, ModelError
 
 _PROCESS_STATE: dict[str, Any] = {}
 _THREAD = threading.local()
 LOADS = {"count": 0}  # model loads in this process (the benchmark reports it)
+AUDIO_NAME = "input.f32"
+_write_sidecar = write_sidecar  # the name the resynth tests and test_durable use
 
 
 def init_worker(settings, *, per_thread: bool = False) -> dict:
@@ -43,13 +48,12 @@ def init_worker(settings, *, per_thread: bool = False) -> dict:
     gives the calling thread its own models instead (the benchmark's `threads`
     mode: torch modules keep state and are not shared between threads).
     """
-    from daemon.audio import vad
     from daemon.engines import load_engine
 
     t0 = time.perf_counter()
     state = {"settings": settings}
     try:
-        state["vad"] = vad.new_model() if per_thread else vad.load_model()
+        state["vad"] = vad.SplitVad() if per_thread else vad.load_split()
         engine = load_engine(settings)
     except ModelError:
         raise
@@ -59,6 +63,9 @@ def init_worker(settings, *, per_thread: bool = False) -> dict:
     warm = np.zeros(settings.sample_rate // 2, dtype=np.float32)
     warm[: len(warm) // 2] = 0.1 * np.sin(np.arange(len(warm) // 2) * 2 * np.pi * 220 / settings.sample_rate)
     engine.process(warm, settings.sample_rate, voice=settings.voice, hints=None)
+    for _ in range(2):  # TorchScript profiles its first runs: do them here, not on the first file
+        state["vad"].probabilities(state["vad"].features(np.zeros(64 * vad.WINDOW, np.float32),
+                                                         np.zeros(vad.CONTEXT, np.float32)), None)
     LOADS["count"] += 1
     if per_thread:
         _THREAD.state = state
@@ -79,73 +86,106 @@ def _settings():
     return _state()["settings"]
 
 
-def prepare(input: str, work_dir: str) -> dict:
-    """Decode ``input`` to ``work_dir/input.wav`` and plan its chunks."""
-    from daemon.audio.vad import speech_probabilities
+def _timed(func):
+    """Adds when the stage ran (wall clock) and where: the job's timeline is built from it."""
+    @functools.wraps(func)
+    def run(*args, **kwargs):
+        t0 = time.time()
+        out = func(*args, **kwargs)
+        return {**out, "t0": t0, "t1": time.time(), "pid": os.getpid()}
+    return run
 
+
+def _write_atomic(path: str, write) -> None:
+    tmp = f"{path}.part"
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def _save_npy(path: str, array: np.ndarray) -> None:
+    with open(path, "wb") as f:  # np.save(name) would add ".npy" to the temporary name
+        np.save(f, array)
+
+
+@_timed
+def open_job(input: str, work_dir: str) -> dict:
+    """Check ``input`` (readable audio within the limits) and return the job's parameters."""
     s = _settings()
     info = aio.probe(input)
     size = os.stat(input).st_size
     if size > s.max_input_bytes:
         raise InputError(input, f"is {size} bytes; the limit is {s.max_input_bytes} (VOICE_DAEMON_MAX_INPUT_BYTES)")
-    wav = str(Path(work_dir) / "input.wav")
-    t0 = time.perf_counter()
-    frames = decode_to_wav(info, wav, s.sample_rate, max_seconds=s.max_input_seconds)
-    t1 = time.perf_counter()
-    probs, window_s = speech_probabilities(wav, _state()["vad"])
-    quiet = silences(probs, window_s, s.sample_rate, threshold=s.vad_threshold)
-    chunks = plan_chunks(frames, int(s.chunk_seconds * s.sample_rate), quiet,
-                         int(s.crossfade_ms / 1000 * s.sample_rate))
-    t2 = time.perf_counter()
-    return {
-        "wav": wav,
-        "sample_rate": s.sample_rate,
-        "frames": frames,
-        "duration": frames / s.sample_rate,
-        "speech_seconds": float((np.asarray(probs) >= s.vad_threshold).sum() * window_s),
-        "chunks": [asdict(c) for c in chunks],
-        "source": info.to_dict(),
-        "decode_seconds": t1 - t0,
-        "vad_seconds": t2 - t1,
-    }
+    if info.duration > s.max_input_seconds:
+        raise InputError(input, f"is {info.duration:.0f} s long; the limit is {s.max_input_seconds:.0f} s "
+                                "(VOICE_DAEMON_MAX_INPUT_SECONDS)")
+    rate = s.sample_rate
+    return {"audio": str(Path(work_dir) / AUDIO_NAME), "sample_rate": rate, "source": info.to_dict(),
+            "max_frames": int(s.chunk_seconds * rate), "overlap": int(s.crossfade_ms / 1000 * rate),
+            "threshold": s.vad_threshold, "window_s": vad.WINDOW / vad.VAD_RATE}
 
 
-def run_chunk(wav: str, index: int, start: int, end: int, out: str, voice: str | None = None,
-              hints: dict | None = None) -> dict:
-    """Convert frames [start, end) of ``wav`` into ``out`` (same length)."""
+@_timed
+def decode(source: dict, audio: str) -> dict:
+    """Decode the input (``source``: what ``open_job`` found) to the working audio ``audio``;
+    readers may follow it as it grows."""
+    s = _settings()
+    frames = decode_stream(aio.AudioInfo(**source), audio, s.sample_rate, max_seconds=s.max_input_seconds)
+    return {"frames": frames, "duration": frames / s.sample_rate}
+
+
+@_timed
+def vad_features(audio: str, rate: int, index: int, total: int | None, out: str) -> dict:
+    """VAD segment ``index`` of the working audio: its front-end features to ``out`` (.npy)."""
+    lo, hi = vad.read_span(index, rate, total)
+    seg, context = vad.segment_audio(read_frames(audio, lo, hi), rate, index, lo, total)
+    feats = _state()["vad"].features(seg, context)
+    _write_atomic(out, lambda tmp: _save_npy(tmp, feats))
+    return {"index": index, "windows": len(feats)}
+
+
+@_timed
+def vad_probabilities(features: list[str], state: np.ndarray | None) -> dict:
+    """The VAD's LSTM over consecutive segments' features, one segment at a time (so the result
+    does not depend on how segments are grouped into tasks); ``state`` from the segment before."""
+    model, probs = _state()["vad"], []
+    for path in features:
+        p, state = model.probabilities(np.load(path), state)
+        probs.append(p)
+    return {"probs": probs, "state": state}
+
+
+def convert_chunk(audio: np.ndarray, rate: int, voice: str | None = None, hints: dict | None = None):
+    """The engine on one chunk's samples: (samples of the same length, info).  Pure."""
     state = _state()
-    s, engine = state["settings"], state["engine"]
-    t0 = time.perf_counter()
-    with sf.SoundFile(wav) as f:
-        f.seek(start)
-        audio = f.read(end - start, dtype="float32")
-        rate = f.samplerate
-    result, info = engine.process(audio, rate, voice=voice or s.voice, hints=hints)
+    engine = state["engine"]
+    result, info = engine.process(audio, rate, voice=voice or state["settings"].voice, hints=hints)
     result = np.asarray(result, dtype=np.float32)
     if len(result) != len(audio):
         raise RuntimeError(f"engine {engine.name} returned {len(result)} frames for a {len(audio)}-frame chunk")
-    tmp = out + ".part"
-    sf.write(tmp, result, rate, format="WAV", subtype="FLOAT")
-    os.replace(tmp, out)
-    return {"out": out, "index": index, "audio_seconds": len(audio) / rate,
-            "compute_seconds": time.perf_counter() - t0, "info": info, "pid": os.getpid()}
+    return result, info
 
 
-def finish(wav: str, plan: dict, chunk_outs: list[str], output: str, chunk_infos: list[dict] | None = None) -> dict:
-    """Stitch ``chunk_outs`` and write ``output`` atomically (temp name in the same folder, then rename)."""
-    rate = plan["sample_rate"]
-    chunks = [Chunk(**c) for c in plan["chunks"]]
-    stitched = str(Path(wav).parent / "output.wav")
-    stitch(chunks, chunk_outs, plan["frames"], rate, stitched)
-    out, check = publish(stitched, output, rate, frames=plan["frames"], speech_seconds=plan.get("speech_seconds", 0.0))
-    phrases, models = [], []
-    for chunk, info in zip(chunks, chunk_infos or []):
-        offset = chunk.start / rate
-        for ph in (info or {}).get("phrases", []):
-            phrases.append({**ph, "start": round(ph["start"] + offset, 3), "end": round(ph["end"] + offset, 3)})
-        models += [m for m in (info or {}).get("models", []) if m not in models]
-    sidecar = _write_sidecar(out, phrases, models)
-    return {"output": str(out), "duration": plan["frames"] / rate, "sidecar": sidecar, "check": check}
+@_timed
+def run_chunk(audio: str, rate: int, index: int, start: int, end: int, out: str, kind: str,
+              overlap_before: int = 0, overlap_after: int = 0, voice: str | None = None,
+              hints: dict | None = None) -> dict:
+    """Convert frames [start, end) of the working audio and write them into the stitched file
+    ``out`` (``kind``), in place; the frames shared with a neighbour come back for the seam."""
+    t0 = time.perf_counter()
+    result, info = convert_chunk(read_frames(audio, start, end), rate, voice, hints)
+    own_end = len(result) - overlap_after
+    write_frames(out, kind, start + overlap_before, result[overlap_before:own_end])
+    return {"index": index, "audio_seconds": (end - start) / rate, "compute_seconds": time.perf_counter() - t0,
+            "info": info, "head": result[:overlap_before], "tail": result[own_end:]}
+
+
+@_timed
+def encode_segment(stitched: str, ext: str, rate: int, lo: int, hi: int, skip: int, keep: int | None,
+                   out: str) -> dict:
+    """Frames [lo, hi) of the stitched audio to codec frames ``skip`` … ``skip + keep`` in ``out``."""
+    frames, extradata = enc.encode_frames(ext, read_frames(stitched, lo, hi), rate, skip, keep)
+    _write_atomic(out, lambda tmp: enc.write_part(tmp, frames))
+    return {"out": out, "frames": len(frames), "extradata": extradata}
 
 
 MAX_TEXT_BYTES = 1_000_000
@@ -157,12 +197,12 @@ def speak_text(input: str, work_dir: str, output: str, voice: str | None = None)
     if s.engine != "resynth":
         raise InputError(input, "is a text file; reading text aloud needs VOICE_DAEMON_ENGINE=resynth", stage="plan")
     from daemon.engines.resynth import synthesize_text
-    from daemon.engines.resynth.transcript import decode
+    from daemon.engines.resynth.transcript import decode as decode_text
 
     size = os.stat(input).st_size
     if size > MAX_TEXT_BYTES:
         raise InputError(input, f"is {size} bytes of text; the limit is {MAX_TEXT_BYTES}", stage="plan")
-    text = decode(Path(input).read_bytes()).strip()
+    text = decode_text(Path(input).read_bytes()).strip()
     if not text:
         raise InputError(input, "contains no text to read", stage="plan")
     t0 = time.perf_counter()
@@ -170,34 +210,14 @@ def speak_text(input: str, work_dir: str, output: str, voice: str | None = None)
     wav = str(Path(work_dir) / "output.wav")
     sf.write(wav, audio, s.sample_rate, format="WAV", subtype="FLOAT")
     out, check = publish(wav, output, s.sample_rate, frames=len(audio), speech_seconds=len(audio) / s.sample_rate)
-    sidecar = _write_sidecar(out, info.get("phrases", []), info.get("models", []))
+    sidecar = write_sidecar(out, info.get("phrases", []), info.get("models", []))
     return {"output": str(out), "duration": len(audio) / s.sample_rate, "sidecar": sidecar, "check": check,
             "compute_seconds": time.perf_counter() - t0, "sample_rate": s.sample_rate}
 
 
-def publish(wav: str, output: str | Path, rate: int, *, frames: int | None = None,
-            speech_seconds: float = 0.0) -> tuple[Path, dict]:
-    """Encode ``wav`` to a temporary name beside ``output``, check it (``audio/verify.py``: ``frames``
-    long, finite, not silent if the input had speech), then rename durably: readers never see half
-    a file, nor a broken one.  Returns the output and the check's figures."""
-    out = Path(output)
-    # Keep the real extension last: libsndfile and ffmpeg pick the codec from it.
-    hidden = out.with_name(f".{out.stem}.voice-daemon-{os.getpid()}.tmp{out.suffix}")
-    try:
-        with durable.replacing(out, tmp=hidden) as tmp:
-            aio.encode(wav, str(tmp), rate)
-            check = verify.check_output(tmp, frames=frames, sample_rate=rate, speech_seconds=speech_seconds,
-                                        name=out)
-    except OutputError as exc:  # named by the file the user asked for, not the hidden one written first
-        raise OutputError(out, exc.cause.replace(str(hidden), str(out))) from exc
-    return out, check
-
-
-def _write_sidecar(out: Path, phrases: list[dict], models: list[dict]) -> str | None:
-    """For engines that report phrases (resynth): ``NAME.json`` beside the output."""
-    if not phrases and not models:
-        return None
-    path = out.with_suffix(".json")
-    durable.write_text(path, json.dumps({"output": out.name, "phrases": phrases, "models": models},
-                                        ensure_ascii=False, indent=2), tmp=path.with_name(f".{path.name}.tmp"))
-    return str(path)
+@_timed
+def check_output(path: str, frames: int, rate: int, speech_seconds: float, name: str) -> dict:
+    """Read the finished file back before it is published (``audio/verify.py``): ``frames`` long,
+    finite, not silent when the input had ``speech_seconds`` of speech.  Named as ``name``."""
+    return {"check": verify.check_output(path, frames=frames, sample_rate=rate, speech_seconds=speech_seconds,
+                                         name=name)}

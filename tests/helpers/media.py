@@ -26,6 +26,15 @@ def silence(dst: Path, seconds: float, rate: int = 16000) -> Path:
     return dst
 
 
+def decode(path: Path):
+    """Every sample of ``path`` as mono float32, through FFmpeg (PyAV)."""
+    import av
+    import numpy as np
+
+    with av.open(str(path)) as c:
+        blocks = [f.to_ndarray() for f in c.decode(c.streams.audio[0])]
+    out = np.concatenate([b.reshape(-1) for b in blocks])
+    return (out / 32768.0 if out.dtype == np.int16 else out).astype(np.float32)
 
 
 def duration(path: Path) -> float:

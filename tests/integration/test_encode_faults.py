@@ -7,15 +7,23 @@ import errno
 import os
 import shutil
 
+import numpy as np
 import pytest
 import soundfile as sf
 
 from daemon.audio import io as aio
-from daemon.audio.decode import decode_to_wav
+from daemon.audio.decode import decode_stream
 from daemon.errors import OutputError
 from helpers.disks import fill, tmpfs
 
 ODD = os.fsdecode(b"caf\xe9-\xff")  # Latin-1 bytes: legal on Linux, not UTF-8
+
+
+def decode_to_wav(info: aio.AudioInfo, wav: str, rate: int) -> int:
+    """Our decoder's working audio (raw float32), as the WAV the encoders read."""
+    frames = decode_stream(info, wav + ".f32", rate)
+    sf.write(wav, np.fromfile(wav + ".f32", dtype=np.float32), rate, subtype="FLOAT")
+    return frames
 
 
 def test_names_that_are_not_utf8_are_read_and_written(speech_dir, tmp_path):

@@ -44,5 +44,36 @@ def test_bench_runs_every_mode_and_reports(tmp_path, monkeypatch, capsys, speech
     assert by["sequential"]["model_loads"] == 1 and by["sequential-unpinned"]["model_loads"] == 1
     assert by["threads"]["model_loads"] == 2 and by["pool"]["model_loads"] == 2
     chunks = by["pool"]["chunks"]
-    assert chunks >= 3 and by["reload"]["model_loads"] == chunks + 2 * 3  # every task loads: prepare, chunks, finish
+    # every task loads the models: per file open, decode, a VAD segment and an LSTM pass at least, and the chunks
+    assert chunks >= 3 and by["reload"]["model_loads"] >= chunks + 4 * 3
     assert "pool vs sequential" in table and "pool vs reload" in table and "pool vs sequential-unpinned" in table
+
+
+@pytest.mark.slow
+def test_bench_long_runs_both_modes_and_accounts_for_the_stages(tmp_path, monkeypatch, capsys, speech_dir):
+
+    monkeypatch.setattr(bench, "SPEECH", speech_dir)
+    settings = load_settings(workers=2, chunk_seconds=10.0, log_level="warning")
+    out = tmp_path / "long.json"
+    args = argparse.Namespace(modes=None, json=str(out), workload="long", format="mp3", seconds=150.0)
+
+    assert app.cli_bench(settings, args) == 0
+
+    report = json.loads(out.read_text())
+    table = capsys.readouterr().out
+    assert report["workload"] == "long" and report["format"] == "mp3" and report["sample_rate"] == 48000
+    by = {r["mode"]: r for r in report["results"]}
+    assert list(by) == ["sequential", "pool"]
+    for r in by.values():
+        assert "error" not in r, r
+        assert r["audio_seconds"] == pytest.approx(150.0, abs=0.01) and r["chunks"] >= 15
+        st = r["stage_seconds"]
+        assert all(st[k] > 0 for k in ("decode", "vad", "lstm", "chunk", "encode", "join"))
+        assert r["work_seconds"] == pytest.approx(sum(st.values()), rel=1e-3)
+        assert 0 < r["serial_fraction"] <= r["critical_path_fraction"] < 1
+        proj = [r["projected_speedup"][str(n)] for n in (2, 4, 8, 16, 32)]
+        assert proj == sorted(proj) and proj[-1] < 1 / r["serial_fraction"]
+        assert r["idle_worker_seconds"] >= 0
+        assert f"| {r['mode']} |" in table
+    assert by["pool"]["max_diff_from_sequential"] == 0  # the same bytes, whatever order chunks finished in
+    assert "the usual script" in table and "10–12×" in table and "pool (2 workers) vs sequential" in table

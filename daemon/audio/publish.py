@@ -1,0 +1,64 @@
+"""Put a finished file at its output name durably, and its sidecar beside it.
+
+Readers of the output folder see the old file or the whole new one, never half of one
+(``daemon.durable``): the file is moved (or, across filesystems, copied) to a hidden
+temporary name beside the output, synced, and renamed.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+from pathlib import Path
+
+from daemon import durable
+from daemon.audio import io as aio
+from daemon.audio import verify
+from daemon.errors import OutputError
+
+
+def _temp_beside(out: Path) -> Path:
+    # Keep the real extension last: libsndfile and ffmpeg pick the codec from it.
+    return out.with_name(f".{out.stem}.voice-daemon-{os.getpid()}.tmp{out.suffix}")
+
+
+def publish(wav: str, output: str | Path, rate: int, *, frames: int | None = None,
+            speech_seconds: float = 0.0) -> tuple[Path, dict]:
+    """Encode ``wav`` to a temporary name beside ``output``, check it (``audio/verify.py``: ``frames``
+    long, finite, not silent if the input had speech), then rename durably: readers never see half
+    a file, nor a broken one.  Returns the output and the check's figures."""
+    out = Path(output)
+    hidden = _temp_beside(out)
+    try:
+        with durable.replacing(out, tmp=hidden) as tmp:
+            aio.encode(wav, str(tmp), rate)
+            check = verify.check_output(tmp, frames=frames, sample_rate=rate, speech_seconds=speech_seconds,
+                                        name=out)
+    except OutputError as exc:  # named by the file the user asked for, not the hidden one written first
+        raise OutputError(out, exc.cause.replace(str(hidden), str(out))) from exc
+    return out, check
+
+
+def publish_file(src: str | Path, output: str | Path) -> Path:
+    """Move the finished ``src`` (in the job's work folder) to ``output`` durably."""
+    out = Path(output)
+    with durable.replacing(out, tmp=_temp_beside(out)) as tmp:
+        try:
+            os.replace(src, tmp)
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+            shutil.copyfile(src, tmp)  # the work folder is on another filesystem
+    return out
+
+
+def write_sidecar(out: Path, phrases: list[dict], models: list[dict]) -> str | None:
+    """For engines that report phrases (resynth): ``NAME.json`` beside the output."""
+    if not phrases and not models:
+        return None
+    path = Path(out).with_suffix(".json")
+    durable.write_text(path, json.dumps({"output": Path(out).name, "phrases": phrases, "models": models},
+                                        ensure_ascii=False, indent=2), tmp=path.with_name(f".{path.name}.tmp"))
+    return str(path)

@@ -1,0 +1,366 @@
+"""One job as a stream: every stage starts as soon as its input exists.
+
+    open_job ─▶ decode ··········▶ the working audio grows on disk
+                  └─ vad_features(segment k), as soon as its audio is decoded (any worker, any order)
+                       └─ vad_probabilities(k, k+1, …), in order, carrying the LSTM's state
+                            └─ StreamPlanner: each cut as soon as it is certain ─▶ run_chunk(i)
+                                 └─ each chunk writes itself into the stitched file; seams crossfaded here
+                                      └─ the output: mp3/m4a encode_segment(j) once j is final
+    then: the output's last frames, publish (atomic rename), sidecar
+
+``run_job`` knows nothing about processes: it is given ``submit(Task) -> Future`` (the warm
+pool's, or ``InlineRunner.submit``, which runs each task at once in this process; the schedule
+is then one task after another and the output is the same).  Every partial product lives in
+``work_dir``; the output appears only by a rename once it is whole.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from daemon import log
+from daemon.audio import io as aio
+from daemon.audio import outputs as enc
+from daemon.audio import vad
+from daemon.audio.decode import frames_ready
+from daemon.audio.plan import StreamPlanner
+from daemon.audio.publish import publish_file, write_sidecar
+from daemon.audio.stitch import Seams
+from daemon.jobs import Chunk, Task, TaskResult
+
+Submit = Callable[[Task], Future]
+CHARS_PER_SECOND = 15  # rough speaking rate: scales a text job's deadline
+POLL = 0.02            # seconds between looks at the working audio while it is decoded
+BYTES_PER_SECOND = 4000  # 32 kbit/s: a lower bound of any codec we read, to bound a length by a size
+
+
+def run_job(submit: Submit, input: str | Path, output: str | Path, work_dir: str | Path, *,
+            voice: str | None = None, group: str = "", transcripts: bool = False,
+            progress: Callable[[str, float], None] | None = None, parallelism: int = 2,
+            keep_steps: bool = False) -> dict:
+    """Convert ``input`` to ``output`` through ``submit``; return figures.
+
+    ``transcripts``: read a transcript beside the input (``.srt``, ``.vtt``, ``.txt``) and hand
+    each chunk its phrases.  ``progress(stage, audio_seconds_done, chunks_done=, chunks_total=,
+    audio_seconds_total=)`` is called when the first chunk is planned ("prepared"), after each
+    chunk ("chunk") and when the last frames are written and checked ("finishing");
+    ``chunks_total`` is None until the whole file is planned.  ``parallelism`` (the workers there are) sets how far
+    the VAD may run ahead of the chunks.  ``keep_steps``: add every step's times and
+    dependencies to the figures (the benchmark's critical path).
+    """
+    t0 = time.monotonic()
+    work = Path(work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    if Path(input).suffix.lower() == ".txt":  # a text alone is itself the job
+        return _speak(submit, input, output, work, voice=voice, group=group, t0=t0)
+    transcript = read_transcript(Path(input)) if transcripts else None
+    job = _Stream(submit, str(input), Path(output), work, voice=voice, group=group, transcript=transcript,
+                  progress=progress, parallelism=parallelism)
+    fig = job.run()
+    wall = time.monotonic() - t0
+    fig.update(wall_seconds=round(wall, 3), rtf=round(wall / fig["audio_seconds"], 4) if fig["audio_seconds"] else None)
+    if keep_steps:
+        fig["steps"] = job.steps
+    return fig
+
+
+class _Stream:
+    def __init__(self, submit: Submit, input: str, output: Path, work: Path, *, voice, group, transcript,
+                 progress, parallelism: int):
+        self.submit, self.input, self.output, self.work = submit, input, output, work
+        self.voice, self.group, self.transcript, self.progress = voice, group, transcript, progress
+        self.parallelism = max(1, parallelism)
+        self.pending: dict[Future, tuple[str, object]] = {}
+        self.results: list[TaskResult] = []
+        self.steps: list[dict] = []
+        self.total: int | None = None       # frames of the working audio, once decoded
+        self.features: dict[int, tuple[str, int]] = {}  # VAD segment -> (features file, step)
+        self.next_segment = self.next_probs = 0
+        self.lstm_state = None
+        self.lstm_busy = False
+        self.last_lstm_step: int | None = None
+        self.chunks: dict[int, Chunk] = {}
+        self.chunk_steps: dict[int, int] = {}
+        self.chunks_done = 0
+        self.done_seconds = self.chunk_compute = 0.0
+        self.speech_seconds = 0.0           # what the VAD took for speech: the output check's floor
+        self.stitch_step: int | None = None
+        self.stitch_steps: list[tuple[int, int]] = []  # (frames stitched after it, step)
+        self.encode_steps: list[int] = []
+        self.infos: dict[int, dict] = {}
+        self.out = None
+
+    # ---- the loop ------------------------------------------------------------------------------
+    def run(self) -> dict:
+        (self.work / "vad").mkdir(exist_ok=True)
+        opened = self._call("daemon.pipeline:open_job", {"input": self.input, "work_dir": str(self.work)},
+                            os.path.getsize(self.input) / BYTES_PER_SECOND if os.path.exists(self.input) else 0.0)
+        p = self.params = opened.value
+        self.audio, self.rate = p["audio"], p["sample_rate"]
+        self.open_step = self._step("open", opened, [])
+        self.out = enc.open_output(self.work, aio.writer_for(self.output), self.rate)
+        self.planner = StreamPlanner(self.rate, p["max_frames"], p["overlap"], p["window_s"], threshold=p["threshold"])
+        self.ahead = 2 * self.parallelism * max(p["max_frames"], vad.segment_frames(1, self.rate)[0])
+        self.seams = Seams(self.out.stitched, self.out.kind)
+        try:
+            self._go("decode", "daemon.pipeline:decode", {"source": p["source"], "audio": self.audio},
+                     p["source"]["duration"])
+            while not self._finished():
+                self._schedule()
+                if not self.pending:
+                    raise RuntimeError(f"the job's stream stalled: {self._where()}")
+                decoding = self.total is None
+                done, _ = wait(list(self.pending), timeout=POLL if decoding else None, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    kind, what = self.pending.pop(fut)
+                    self._on_result(kind, what, fut.result())
+            return self._finish()
+        except BaseException:
+            self._abandon()
+            raise
+
+    def _finished(self) -> bool:
+        return (self.planner_done and self.chunks_done == len(self.chunks) and not self.pending
+                and self.out.all_segments_out)
+
+    def _where(self) -> str:
+        return (f"decoded {self.total}, VAD {self.next_probs}/{self.next_segment} segments, "
+                f"chunks {self.chunks_done}/{len(self.chunks)}")
+
+    @property
+    def planner_done(self) -> bool:
+        return self.total is not None and self.next_probs >= vad.segment_count(self.total, self.rate)
+
+    def _schedule(self) -> None:
+        """Submit what can run now: VAD segments whose audio is decoded (up to ``ahead`` past the
+        plan), the LSTM over the next segments, encode segments that are stitched."""
+        decoded = self.total if self.total is not None else frames_ready(self.audio)
+        segments = vad.segment_count(self.total, self.rate) if self.total is not None else None
+        while segments is None or self.next_segment < segments:
+            k = self.next_segment
+            start, _ = vad.segment_frames(k, self.rate)
+            _, hi = vad.read_span(k, self.rate, self.total)
+            if (self.total is None and decoded < hi) or start > self.planner.planned_to + self.ahead:
+                break
+            self._go("vad", "daemon.pipeline:vad_features",
+                     {"audio": self.audio, "rate": self.rate, "index": k, "total": self.total,
+                      "out": str(self.work / "vad" / f"{k:05d}.npy")}, (hi - start) / self.rate, (k, hi))
+            self.next_segment += 1
+        if not self.lstm_busy and self.next_probs in self.features:
+            run = []
+            while self.next_probs + len(run) in self.features:
+                run.append(self.next_probs + len(run))
+            self.lstm_busy = True
+            self._go("lstm", "daemon.pipeline:vad_probabilities",
+                     {"features": [self.features[k][0] for k in run], "state": self.lstm_state},
+                     len(run) * vad.SEGMENT_WINDOWS * vad.WINDOW / vad.VAD_RATE, run)
+        for seg in self.out.segments(self.total):
+            self._go("encode", "daemon.pipeline:encode_segment",
+                     {"stitched": self.out.raw, "ext": self.out.ext, "rate": self.rate, "lo": seg.lo, "hi": seg.hi,
+                      "skip": seg.skip, "keep": seg.keep, "out": str(self.work / f"enc-{seg.index:05d}.part")},
+                     (seg.hi - seg.lo) / self.rate, seg)
+
+    def _on_result(self, kind: str, what, res: TaskResult) -> None:
+        getattr(self, f"_on_{kind}")(what, res, res.value)
+
+    def _on_decode(self, _what, res: TaskResult, v: dict) -> None:
+        self.total = v["frames"]
+        self._step("decode", res, [self.open_step], frames=self.total)
+
+    def _on_vad(self, what: tuple[int, int], res: TaskResult, v: dict) -> None:
+        index, hi = what
+        self.features[index] = (str(self.work / "vad" / f"{index:05d}.npy"),
+                                self._step("vad", res, [self.open_step], decoded=hi))
+
+    def _on_lstm(self, segments: list[int], res: TaskResult, v: dict) -> None:
+        self.last_lstm_step = self._step("lstm", res, [self.features[k][1] for k in segments] + [self.last_lstm_step])
+        self.lstm_state, self.lstm_busy = v["state"], False
+        for k, probs in zip(segments, v["probs"]):
+            self.speech_seconds += float((np.asarray(probs) >= self.params["threshold"]).sum() * self.params["window_s"])
+            self._plan(self.planner.add(probs))
+            Path(self.features.pop(k)[0]).unlink(missing_ok=True)
+            self.next_probs += 1
+        if self.planner_done:
+            self._plan(self.planner.finish(self.total))
+
+    def _on_chunk(self, chunk: Chunk, res: TaskResult, v: dict) -> None:
+        self.chunk_steps[chunk.index] = self._step("chunk", res, [self.chunk_steps[chunk.index]])
+        self.infos[chunk.index] = v.get("info") or {}
+        self.chunks_done += 1
+        self.done_seconds += v["audio_seconds"]
+        self.chunk_compute += v["compute_seconds"]
+        self._stitch(chunk, v["head"], v["tail"])
+        self._tell("chunk")
+
+    def _on_encode(self, segment, res: TaskResult, v: dict) -> None:
+        self.out.add_part(segment, v["out"], v.get("extradata", b""))
+        stitched = next(step for frames, step in self.stitch_steps if frames >= segment.hi)
+        self.encode_steps.append(self._step("encode", res, [stitched]))
+
+    def _plan(self, chunks: list[Chunk]) -> None:
+        for c in chunks:
+            if not self.chunks:
+                self._tell("prepared")
+            self.chunks[c.index] = c
+            self.chunk_steps[c.index] = self.last_lstm_step  # replaced by the chunk's own step when done
+            start_s, end_s = c.start / self.rate, c.end / self.rate
+            hints = chunk_hints(self.transcript, start_s, end_s) if self.transcript else None
+            self._go("chunk", "daemon.pipeline:run_chunk",
+                     {"audio": self.audio, "rate": self.rate, "index": c.index, "start": c.start, "end": c.end,
+                      "out": self.out.stitched, "kind": self.out.kind, "overlap_before": c.overlap_before,
+                      "overlap_after": c.overlap_after, "voice": self.voice, "hints": hints},
+                     end_s - start_s, c)
+
+    def _stitch(self, chunk: Chunk, head, tail) -> None:
+        """A chunk is in the stitched file: write its seams, and tell the output how far the file
+        is final (a step of its own on the timeline whenever that moves)."""
+        t0, first = time.time(), self.seams.next
+        self.seams.add(chunk, head, tail)
+        if self.seams.next > first:
+            after = [self.chunk_steps[i] for i in range(first, self.seams.next)] + [self.stitch_step]
+            self.stitch_step = self._parent_step("stitch", t0, time.time(), after, frames=self.seams.ready)
+            self.stitch_steps.append((self.seams.ready, self.stitch_step))
+            self.out.advance(self.seams.ready)
+
+    def _tell(self, stage: str) -> None:
+        if self.progress:
+            self.progress(stage, self.done_seconds, chunks_done=self.chunks_done,
+                          chunks_total=len(self.chunks) if self.planner_done else None,
+                          audio_seconds_total=round(self.params["source"]["duration"], 3))
+
+    # ---- the end -------------------------------------------------------------------------------
+    def _finish(self) -> dict:
+        self._tell("finishing")
+        t0 = time.time()
+        self.seams.close(self.total)
+        done = self.out.finish(self.total)
+        t1 = time.time()
+        # The last frames of the output (a streamed encoder's tail: the benchmark counts its CPU
+        # time instead of this wait), then the rename.
+        join = self._parent_step("join", t0, t1, [self.stitch_step, *self.encode_steps],
+                                 encoder_cpu=self.out.cpu_seconds)
+        # Read back before it is published, in a worker (a decode of the whole output).
+        checked = self._call("daemon.pipeline:check_output",
+                             {"path": str(done), "frames": self.total, "rate": self.rate,
+                              "speech_seconds": self._speech_to_hear(), "name": str(self.output)},
+                             self.total / self.rate)
+        check_step = self._step("check", checked, [join])
+        t1 = time.time()
+        out = publish_file(done, self.output)
+        phrases, models = [], []
+        for i in range(len(self.chunks)):
+            info, offset = self.infos.get(i) or {}, self.chunks[i].start / self.rate
+            for ph in info.get("phrases", []):
+                phrases.append({**ph, "start": round(ph["start"] + offset, 3), "end": round(ph["end"] + offset, 3)})
+            models += [m for m in info.get("models", []) if m not in models]
+        sidecar = write_sidecar(out, phrases, models)
+        self._parent_step("publish", t1, time.time(), [check_step])
+        duration = self.total / self.rate
+        return {
+            "input": self.input,
+            "output": str(out),
+            "sidecar": sidecar,
+            "audio_seconds": round(duration, 3),
+            "chunks": len(self.chunks),
+            "compute_seconds": round(self.chunk_compute, 3),
+            "worker_pids": sorted({r.worker_pid for r in self.results}),
+            "attempts": max(r.attempts for r in self.results),
+            "check": checked.value["check"],
+            "source": self.params["source"],
+            "stages": _stage_seconds(self.steps),
+        }
+
+    def _speech_to_hear(self) -> float:
+        """Speech the output must not be silent over: what the VAD heard, unless the engine reports
+        the phrases it spoke and spoke none (resynth recognised no words: silence is right)."""
+        infos = [self.infos.get(i) or {} for i in range(len(self.chunks))]
+        if infos and all("phrases" in info for info in infos) and not any(info["phrases"] for info in infos):
+            return 0.0
+        return self.speech_seconds
+
+    def _abandon(self) -> None:
+        for fut in self.pending:
+            fut.cancel()
+        # Tasks already running cannot be cancelled: let them end before the caller retries in
+        # the same work folder (they would write the same paths).
+        wait(list(self.pending))
+        if self.out is not None:
+            self.out.abort()
+
+    # ---- tasks and steps -----------------------------------------------------------------------
+    def _go(self, kind: str, func: str, kwargs: dict, seconds: float, what=None) -> None:
+        fut = self.submit(Task(func, kwargs, group=self.group, audio_seconds=seconds))
+        self.pending[fut] = (kind, what)
+
+    def _call(self, func: str, kwargs: dict, seconds: float) -> TaskResult:
+        return self.submit(Task(func, kwargs, group=self.group, audio_seconds=seconds)).result()
+
+    def _step(self, stage: str, res: TaskResult, after: list, **extra) -> int:
+        self.results.append(res)
+        v = res.value
+        return self._add_step(stage, v["t0"], v["t1"], res.worker_pid, after, extra)
+
+    def _parent_step(self, stage: str, t0: float, t1: float, after: list, **extra) -> int:
+        return self._add_step(stage, t0 or t1, t1, "parent", after, extra)
+
+    def _add_step(self, stage, t0, t1, where, after, extra) -> int:
+        self.steps.append({"id": len(self.steps), "stage": stage, "t0": t0, "t1": t1, "where": where,
+                           "after": [a for a in after if a is not None], **extra})
+        return len(self.steps) - 1
+
+
+def _stage_seconds(steps: list[dict]) -> dict:
+    out: dict[str, float] = {}
+    for s in steps:
+        out[s["stage"]] = round(out.get(s["stage"], 0.0) + s["t1"] - s["t0"], 3)
+    return out
+
+
+# ---- transcripts and text ------------------------------------------------------------------------
+def find_transcript(input: Path) -> Path | None:
+    for ext in aio.TRANSCRIPT_EXTENSIONS:
+        p = input.with_suffix(ext)
+        if p != input and p.is_file() and not p.is_symlink():
+            return p
+    return None
+
+
+def read_transcript(input: Path) -> list[dict] | None:
+    """The phrases of the transcript beside ``input`` (same stem), or None; InputError if it is bad."""
+    if (path := find_transcript(input)) is None:
+        return None
+    from daemon.engines.resynth.transcript import load_transcript
+
+    phrases = load_transcript(path)
+    log.get().info("convert.transcript", path=str(path), phrases=len(phrases))
+    return phrases
+
+
+def chunk_hints(phrases: list[dict], start_s: float, end_s: float) -> dict | None:
+    """Transcript phrases that start inside [start_s, end_s), re-timed to the chunk's start.
+
+    Untimed phrases (a ``.txt`` transcript) go to every chunk whole: the resynth
+    engine aligns them to what it recognises in the chunk and uses its part."""
+    if any(p.get("start") is None for p in phrases):
+        return {"phrases": phrases}
+    inside = [{**p, "start": p["start"] - start_s, "end": min(p["end"], end_s) - start_s}
+              for p in phrases if start_s <= p["start"] < end_s]
+    return {"phrases": inside} if inside else None
+
+
+def _speak(submit: Submit, input, output, work: Path, *, voice, group, t0) -> dict:
+    res: TaskResult = submit(Task("daemon.pipeline:speak_text", {
+        "input": str(input), "work_dir": str(work), "output": str(output), "voice": voice},
+        group=group, audio_seconds=os.path.getsize(input) / CHARS_PER_SECOND)).result()
+    v, wall = res.value, time.monotonic() - t0
+    return {"input": str(input), "output": v["output"], "sidecar": v["sidecar"],
+            "audio_seconds": round(v["duration"], 3), "wall_seconds": round(wall, 3),
+            "rtf": round(wall / v["duration"], 4) if v["duration"] else None, "chunks": 1,
+            "compute_seconds": round(v["compute_seconds"], 3), "worker_pids": [res.worker_pid],
+            "attempts": res.attempts, "check": v.get("check"), "source": {"path": str(input), "format": "text"}}
