@@ -182,6 +182,7 @@ class Spool:
             side = final.with_suffix(".json")
             if side.exists() and not self.s.overwrite:
                 side = final.with_name(final.name + ".json")  # x.wav and x.mp3 both converted: x.mp3.json
+            name_published_output(side_tmp, final.name)
             os.replace(side_tmp, side)
         job.state = S.COMMITTED
         self._save(job)
@@ -330,3 +331,16 @@ class Spool:
             for entry in os.scandir(tmp.parent):
                 if entry.name.startswith(prefix) and entry.is_file(follow_symlinks=False):
                     unlink(Path(entry.path))
+
+
+def name_published_output(sidecar: Path, name: str) -> None:
+    """Point a sidecar's ``"output"`` at the published name (the worker only knew the temp name)."""
+    import json
+
+    try:
+        data = json.loads(sidecar.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return  # not ours to repair: it is published as it is
+    if isinstance(data, dict) and data.get("output") != name:
+        data["output"] = name
+        durable.write_text(sidecar, json.dumps(data, ensure_ascii=False, indent=2))
