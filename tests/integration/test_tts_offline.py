@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from daemon.errors import ModelError
-from helpers import wait_until
+from helpers import alive, wait_until
 from helpers.resynth_models import settings
 
 SENTENCE = "Старинный замок возвышался над рекой, а на двери висел навесной замок."
@@ -25,13 +25,6 @@ def festival():
     tts.close()
 
 
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
-    except OSError:
-        return False
-
 
 def test_festival_speaks_russian_at_16k_from_one_process(festival):
     pid = festival.process.pid
@@ -40,7 +33,7 @@ def test_festival_speaks_russian_at_16k_from_one_process(festival):
     assert festival.rate == 16000 and first.dtype == np.float32
     assert 3.0 < len(first) / 16000 < 12.0 and np.abs(first).max() > 0.05
     assert 0.2 < len(second) / 16000 < len(first) / 16000
-    assert festival.process.pid == pid and _alive(pid)  # kept alive between phrases, not one per call
+    assert festival.process.pid == pid and alive(pid)  # kept alive between phrases, not one per call
 
 
 def test_festival_takes_stress_marks_quotes_and_odd_text(festival):
@@ -60,9 +53,9 @@ def test_a_festival_that_dies_is_restarted_for_the_phrase():
     try:
         old = festival.process.pid
         os.kill(old, signal.SIGKILL)
-        wait_until(lambda: not _alive(old), 10)
+        wait_until(lambda: not alive(old), 10)
         audio = festival.synthesize("Ещё раз.", "kseniya")
-        assert len(audio) > 0 and festival.process.pid != old and _alive(festival.process.pid)
+        assert len(audio) > 0 and festival.process.pid != old and alive(festival.process.pid)
     finally:
         festival.close()
 
@@ -80,9 +73,9 @@ def test_closing_ends_the_festival_process():
 
     tts = FestivalTTS(settings(tts="festival"))
     pid, folder = tts.process.pid, tts._dir
-    assert _alive(pid) and os.path.isdir(folder)
+    assert alive(pid) and os.path.isdir(folder)
     tts.close()
-    assert not _alive(pid) and not os.path.exists(folder)
+    assert not alive(pid) and not os.path.exists(folder)
 
 
 def test_espeak_speaks_the_language_and_its_rate_follows_length():

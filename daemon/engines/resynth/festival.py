@@ -165,7 +165,7 @@ class FestivalTTS:
         self._finalizer = weakref.finalize(self, _cleanup, self.process, self._dir)
         t0 = time.perf_counter()
         self.process.start()
-        log.get().info("model.loaded", model="tts", kind="festival", voice=self.voice, pid=self.process.pid,
+        log.get().info("model.loaded", model="tts", kind="festival", voice=self.voice, festival_pid=self.process.pid,
                        seconds=round(time.perf_counter() - t0, 3))
 
     def speakers(self) -> list[str]:
@@ -198,7 +198,7 @@ class FestivalTTS:
             except FestivalError as exc:
                 if attempt == 2:
                     raise
-                log.get().warning("festival.restart", error=str(exc)[:300], pid=self.process.pid)
+                log.get().warning("festival.restart", error=str(exc)[:300], festival_pid=self.process.pid)
                 self.process.stop()
                 self.process.start()
         raise AssertionError("unreachable")

@@ -95,6 +95,7 @@ def _sub(pattern: str, fn, text: str, flags: int = 0) -> str:
 
 
 def russian(text: str) -> str:
+    text = re.sub(r"(?<=[A-Za-zА-Яа-яЁё])(?=\d)", " ", text)  # «Г482» (Whisper glues them): a letter, a number
     text = _sub(r"(?<!\d)(\d{1,2})\.(\d{1,2})\.(\d{4}|\d{2})(?!\d)(\s*(?:г\.|года|год\b))?", _date, text)
     text = _sub(rf"(?<!\d)(\d{{1,2}})(?:-?(?:го|е|ое|му))?\s+({W.MONTHS_RE})\b", _day_month, text)
     text = _sub(r"(?<![\w.,])(\d{1,4})(-?(?:й|го|м|му|х|е))?\s*(" + W.YEAR_WORDS_RE + r")(?!\w)", _year, text)
