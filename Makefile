@@ -4,8 +4,10 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-SYSTEM_PACKAGES := ffmpeg libmp3lame0 sox libsox-fmt-all espeak-ng chromium
-SYSTEM_COMMANDS := ffmpeg ffprobe sox espeak-ng chromium
+SYSTEM_PACKAGES := ffmpeg libmp3lame0 sox libsox-fmt-all espeak-ng festival festvox-ru chromium
+SYSTEM_COMMANDS := ffmpeg ffprobe sox espeak-ng festival text2wave chromium
+# Files that prove a package no command proves (festvox-ru: Festival's Russian voice).
+SYSTEM_FILES := /usr/share/festival/voices/russian/msu_ru_nsh_clunits/festvox/msu_ru_nsh_clunits.scm
 PYTEST_ARGS ?=
 
 .PHONY: help sysdeps venv lint test test-fast run bench install-service clean
@@ -19,6 +21,7 @@ help:
 # System packages: installed through apt-get when missing and running as root; otherwise say what to do.
 sysdeps:
 	@missing=""; for c in $(SYSTEM_COMMANDS); do command -v $$c >/dev/null || missing="$$missing $$c"; done; \
+	for f in $(SYSTEM_FILES); do test -e $$f || missing="$$missing $$f"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing system packages:$$missing"; \

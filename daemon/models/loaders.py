@@ -29,7 +29,11 @@ def load_whisper(settings):
     ref = registry.asr_ref(settings)
     if ref is None:
         return None, None
-    if not ref.present and ref.fetch:
+    if ref.joined:
+        t0 = time.perf_counter()
+        registry.prepare(ref)  # joins the two packages' parts once, checks the SHA-256 every start
+        log.get().info("model.checked", model="asr", path=ref.path, seconds=round(time.perf_counter() - t0, 3))
+    elif not ref.present and ref.fetch:
         try:
             registry.fetch(ref, settings)
         except Exception as exc:  # offline: huggingface_hub raises several kinds

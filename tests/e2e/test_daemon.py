@@ -436,4 +436,7 @@ def test_resynth_daemon_converts_audio_and_reads_a_lone_text(daemon_factory, spe
     assert abs(media.duration(d.outbox / "jfk.flac") - 11.0) < 0.02
     spoken = json.loads((d.outbox / "notes.json").read_text())
     assert [p["text"] for p in spoken["phrases"]] == ["Ask not what your country can do for you."]
+    # The sidecars name the published files, not the temp names the workers wrote them under.
+    assert spoken["output"] == "notes.wav"
+    assert json.loads((d.outbox / "jfk.json").read_text())["output"] == "jfk.flac"
     assert d.quarantined() == []

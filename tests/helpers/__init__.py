@@ -33,3 +33,12 @@ def live_in_group(pgid: int) -> list[int]:
         if rest[0] != "Z" and int(rest[2]) == pgid:
             found.append(int(entry))
     return found
+
+
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie (read from /proc)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except OSError:
+        return False

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from pathlib import Path
 
 import numpy as np
 import soundfile as sf
@@ -19,10 +20,15 @@ from daemon.settings import Settings
 
 _ENGINES: dict[tuple, object] = {}
 _WHISPER = []
+_BASE = []
+
+#: Where the tests keep the joined Whisper base model: the checkout's var/models (what `make run`
+#: uses too, ignored by git), so it is joined once per machine and only checked afterwards.
+MODEL_DIR = Path(__file__).resolve().parents[2] / "var" / "models"
 
 
 def settings(**kw) -> Settings:
-    base = dict(engine="resynth", workers=1, threads_per_worker=1, sample_rate=48000)
+    base = dict(engine="resynth", workers=1, threads_per_worker=1, sample_rate=48000, model_dir=MODEL_DIR)
     base.update(kw)
     return Settings(**base)
 
@@ -58,6 +64,15 @@ def whisper():
 
         _WHISPER.append(load_whisper(settings(language="en"))[0])
     return _WHISPER[0]
+
+
+def base_whisper():
+    """The multilingual Whisper base (joined from its packages), for judging Russian outputs."""
+    if not _BASE:
+        from daemon.models.loaders import load_whisper
+
+        _BASE.append(load_whisper(settings(language="ru"))[0])
+    return _BASE[0]
 
 
 def load(path, rate: int) -> np.ndarray:

@@ -62,3 +62,31 @@ def check_onsets_and_words(src16k: np.ndarray, out16k: np.ndarray, reference: st
     assert max(errors) <= 0.25, errors
     assert rate <= 0.2, hyp
     return {"wer": rate, "onsets": errors}
+
+
+def spoken_onsets(audio16k: np.ndarray, model, language: str, min_pause_ms: int = 300) -> list[float]:
+    """Starts of the source's phrases: VAD regions (split at ``min_pause_ms``) in which ``model`` hears
+    at least one word.  A region without words (a breath, a click) is not a phrase anyone can re-voice."""
+    from daemon.engines.resynth.asr import speech_regions
+
+    segments, _ = model.transcribe(audio16k, language=language, beam_size=5, word_timestamps=True,
+                                   condition_on_previous_text=False)
+    words = [(w.start, w.end) for s in segments for w in (s.words or [])]
+    return [a for a, b in speech_regions(audio16k, min_pause_ms=min_pause_ms)
+            if any(min(b, we) - max(a, ws) > -0.3 for ws, we in words)]
+
+
+_NUMERALS: set[str] = set()
+
+
+def number_words(text: str) -> list[str]:
+    """The Russian number words of ``text`` (digits written out first), in order, in the nominative
+    stem: «шестьсот четырнадцать» and «614» both give ['шестьсот', 'четырнадцать']."""
+    from num2words import num2words
+
+    from daemon.engines.resynth.normalize import normalize
+
+    if not _NUMERALS:
+        for n in list(range(0, 21)) + list(range(30, 100, 10)) + list(range(100, 1001, 100)):
+            _NUMERALS.update(num2words(n, lang="ru").replace("ё", "е").split())
+    return [w for w in norm_words(normalize(text, "ru")) if w in _NUMERALS]

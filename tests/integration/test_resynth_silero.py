@@ -149,5 +149,5 @@ def test_english_only_asr_refuses_russian_at_start(model_file):
     from daemon.engines.resynth import ResynthEngine
 
     with pytest.raises(ModelError) as exc:
-        ResynthEngine(settings(tts_model=str(model_file), language="ru"))
-    assert "VOICE_DAEMON_LANGUAGE=ru" in str(exc.value) and "VOICE_DAEMON_ASR_MODEL" in str(exc.value)
+        ResynthEngine(settings(tts_model=str(model_file), language="ru", asr_model="tiny.en"))
+    assert "VOICE_DAEMON_LANGUAGE=ru" in str(exc.value) and "VOICE_DAEMON_ASR_MODEL=base" in str(exc.value)

@@ -54,3 +54,36 @@ def test_unrelated_transcript_leaves_the_recognised_text():
     rec = _phrases("hello world")
     out, matched = replace_words(rec, "Совсем другой текст.")
     assert out == rec and matched == 0
+
+
+def test_a_transcript_with_numbers_in_words_keeps_its_last_words():
+    """Issue 13: Whisper writes «614» where the .txt says «шестьсот четырнадцать»; the phrase used to end
+    «…и Марина шестьсот»."""
+    recognised = _phrases("Маша 496 -Ира 471 Олег 482 и Марина 614.")
+    transcript = ("Маша четыреста девяносто шесть, Ира четыреста семьдесят один, "
+                  "Олег четыреста восемьдесят два и Марина шестьсот четырнадцать.")
+    out, matched = replace_words(recognised, transcript)
+    assert out[0]["text"] == transcript and matched >= 14
+
+
+def test_the_last_phrase_runs_on_to_its_sentence_end():
+    # The recogniser heard the sentence shorter; the words left in it are few: they are spoken too.
+    out, _ = replace_words(_phrases("ask not what your country"),
+                           "Ask not what your country can do. And then more text follows here.")
+    assert out[0]["text"] == "Ask not what your country can do."
+    # …but not when most of the sentence would be added (those words belong to a later chunk).
+    out, _ = replace_words(_phrases("ask not"), "Ask not what your country can do for you and more.")
+    assert out[0]["text"] == "Ask not"
+
+
+def test_words_whisper_put_just_outside_speech_stay_with_it():
+    """Issue 13: «не зимой», which Whisper timed at 27.7–29.98 s, just past the speech VAD found, came
+    out as silence; words go to the nearest speech region, and a word with no pause before it stays
+    in its neighbour's phrase."""
+    regions = [(25.0, 27.5), (31.0, 33.0)]
+    words = [Word(25.1, 25.6, "Ну,"), Word(25.6, 27.4, "давайте"), Word(27.7, 28.8, "не"),
+             Word(28.8, 29.98, "зимой."), Word(31.1, 32.9, "Нет.")]
+    assert [p["text"] for p in group_phrases(words, regions)] == ["Ну, давайте не зимой.", "Нет."]
+    # Nothing else near: the nearest region still takes them.
+    lone = [Word(27.7, 28.8, "не"), Word(28.8, 29.98, "зимой")]
+    assert [p["text"] for p in group_phrases(lone, [(25.0, 27.2)])] == ["не зимой"]

@@ -9,11 +9,9 @@ from daemon.engines.resynth.fit import (
     GAP,
     KEEP_PAUSE,
     KEEP_SHARE,
-    match_level,
     place,
     plan_fit,
     room,
-    speech_rms,
     stretch,
     trim_silence,
 )
@@ -106,10 +104,3 @@ def test_stretch_follows_a_given_pitch_contour():
     a = _voice(1.0, 150.0)
     out = stretch(a, RATE, 1.0, pitch=(np.array([0.1, 0.9]), np.array([200.0, 200.0])))
     assert median_f0(out, RATE) == pytest.approx(200.0, rel=0.05)
-
-
-def test_match_level_sets_rms_but_limits_the_peak():
-    a = _voice(1.0) * 0.1
-    assert speech_rms(match_level(a, 0.05)) == pytest.approx(0.05, rel=0.01)
-    loud = match_level(a, 5.0)
-    assert np.max(np.abs(loud)) == pytest.approx(0.98, rel=1e-3)

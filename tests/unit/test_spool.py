@@ -316,6 +316,20 @@ def test_sidecar_follows_the_output(spool):
     assert everything(spool.outbox) == ["a (1).json", "a (1).wav", "a.wav"]
 
 
+def test_the_sidecar_names_the_published_output_not_the_temp_file(spool):
+    """Issue 13: the worker writes the sidecar beside the temp output and names that; the published
+    sidecar names the published file (here "a (1).wav", the free name chosen at commit)."""
+    job = spool.claim(drop(spool, "a.wav"))
+    tmp = spool.start(job)
+    tmp.write_bytes(b"x")
+    tmp.with_suffix(".json").write_text(json.dumps({"output": tmp.name, "phrases": [{"text": "привет"}]}),
+                                        encoding="utf-8")
+    (spool.outbox / "a.wav").write_bytes(b"other")
+    spool.commit(job)
+    side = json.loads((spool.outbox / "a (1).json").read_text(encoding="utf-8"))
+    assert side == {"output": "a (1).wav", "phrases": [{"text": "привет"}]}
+
+
 def test_sidecars_of_one_stem_in_two_formats_do_not_collide(spool):
     for name in ("a.wav", "a.mp3"):
         job = spool.claim(drop(spool, name))

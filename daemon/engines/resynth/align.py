@@ -6,50 +6,90 @@ its words are aligned to the whole transcript (difflib), and each recognised
 phrase takes the transcript words between its first word's match and the next
 phrase's.  Words the recogniser got wrong are thereby corrected; a phrase with
 no counterpart in the transcript keeps the recognised words.
+
+Both sides are compared with numbers written out (``normalize``): Whisper writes
+«614» where the transcript says «шестьсот четырнадцать», and one recognised token
+must not stand for one transcript word.  The chunk's last phrase runs on to the end
+of its transcript sentence when only a few words are left there, so a sentence the
+recogniser heard shorter is not cut.
 """
 
 from __future__ import annotations
 
 import difflib
+import re
 
 import numpy as np
 
+from daemon.engines.resynth.normalize import normalize
 from daemon.engines.resynth.text import words as norm_words
 
+#: The last phrase takes up to this many words that follow it in its sentence (or this share of its words).
+TAIL_WORDS, TAIL_SHARE = 2, 0.25
+_SENTENCE_END = re.compile(r"[.!?…][\"'»”)\]]*$")
 
-def _tokens(text: str) -> tuple[list[str], list[str]]:
+
+def _tokens(text: str, language: str) -> tuple[list[str], list[str], list[int]]:
+    """The raw words, the compared words (numbers written out, lower case) and each compared word's raw word."""
     raw = text.split()
-    return raw, [" ".join(norm_words(t)) for t in raw]
+    norm, owner = [], []
+    for i, token in enumerate(raw):
+        for w in norm_words(normalize(token, language)):
+            norm.append(w)
+            owner.append(i)
+    return raw, norm, owner
 
 
-def replace_words(phrases: list[dict], transcript: str) -> tuple[list[dict], int]:
+def compared_words(text: str, language: str = "ru") -> list[str]:
+    """The words of ``text`` as the alignment compares them."""
+    return _tokens(text, language)[1]
+
+
+def replace_words(phrases: list[dict], transcript: str, language: str = "ru") -> tuple[list[dict], int]:
     """Phrases with their text taken from ``transcript``; also the number of matched words."""
-    t_raw, t_norm = _tokens(transcript)
-    r_norm, owner = [], []
+    t_raw, t_norm, t_owner = _tokens(transcript, language)
+    r_norm, r_phrase = [], []
     for k, ph in enumerate(phrases):
-        for tok in _tokens(ph["text"])[1]:
+        for tok in _tokens(ph["text"], language)[1]:
             r_norm.append(tok)
-            owner.append(k)
+            r_phrase.append(k)
     if not r_norm or not t_norm:
         return phrases, 0
     anchors = _anchors(r_norm, t_norm)
     if not anchors:
         return phrases, 0
     pos = _positions(len(r_norm), anchors, len(t_norm))
-    firsts = [owner.index(k) if k in owner else None for k in range(len(phrases))]
+
+    def boundary(p: float) -> int:
+        """A compared-word position as a raw-word index (a raw word is never split)."""
+        i = int(round(p))
+        if i <= 0:
+            return 0
+        if i >= len(t_norm):
+            return len(t_raw)
+        return t_owner[i] if t_owner[i] != t_owner[i - 1] else t_owner[i] + 1
+
+    firsts = [r_phrase.index(k) if k in r_phrase else None for k in range(len(phrases))]
     out = []
     for k, ph in enumerate(phrases):
         if firsts[k] is None:
             out.append(ph)
             continue
-        a = pos[firsts[k]]
         nxt = next((firsts[m] for m in range(k + 1, len(phrases)) if firsts[m] is not None), None)
-        last_tok = max(i for i, o in enumerate(owner) if o == k)
-        b = pos[nxt] if nxt is not None else pos[last_tok] + 1
-        a, b = int(round(a)), int(round(b))
-        text = " ".join(t_raw[max(0, a):max(0, b)])
+        last_tok = max(i for i, o in enumerate(r_phrase) if o == k)
+        a = boundary(pos[firsts[k]])
+        b = boundary(pos[nxt]) if nxt is not None else _to_sentence_end(t_raw, a, boundary(pos[last_tok] + 1))
+        text = " ".join(t_raw[a:max(a, b)])
         out.append({**ph, "text": text, "recognised": ph["text"]} if text else ph)
     return out, sum(n for _, _, n in anchors)
+
+
+def _to_sentence_end(raw: list[str], a: int, b: int) -> int:
+    """``b``, moved to the end of its sentence when few words are left in it."""
+    if b <= 0 or b >= len(raw) or _SENTENCE_END.search(raw[b - 1]):
+        return b
+    end = next((j + 1 for j in range(b, len(raw)) if _SENTENCE_END.search(raw[j])), len(raw))
+    return end if end - b <= max(TAIL_WORDS, TAIL_SHARE * (b - a)) else b
 
 
 def _anchors(r: list[str], t: list[str]) -> list[tuple[int, int, int]]:

@@ -18,8 +18,10 @@ ASR_RATE = 16000
 MIN_PAUSE_MS = 200
 #: Phrases longer than this are cut between words (Whisper's word times inside speech are good).
 MAX_PHRASE_S = 8.0
-#: Words farther than this from any speech region are taken for hallucinations.
-MAX_WORD_DISTANCE = 1.0
+#: Words farther than this from any speech region (edge to edge) are taken for hallucinations.
+MAX_WORD_DISTANCE = 2.0
+#: Words this close to each other belong to one phrase, wherever Whisper put them.
+WORD_GAP = 0.3
 
 
 @dataclass(frozen=True)
@@ -36,11 +38,11 @@ class Recognizer:
         self.model, self.ref = load_whisper(settings)
         lang = settings.language.strip().lower()
         self.language = None if lang == "auto" else lang
-        if not self.model.model.is_multilingual and self.language not in (None, "en"):
+        if not self.model.model.is_multilingual and self.language != "en":
             raise ModelError(
                 f"{settings.env_name('language')}={lang}: the speech recogniser {self.ref.path} knows English "
-                f"only; set {settings.env_name('asr_model')} to a multilingual Whisper model (a CTranslate2 "
-                f"directory, or a name such as 'small' where a network exists), set "
+                f"only; set {settings.env_name('asr_model')}=base (multilingual, installed) or empty, or "
+                f"another multilingual Whisper model (a CTranslate2 directory), set "
                 f"{settings.env_name('language')}=en, or set {settings.env_name('asr_model')}=none to use "
                 f"transcripts (NAME.srt/.vtt beside each input) only")
         self.vad_threshold = settings.vad_threshold
@@ -84,16 +86,24 @@ def speech_regions(audio16k: np.ndarray, threshold: float = 0.5,
 def group_phrases(words: list[Word], regions: list[tuple[float, float]]) -> list[dict]:
     """One phrase per speech region that received words: ``{"start", "end", "text", "words"}``.
 
-    A word goes to the region it overlaps most (or the nearest one); the region
-    index never decreases along the words, so the text keeps its order.
-    Regions without words (breaths, noise) are dropped; so are words far from speech.
+    A word goes to the region it overlaps most, else to the nearest one; a word outside every
+    region that follows or precedes another with no pause (``WORD_GAP``) stays in that word's
+    phrase, so Whisper's times running past a region do not tear a phrase apart.  The region
+    index never decreases along the words, so the text keeps its order.  Regions without words
+    (breaths, noise) are dropped; so are words far from all speech (hallucinations in silence).
     """
     if not regions:
         return []
+    where = [list(_best_region(w, regions)) for w in words]
+    for order in (range(1, len(words)), range(len(words) - 2, -1, -1)):  # forwards, then backwards
+        for i in order:
+            j = i - 1 if order.step == 1 else i + 1
+            gap = words[i].start - words[j].end if j < i else words[j].start - words[i].end
+            if where[i][1] > 0 and where[j][1] <= MAX_WORD_DISTANCE and gap <= WORD_GAP:
+                where[i] = list(where[j])  # outside every region, but spoken right after (before) it
     buckets: dict[int, list[Word]] = {}
     last = 0
-    for w in words:
-        idx, dist = _best_region(w, regions)
+    for w, (idx, dist) in zip(words, where):
         if dist > MAX_WORD_DISTANCE:
             continue
         idx = max(idx, last)
@@ -130,6 +140,8 @@ def _split_long(ws: list[Word], start: float, end: float) -> list[dict]:
 
 
 def _best_region(w: Word, regions: list[tuple[float, float]]) -> tuple[int, float]:
+    """(region index, seconds between the word and it): the most overlapped region (0 s), else
+    the nearest by the gap between their edges."""
     best, best_overlap = -1, 0.0
     for i, (s, e) in enumerate(regions):
         overlap = min(e, w.end) - max(s, w.start)
@@ -137,7 +149,6 @@ def _best_region(w: Word, regions: list[tuple[float, float]]) -> tuple[int, floa
             best, best_overlap = i, overlap
     if best >= 0:
         return best, 0.0
-    mid = (w.start + w.end) / 2
-    dists = [0.0 if s <= mid <= e else min(abs(mid - s), abs(mid - e)) for s, e in regions]
-    i = int(np.argmin(dists))
-    return i, dists[i]
+    gaps = [max(s - w.end, w.start - e, 0.0) for s, e in regions]
+    i = int(np.argmin(gaps))
+    return i, max(gaps[i], 1e-6)

@@ -15,11 +15,11 @@ import numpy as np
 from daemon import log
 from daemon.audio.resample import resample
 from daemon.engines.resynth import fit as fitmod
-from daemon.engines.resynth import prosody
-from daemon.engines.resynth.align import replace_words
+from daemon.engines.resynth import loudness, prosody
+from daemon.engines.resynth.align import compared_words, replace_words
 from daemon.engines.resynth.asr import ASR_RATE, group_phrases
 from daemon.engines.resynth.bundle import ResynthModels
-from daemon.engines.resynth.text import clean, has_cyrillic
+from daemon.engines.resynth.text import clean
 from daemon.engines.resynth.transcript import is_timed
 from daemon.errors import InputError
 
@@ -28,6 +28,8 @@ DEFAULT_RMS = 0.08
 #: Piper re-synthesises at another speaking rate when the slot asks for more than this much stretch.
 RATE_TOLERANCE = (0.85, 1.18)
 RATE_LIMITS = (0.6, 1.6)
+#: Below this share of its recognised words found in a ``.txt`` transcript, a chunk keeps its own words.
+MIN_TRANSCRIPT_MATCH = 0.3
 #: Stages whose seconds the ``resynth.chunk`` debug event reports.
 STAGES = ("vad", "asr", "stress", "tts", "fit")
 
@@ -75,8 +77,10 @@ class ResynthEngine:
     def _phrases(self, audio: np.ndarray, rate: int, hints, seconds: dict[str, float]) -> list[dict]:
         """The chunk's phrases with slots: from a timed transcript, or recognised."""
         total = len(audio) / rate
-        given = [p for p in (hints or {}).get("phrases", []) if clean(p.get("text", ""))]
-        if given and is_timed(given):
+        hints = hints or {}
+        given = [p for p in hints.get("phrases", []) if clean(p.get("text", ""))]
+        if hints.get("timed") or (given and is_timed(given)):
+            # A timed transcript replaces recognition everywhere: a chunk without a cue is silent.
             out = []
             for p in sorted(given, key=lambda p: p["start"]):
                 s, e = max(0.0, float(p["start"])), min(total, float(p["end"]))
@@ -92,16 +96,31 @@ class ResynthEngine:
         a16 = resample(audio, rate, ASR_RATE)
         regions = self.asr.regions(a16)
         t1 = time.perf_counter()
-        phrases = []
+        phrases, lang = [], None
         if regions:  # no speech: no recognition (Whisper invents words in silence)
-            words, _lang = self.asr.words(a16)
+            words, lang = self.asr.words(a16)
             phrases = group_phrases(words, regions)
-        if given:  # an untimed .txt: keep the recognised slots, take the transcript's words
-            phrases, matched = replace_words(phrases, " ".join(p["text"] for p in given))
-            log.get().debug("resynth.transcript_aligned", phrases=len(phrases), matched_words=matched)
         seconds["vad"] += t1 - t0
         seconds["asr"] += time.perf_counter() - t1
+        for ph in phrases:
+            ph["lang"] = lang
+        if given and phrases:  # an untimed .txt: keep the recognised slots, take the transcript's words
+            phrases = self._take_transcript_words(phrases, " ".join(p["text"] for p in given))
         return phrases
+
+    def _take_transcript_words(self, phrases: list[dict], transcript: str) -> list[dict]:
+        lang = self.bundle.language_of(transcript, phrases[0].get("lang"))
+        replaced, matched = replace_words(phrases, transcript, lang)
+        recognised = sum(len(compared_words(p["text"], lang)) for p in phrases)
+        share = matched / recognised if recognised else 1.0
+        log.get().debug("resynth.transcript_aligned", phrases=len(phrases), matched_words=matched,
+                        recognised_words=recognised)
+        if share >= MIN_TRANSCRIPT_MATCH:
+            return replaced
+        # The text beside the audio is not what this chunk says: speak what was recognised, and say so.
+        log.get().warning("resynth.transcript_mismatch", matched_words=matched, recognised_words=recognised,
+                          needed=MIN_TRANSCRIPT_MATCH, first_words=" ".join(p["text"] for p in phrases)[:80])
+        return [{**p, "words_from": "recognition (the transcript does not match)"} for p in phrases]
 
     def _has_speech(self, audio: np.ndarray, rate: int) -> bool:
         from daemon.engines.resynth.asr import speech_regions
@@ -113,10 +132,10 @@ class ResynthEngine:
         s = self.settings
         text = ph["text"]
         t0 = time.perf_counter()
-        stressed = self.stresser(text) if self.stresser and has_cyrillic(text) else text
+        lang = self.bundle.language_of(text, ph.get("lang"))
+        written, stressed, spoken = self.bundle.prepare_text(text, lang)
         t1 = time.perf_counter()
-        spoken = stressed if self.tts.reads_stress else text
-        synth = self._synth(spoken, speaker, rate)
+        synth = self._synth(spoken, speaker, rate, lang=lang)
         slot = max(0.0, ph["end"] - ph["start"])
         length = 1.0
         if self.tts.supports_length and len(synth) and slot > 0:
@@ -125,7 +144,7 @@ class ResynthEngine:
                 lo, hi = max(RATE_LIMITS[0], s.min_stretch), min(RATE_LIMITS[1], s.max_stretch)
                 length = float(np.clip(want, lo, hi))
                 if length != 1.0:
-                    synth = self._synth(spoken, speaker, rate, length)
+                    synth = self._synth(spoken, speaker, rate, length, lang=lang)
         t2 = time.perf_counter()
         # MIN/MAX_STRETCH bound the whole change of rate: Piper's length scale times the stretch.
         fit = fitmod.plan_fit(len(synth) / rate, slot, space, s.min_stretch / length, s.max_stretch / length)
@@ -135,21 +154,23 @@ class ResynthEngine:
         seg = fitmod.stretch(synth, rate, fit.factor, pitch) if len(synth) else synth
         if s.preserve_prosody:
             seg = prosody.follow_envelope(seg, source, rate)
-        level = fitmod.speech_rms(source)
-        seg = fitmod.match_level(seg, level if level > 1e-3 else DEFAULT_RMS)
-        written = fitmod.place(out, seg, a, a + int(space * rate), int(fitmod.FADE * rate))
+        seg = loudness.match(seg, source, rate, default_rms=DEFAULT_RMS)
+        written_n = fitmod.place(out, seg, a, a + int(space * rate), int(fitmod.FADE * rate))
         t3 = time.perf_counter()
         seconds["stress"] += t1 - t0
         seconds["tts"] += t2 - t1
         seconds["fit"] += t3 - t2
         rec = {"start": round(ph["start"], 3), "end": round(ph["end"], 3), "text": text, "stressed": stressed,
-               "stretch": round(fit.factor * length, 3), "spoken": round(written / rate, 3)}
-        if fit.truncated or written < len(seg) - int(0.005 * rate):
+               "stretch": round(fit.factor * length, 3), "spoken": round(written_n / rate, 3)}
+        if written != text:
+            rec["normalized"] = written
+        if fit.truncated or written_n < len(seg) - int(0.005 * rate):
             rec["truncated"] = True
-        if "recognised" in ph:
-            rec["recognised"] = ph["recognised"]
+        for key in ("recognised", "words_from"):
+            if key in ph:
+                rec[key] = ph[key]
         return rec
 
-    def _synth(self, text: str, speaker: str, rate: int, length: float = 1.0) -> np.ndarray:
-        audio = self.tts.synthesize(text, speaker, length=length)
+    def _synth(self, text: str, speaker: str, rate: int, length: float = 1.0, *, lang: str | None = None) -> np.ndarray:
+        audio = self.tts.synthesize(text, speaker, length=length, language=lang)
         return fitmod.trim_silence(resample(audio, self.tts.rate, rate), rate)

@@ -110,30 +110,6 @@ def stretch(audio: np.ndarray, rate: int, factor: float, pitch=None) -> np.ndarr
     return np.asarray(out.values[0], dtype=np.float32)
 
 
-def match_level(audio: np.ndarray, target_rms: float, *, peak: float = 0.98) -> np.ndarray:
-    """Scale ``audio`` to ``target_rms`` (RMS over its louder half), never above ``peak``."""
-    if not len(audio) or target_rms <= 0:
-        return audio
-    rms = speech_rms(audio)
-    if rms <= 0:
-        return audio
-    gain = target_rms / rms
-    top = float(np.max(np.abs(audio)))
-    if top * gain > peak:
-        gain = peak / top
-    return (audio * gain).astype(np.float32)
-
-
-def speech_rms(audio: np.ndarray, frame: int = 480) -> float:
-    """RMS of the louder half of the frames: a level that ignores pauses inside a phrase."""
-    n = len(audio) // frame
-    if n < 2:
-        return float(np.sqrt(np.mean(audio ** 2))) if len(audio) else 0.0
-    e = np.mean(audio[: n * frame].reshape(n, frame) ** 2, axis=1)
-    e = np.sort(e)[n // 2:]
-    return float(np.sqrt(np.mean(e)))
-
-
 def place(out: np.ndarray, segment: np.ndarray, start: int, limit: int, fade: int) -> int:
     """Write ``segment`` into ``out[start:limit]``, cut with a fade-out if longer; return samples written."""
     start = max(0, min(start, len(out)))

@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from daemon.audio.resample import resample
-from daemon.engines.resynth.fit import match_level, trim_silence
-from daemon.engines.resynth.text import has_cyrillic, sentences
+from daemon.engines.resynth.fit import trim_silence
+from daemon.engines.resynth.loudness import to_rms
+from daemon.engines.resynth.text import sentences
 
 if TYPE_CHECKING:
     from daemon.engines.resynth.bundle import ResynthModels
@@ -23,7 +24,7 @@ LEVEL_RMS = 0.08
 def synthesize_text(text: str, models: "ResynthModels", voice: str | None = None) -> tuple[np.ndarray, dict]:
     """Mono float32 at the settings' sample rate and ``{"phrases": [...], "models": [...]}``, spoken
     with the worker's ``models`` (the ones its resynth engine uses)."""
-    tts, stresser, settings = models.tts, models.stresser, models.settings
+    tts, settings = models.tts, models.settings
     speaker = tts.check_voice(voice or settings.voice)
     rate = settings.sample_rate
     parts: list[np.ndarray] = [np.zeros(int(EDGE * rate), np.float32)]
@@ -35,11 +36,13 @@ def synthesize_text(text: str, models: "ResynthModels", voice: str | None = None
                 gap = np.zeros(int((PARAGRAPH_PAUSE if s_i == 0 else SENTENCE_PAUSE) * rate), np.float32)
                 parts.append(gap)
                 pos += len(gap)
-            stressed = stresser(sentence) if stresser and has_cyrillic(sentence) else sentence
-            audio = tts.synthesize(stressed if tts.reads_stress else sentence, speaker)
-            audio = match_level(trim_silence(resample(audio, tts.rate, rate), rate), LEVEL_RMS)
+            lang = models.language_of(sentence)
+            written, stressed, spoken = models.prepare_text(sentence, lang)
+            audio = tts.synthesize(spoken, speaker, language=lang)
+            audio = to_rms(trim_silence(resample(audio, tts.rate, rate), rate), rate, LEVEL_RMS)
             phrases.append({"start": round(pos / rate, 3), "end": round((pos + len(audio)) / rate, 3),
-                            "text": sentence, "stressed": stressed, "stretch": 1.0})
+                            "text": sentence, "stressed": stressed, "stretch": 1.0,
+                            **({"normalized": written} if written != sentence else {})})
             parts.append(audio)
             pos += len(audio)
     parts.append(np.zeros(int(EDGE * rate), np.float32))

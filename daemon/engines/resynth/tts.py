@@ -1,4 +1,5 @@
-"""Speech synthesis backends: Silero (torch.package) and Piper (onnxruntime).
+"""Speech synthesis backends: Silero (torch.package) and Piper (onnxruntime); Festival and espeak-ng
+live beside them (``festival.py``, ``espeak.py``).
 
 A backend turns text into mono float32 audio at its native rate.  Text goes to
 the model in pieces below its per-call limit (``text.split_text``), joined by a
@@ -22,6 +23,7 @@ PIECE_PAUSE = 0.12
 class SileroTTS:
     name = "silero"
     reads_stress = True      # Silero reads "+" before a vowel as its stress
+    reads_digits = False     # Silero skips digits (snakers4/silero-models#220)
     supports_length = False  # speaking rate is left to time-stretching
 
     def __init__(self, settings):
@@ -43,8 +45,8 @@ class SileroTTS:
                              f"valid: {', '.join(names)}")
         return voice
 
-    def synthesize(self, text: str, voice: str, *, length: float = 1.0) -> np.ndarray:
-        return _join([self._piece(p, voice, self.max_chars) for p in textmod.split_text(text, self.max_chars)],
+    def synthesize(self, text: str, voice: str, *, length: float = 1.0, language: str | None = None) -> np.ndarray:
+        return join_pieces([self._piece(p, voice, self.max_chars) for p in textmod.split_text(text, self.max_chars)],
                      self.rate)
 
     def _piece(self, piece: str, voice: str, limit: int) -> np.ndarray:
@@ -61,7 +63,7 @@ class SileroTTS:
             if smaller < 40 or len(parts) < 2:
                 raise
             log.get().debug("tts.split_retry", chars=len(piece), limit=smaller, error=str(exc)[:200])
-            return _join([self._piece(p, voice, smaller) for p in parts], self.rate)
+            return join_pieces([self._piece(p, voice, smaller) for p in parts], self.rate)
         return np.asarray(audio.detach().cpu().numpy() if hasattr(audio, "detach") else audio,
                           dtype=np.float32).reshape(-1)
 
@@ -69,6 +71,7 @@ class SileroTTS:
 class PiperTTS:
     name = "piper"
     reads_stress = False     # Piper phonemises with espeak-ng, which ignores stress marks
+    reads_digits = True      # …and reads numbers by its own rules
     supports_length = True   # Piper's length_scale changes the speaking rate natively
 
     def __init__(self, settings):
@@ -96,7 +99,7 @@ class PiperTTS:
                              f"valid: {', '.join(self._ids)}")
         return voice
 
-    def synthesize(self, text: str, voice: str, *, length: float = 1.0) -> np.ndarray:
+    def synthesize(self, text: str, voice: str, *, length: float = 1.0, language: str | None = None) -> np.ndarray:
         from piper.config import SynthesisConfig
 
         base = self.voice.config.length_scale or 1.0
@@ -106,7 +109,7 @@ class PiperTTS:
         for piece in textmod.split_text(textmod.strip_stress(text), self.max_chars):
             for chunk in self.voice.synthesize(piece, cfg):
                 parts.append(np.asarray(chunk.audio_float_array, dtype=np.float32))
-        return _join(parts, self.rate)
+        return join_pieces(parts, self.rate)
 
 
 def _voice_label(path: str) -> str:
@@ -116,7 +119,7 @@ def _voice_label(path: str) -> str:
     return stem or "piper"
 
 
-def _join(parts: list[np.ndarray], rate: int) -> np.ndarray:
+def join_pieces(parts: list[np.ndarray], rate: int) -> np.ndarray:
     parts = [p for p in parts if len(p)]
     if not parts:
         return np.zeros(0, dtype=np.float32)
@@ -128,4 +131,12 @@ def _join(parts: list[np.ndarray], rate: int) -> np.ndarray:
 
 
 def load_backend(settings):
+    if settings.tts == "festival":
+        from daemon.engines.resynth.festival import FestivalTTS
+
+        return FestivalTTS(settings)
+    if settings.tts == "espeak":
+        from daemon.engines.resynth.espeak import EspeakTTS
+
+        return EspeakTTS(settings)
     return PiperTTS(settings) if settings.tts == "piper" else SileroTTS(settings)
