@@ -374,7 +374,7 @@ class PoolCore:
         entry.causes.append((kind, cause))
         if entry.attempts >= self.opts.max_attempts:
             settle.append((entry.future, None, TaskError(
-                _lost_message(entry), kind=kind, attempts=entry.attempts)))
+                lost_message(entry.attempts, entry.causes), kind=kind, attempts=entry.attempts)))
         elif self.broken:
             settle.append((entry.future, None, PoolBrokenError(self.broken)))
         else:
@@ -475,11 +475,12 @@ def _cancelled(entry: _Entry) -> tuple:
                                           kind="shutdown", attempts=entry.attempts))
 
 
-def _lost_message(entry: _Entry) -> str:
-    n = entry.attempts
+def lost_message(attempts: int, lost: list[tuple[str, str]]) -> str:
+    """Why a task failed after ``attempts`` lost attempts, each a (kind, cause): one sentence."""
+    n = attempts
     where = "on its only attempt" if n == 1 else f"on every one of {n} attempts"
-    kinds = {kind for kind, _ in entry.causes}
-    causes = [cause for _, cause in entry.causes]
+    kinds = {kind for kind, _ in lost}
+    causes = [cause for _, cause in lost]
     if len(set(causes)) == 1:
         if kinds == {"timeout"}:
             return f"task {causes[0]} {where}"

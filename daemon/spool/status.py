@@ -37,13 +37,18 @@ def collect_status(settings) -> dict:
             "failed_inputs": failed[-20:], "folders": folder_paths(settings)}
 
 
-def cli_status(settings, args) -> int:
+def cli_status(settings, args, backend: dict | None = None, backend_line: str | None = None) -> int:
+    """``backend``: what runs the tasks (from the composition root), shown as ``backend_line``."""
     st = collect_status(settings)
+    if backend is not None:
+        st["backend"] = backend
     if getattr(args, "json", False):
         print(json.dumps(st, ensure_ascii=False, indent=2))
         return 0
     pid = st["running_pid"]
     print(f"daemon:      {'running, pid ' + str(pid) if pid else 'not running'}")
+    if backend_line:
+        print(f"backend:     {backend_line}")
     print(f"inbox:       {st['inbox_waiting']} audio file(s) waiting   ({st['folders']['inbox']})")
     print(f"queued:      {len(st['queued'])}")
     if pid:
