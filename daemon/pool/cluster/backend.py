@@ -46,7 +46,7 @@ from daemon.pool.worker import exit_cause
 log = logs.get("cluster")
 
 TICK = 0.5            # seconds between looks at the cluster
-LOSS_SETTLE = 0.3     # seconds to wait for a dead worker's exit code before retrying its task
+LOSS_SETTLE = 3.0     # seconds at most to wait for a dead worker's exit code before retrying its task
 GATHER_TIMEOUT = 60.0  # seconds to fetch a finished task's result
 CONNECT_TRY = 5.0     # seconds per try to reach the scheduler
 
@@ -395,7 +395,7 @@ class DaskBackend:
         event = msg.get("event")
         if event == "worker_exit":
             address, cause = msg.get("worker"), exit_cause(msg.get("exitcode"))
-            self._exits[address] = cause
+            self._exits[address] = cause  # a worker's address is never reused: kept, small
             self.counts["restarts"] += 1
             log.warning("cluster.worker_died", worker=address, cause=cause)
         elif event == "init_error":
@@ -509,7 +509,7 @@ class DaskBackend:
 
     def _settle_losses(self) -> None:
         now = time.monotonic()
-        due = [loss for loss in self._losses if loss[0] <= now or self._closing]
+        due = [loss for loss in self._losses if loss[0] <= now or loss[2] in self._exits or self._closing]
         self._losses = [loss for loss in self._losses if loss not in due]
         for _, attempt, address in due:
             self._lost(attempt, self._exits.get(address) or "its worker was lost")
