@@ -49,13 +49,23 @@ def build_pool(settings, *, log_config: dict | None = None) -> WorkerPool:
 
 def build_dask(settings, *, log_config: dict | None = None, local: bool = False):
     """The (not yet started) Dask backend: VOICE_DAEMON_DASK_SCHEDULER's cluster, or a local one
-    (``local``, or no scheduler given).  Its workers load the models with these settings."""
+    (``local``, or no scheduler given).  Its workers load the models with these settings.
+
+    Without VOICE_DAEMON_SHARED_STORAGE the chunks' samples travel (``daemon/courier.py``) and
+    the whole-file stages run in one warm worker on this host."""
+    from daemon.courier import SamplesCourier
     from daemon.pool.cluster import DaskBackend
 
     if local and settings.dask_scheduler:
         settings = settings.model_copy(update={"dask_scheduler": ""})
+    log_config = _child_log_config(settings, log_config)
+    courier = host = None
+    if not settings.shared_storage:
+        courier = SamplesCourier()
+        host = build_pool(settings.model_copy(update={"workers": 1, "threads_per_worker": settings.torch_threads}),
+                          log_config=log_config)
     return DaskBackend.from_settings(settings, initializer=WORKER_INITIALIZER, init_args=(settings,),
-                                     log_config=_child_log_config(settings, log_config))
+                                     log_config=log_config, courier=courier, host=host)
 
 
 def build_backend(settings, *, log_config: dict | None = None) -> Backend:

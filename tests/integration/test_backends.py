@@ -17,7 +17,7 @@ import pytest
 
 from daemon.errors import InputError, PoolClosedError, PoolStartError, TaskError
 from daemon.jobs import Task
-from helpers import backends, wait_until
+from helpers import backends, tls, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 T = backends.T
@@ -202,3 +202,21 @@ def test_the_daemon_side_of_dask_never_imports_torch(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     out = done.stdout.strip().splitlines()[-1]
     assert '"torch_in_parent": false' in out and '"threads": 2' in out and "refers to module 'torch" in out
+
+
+def test_a_tls_cluster_on_loopback_runs_tasks_and_refuses_others(tmp_path):
+    """Certificates made here; the cluster speaks TLS only: plain TCP and a certificate signed
+    by another CA are both refused."""
+    from distributed import Client
+
+    certs, rogue = tls.make_certs(tmp_path / "ours"), tls.make_certs(tmp_path / "rogue", "rogue")
+    backend = backends.build("dask", 1, security=tls.security(certs)).start()
+    try:
+        address = backend.stats()["scheduler"]
+        assert address.startswith("tls://127.0.0.1:")
+        assert backend.submit(task("square", x=4)).result(timeout=120).value["y"] == 16
+        for other, sec in ((address.replace("tls://", "tcp://"), None), (address, tls.security(rogue))):
+            with pytest.raises((OSError, TimeoutError)):
+                Client(other, security=sec, timeout=3, set_as_default=False)
+    finally:
+        backend.close()

@@ -75,20 +75,24 @@ class DaskBackend:
 
     ``address``: the scheduler's, or None for a local cluster that ``local_cluster()`` starts
     and this backend owns.  ``plugin`` loads the models in every worker process.  ``courier``
-    (optional) turns a task into the one that travels and its result back (``outbound(task)
-    -> (task, context)``, ``inbound(context, value) -> value``), on this host.
+    (optional, with ``host``): the cluster shares no disk with this host; it says which tasks
+    must run here (``on_host(task)``: they go to ``host``, a local backend started and closed
+    with this one) and turns the others into what travels and their results back
+    (``outbound(task) -> (task, context)``, ``inbound(context, value) -> value``), on this host.
     """
 
     def __init__(self, *, address: str | None, plugin: WarmModels, security=None,
                  local_cluster: Callable[[], Any] | None = None, max_attempts: int = 3,
                  default_timeout: float | Callable[[Task], float | None] | None = None,
-                 start_timeout: float = 180.0, courier=None):
+                 start_timeout: float = 180.0, courier=None, host=None):
         if address is None and local_cluster is None:
             raise ValueError("give a scheduler address or a local_cluster factory")
+        if (courier is None) != (host is None):
+            raise ValueError("a courier needs a host backend for the tasks that stay here, and back")
         self.address, self.plugin, self.security = address, plugin, security
         self._local_cluster, self._cluster = local_cluster, None
         self.max_attempts, self.default_timeout = max_attempts, default_timeout
-        self.start_timeout, self.courier = start_timeout, courier
+        self.start_timeout, self.courier, self.host = start_timeout, courier, host
         self._client: Client | None = None
         self._lock = threading.Lock()
         self._queue: FairQueue[_Entry] = FairQueue()
@@ -105,14 +109,15 @@ class DaskBackend:
         self._close_begun = False
         self._registering: Future | None = None
         self.connected = False
-        self.broken: str | None = None
+        self._broken: str | None = None
+        self._host_started: Future | None = None
         self.counts: Counter = Counter()
         self.started: Future = Future()
         self.broken_signal: Future = Future()
 
     @classmethod
     def from_settings(cls, settings, *, initializer: str | None, init_args: tuple = (),
-                      log_config: dict | None = None, courier=None, **overrides) -> "DaskBackend":
+                      log_config: dict | None = None, courier=None, host=None, **overrides) -> "DaskBackend":
         from daemon.pool.pool import AudioScaledTimeout
 
         sec = connect.security(settings)
@@ -127,6 +132,7 @@ class DaskBackend:
             default_timeout=fixed if fixed > 0 else AudioScaledTimeout(),
             start_timeout=settings.worker_start_timeout_seconds,
             courier=courier,
+            host=host,
         )
         options.update(overrides)
         return cls(**options)
@@ -145,6 +151,7 @@ class DaskBackend:
         with self._lock:
             if self._thread is not None or self._closing:
                 raise RuntimeError("a backend can be started once")
+            self._host_started = self.host.start_async() if self.host is not None else None
             self._thread = threading.Thread(target=self._run, name="dask-backend", daemon=True)
             self._thread.start()
         return self.started
@@ -152,13 +159,17 @@ class DaskBackend:
     def submit(self, task: Task) -> Future:
         if ":" not in task.func:
             raise ValueError(f"Task.func must be 'module:function', got {task.func!r}")
+        if self.courier is not None and self.courier.on_host(task):
+            if self._closing:
+                raise PoolClosedError("cannot submit to a closed Dask backend")
+            return self.host.submit(task)
         remote.dumps(task.kwargs)  # an argument that cannot travel fails here, in the caller
         future: Future = Future()
         with self._lock:
             if self._closing:
                 raise PoolClosedError("cannot submit to a closed Dask backend")
-            if self.broken:
-                raise PoolBrokenError(self.broken)
+            if self._broken:
+                raise PoolBrokenError(self._broken)
             if self._thread is None:
                 raise RuntimeError("start() the Dask backend before submitting tasks")
             self._queue.push(_Entry(next(self._ids), task, future), task.group)
@@ -167,6 +178,8 @@ class DaskBackend:
 
     def on_broken(self, callback: Callable[[str], None]) -> None:
         self.broken_signal.add_done_callback(lambda f: callback(f.result()))
+        if self.host is not None:
+            self.host.on_broken(lambda reason: callback(f"the worker on this host: {reason}"))
 
     def stats(self) -> dict:
         with self._lock:
@@ -191,6 +204,7 @@ class DaskBackend:
                 "models_loaded": view.models_loaded,
                 "broken": self.broken,
                 "closed": self._closing,
+                **({"host": self.host.stats()} if self.host is not None else {}),
             }
 
     @property
@@ -204,12 +218,20 @@ class DaskBackend:
             self._closing = True
             thread = self._thread
         self._inbox.put(("wake",))
+        if self.host is not None:
+            self.host.close(grace)
         if thread is None:
             self._settle(self._drain_queue())
             self._done.set()
         elif thread is not threading.current_thread():
             self._done.wait()
             thread.join()
+
+    @property
+    def broken(self) -> str | None:
+        """Why the backend stopped taking tasks (its own failure, or the host worker's), or None."""
+        host = self.host.broken if self.host is not None else None
+        return self._broken or (f"the worker on this host: {host}" if host else None)
 
     def __enter__(self) -> "DaskBackend":
         if self._thread is None:
@@ -227,12 +249,12 @@ class DaskBackend:
         except BaseException as exc:  # noqa: BLE001 - a bug here must fail the futures, not hang them
             log.exception("cluster.backend_failed")
             with self._lock:
-                if not self.broken:
-                    self.broken = f"the Dask backend failed: {exc!r}"
+                if not self._broken:
+                    self._broken = f"the Dask backend failed: {exc!r}"
             if not self.broken_signal.done():
-                self.broken_signal.set_result(self.broken)
+                self.broken_signal.set_result(self._broken)
             if not self.started.done():
-                self.started.set_exception(PoolStartError(self.broken))
+                self.started.set_exception(PoolStartError(self._broken))
         finally:
             self._teardown()
             self._done.set()
@@ -253,6 +275,7 @@ class DaskBackend:
                     raise PoolStartError(f"cannot reach the Dask scheduler at {self.address} "
                                          f"within {self.start_timeout:g} s")
             self._wait_registered(deadline)
+            self._wait_host()
             while not self._view.warm:
                 if self._closing:
                     raise PoolStartError("the Dask backend closed while starting")
@@ -312,6 +335,16 @@ class DaskBackend:
             err.__cause__ = remote.rebuild(desc) if desc else exc
             raise err from err.__cause__
         self._refresh()
+
+    def _wait_host(self) -> None:
+        """At start: the worker on this host is warm too (its failure stops the start)."""
+        if self._host_started is None:
+            return
+        while not self._host_started.done():
+            if self._closing:
+                raise PoolStartError("the Dask backend closed while starting")
+            self._wait(TICK)
+        self._host_started.result()
 
     def _serve(self) -> None:
         next_look = 0.0
@@ -405,7 +438,7 @@ class DaskBackend:
     def _dispatch(self) -> None:
         """Each free thread of a warm worker gets the next task of the fair queue, sent to that
         worker only: no task waits in a worker's queue, where fairness would no longer be ours."""
-        if not self.connected or self.broken:
+        if not self.connected or self._broken:
             return
         while (worker := self._free_worker()) is not None:
             with self._lock:
