@@ -105,7 +105,7 @@ def cli_worker(settings, args) -> int:
         raise UsageError(f"--scheduler {scheduler}: {exc}") from None
     if scheduler.startswith("tls://") and not settings.tls:
         raise UsageError(f"--scheduler {scheduler} needs VOICE_DAEMON_TLS_CA_FILE, _CERT_FILE and _KEY_FILE")
-    return node.serve(settings, scheduler, nworkers=args.nworkers, host=args.host)
+    return node.serve(settings, scheduler, nworkers=args.nworkers or settings.workers, host=args.host)
 
 
 def cli_status(settings, args) -> int:

@@ -100,6 +100,8 @@ def _add_arguments(name: str, p: argparse.ArgumentParser) -> None:
         p.add_argument("--table", action="store_true", help="print the README's Markdown table of defaults")
     elif name == "install-service":
         p.add_argument("--dry-run", action="store_true", help="print what would be done, change nothing")
+        p.add_argument("--worker", action="store_true",
+                       help="install the Dask worker node's unit (voice-daemon-worker.service) instead")
         p.add_argument("--unit-dir", default="/etc/systemd/system", help="where the unit goes (default: %(default)s)")
         p.add_argument("--env-dir", default="/etc/voice-daemon", help="where the env file goes (default: %(default)s)")
         p.add_argument("--exec-path", help="the voice-daemon program ExecStart runs (default: this installation's)")
@@ -109,7 +111,7 @@ def _add_arguments(name: str, p: argparse.ArgumentParser) -> None:
         p.add_argument("--scheduler", metavar="ADDR",
                        help="the scheduler, tcp://HOST:8786 or tls://HOST:8786 (default: VOICE_DAEMON_DASK_SCHEDULER)")
         p.add_argument("--nworkers", type=int, metavar="N",
-                       help="worker processes on this node, one thread each (default: the usable cores)")
+                       help="worker processes on this node, one thread each (default: VOICE_DAEMON_WORKERS)")
         p.add_argument("--host", help="address the workers listen on (default: this host's address "
                                       "toward the scheduler, 127.0.0.1 for a local one)")
 
