@@ -317,18 +317,26 @@ SHARED_HARDENING = [
 ]
 
 
-def runnable_worker_copy(tmp_path: Path) -> Path:
+SCHEDULER_UNIT = ROOT / "systemd" / "voice-daemon-scheduler.service"
+
+
+def runnable_cluster_copy(tmp_path: Path, unit: Path) -> Path:
+    """The worker's or the scheduler's unit with ExecStart= at programs that exist here."""
     from daemon.systemd import render_unit
 
-    script = ROOT / ".venv" / "bin" / "voice-daemon"
-    command = f"{script} worker" if script.is_file() else f"{sys.executable} -m daemon worker"
-    copy = tmp_path / "voice-daemon-worker.service"
-    copy.write_text(render_unit(WORKER_UNIT.read_text(), command))
+    bin_dir = Path(sys.executable).parent
+    if unit == WORKER_UNIT:
+        command = f"{bin_dir / 'voice-daemon'} worker"
+    else:
+        command = f"{bin_dir / 'dask'} scheduler --port 8786 --dashboard-address 127.0.0.1:8787"
+    copy = tmp_path / unit.name
+    copy.write_text(render_unit(unit.read_text(), command))
     return copy
 
 
-def test_worker_unit_verifies_and_scores_like_the_daemons(analyze, tmp_path):
-    unit = runnable_worker_copy(tmp_path)
+@pytest.mark.parametrize("unit", [WORKER_UNIT, SCHEDULER_UNIT], ids=["worker", "scheduler"])
+def test_cluster_units_verify_and_score_like_the_daemons(analyze, tmp_path, unit):
+    unit = runnable_cluster_copy(tmp_path, unit)
     proc = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and proc.stderr.strip() == "" and proc.stdout.strip() == "", proc.stderr
     exposure, report = security(analyze, unit)
@@ -338,13 +346,18 @@ def test_worker_unit_verifies_and_scores_like_the_daemons(analyze, tmp_path):
         assert not any(line[2:].startswith(directive) for line in failed), f"{directive} not satisfied"
 
 
-def test_worker_unit_runs_the_node_hardened_as_the_daemon():
+def test_cluster_units_are_hardened_as_the_daemon():
     worker = {k: v[-1] for k, v in unit_directives(WORKER_UNIT.read_text()).items()}
+    scheduler = {k: v[-1] for k, v in unit_directives(SCHEDULER_UNIT.read_text()).items()}
     main = {k: v[-1] for k, v in unit_directives(UNIT.read_text()).items()}
     assert worker["ExecStart"] == "/opt/voice-daemon/.venv/bin/voice-daemon worker"
     assert worker["Restart"] == "on-failure" and worker["KillMode"] == "mixed" and worker["OOMPolicy"] == "continue"
     assert "-/etc/voice-daemon/voice-daemon.env" in unit_directives(WORKER_UNIT.read_text())["EnvironmentFile"]
     assert {k: worker.get(k) for k in SHARED_HARDENING} == {k: main.get(k) for k in SHARED_HARDENING}
+    assert scheduler["ExecStart"].startswith("/opt/voice-daemon/.venv/bin/dask scheduler ")
+    assert "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES=0" in unit_directives(SCHEDULER_UNIT.read_text())["Environment"]
+    same = [k for k in SHARED_HARDENING if k != "UMask"]
+    assert {k: scheduler.get(k) for k in same} == {k: main.get(k) for k in same}
 
 
 def test_a_worker_node_runs_real_chunks_under_the_worker_units_filters(sandbox, speech_dir, tmp_path):

@@ -263,6 +263,7 @@ class DaskBackend:
         """Start the local cluster (if ours), connect, load the models; resolve ``started``."""
         t0 = time.monotonic()
         deadline = t0 + self.start_timeout
+        connect.quiet_dask_logs()
         log.info("cluster.starting", scheduler=connect_label(self.address))
         try:
             if self._local_cluster is not None:

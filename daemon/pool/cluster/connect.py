@@ -31,6 +31,18 @@ DASK_CONFIG = {
 }
 
 
+def quiet_dask_logs() -> None:
+    """In the daemon: Dask's own (stdlib, not JSON) log lines only from warnings up; what it
+    does is told in our ``cluster.*`` events.  A worker node keeps Dask's informative lines."""
+    import logging
+
+    for name in ("distributed", "distributed.scheduler", "distributed.nanny", "distributed.core",
+                 "distributed.worker", "distributed.http.proxy"):
+        logger = logging.getLogger(name)
+        if logger.getEffectiveLevel() < logging.WARNING:
+            logger.setLevel(logging.WARNING)
+
+
 def security(settings) -> Security | None:
     """Dask's TLS settings from VOICE_DAEMON_TLS_*, or None for plain TCP.  The same certificate
     serves every role this process may take (client, worker, a local scheduler)."""
@@ -73,7 +85,8 @@ def start_local_cluster(workers: int, sec: Security | None = None, *, threads: i
         return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                             host="127.0.0.1", protocol="tls://" if sec else "tcp://", security=sec,
                             dashboard_address=None, memory_limit=0, worker_class=ReportingNanny,
-                            env=worker_env(threads))
+                            # Their stderr is the daemon's: Dask's informative lines stay out of it.
+                            env={**worker_env(threads), "DASK_LOGGING__DISTRIBUTED": "warning"})
 
 
 def own_retries(dask_scheduler=None) -> int:

@@ -20,12 +20,11 @@ def cluster_status(settings, timeout: float = ASK_TIMEOUT) -> dict:
     try:
         sec = security(settings)
         with Client(settings.dask_scheduler, security=sec, timeout=timeout, set_as_default=False) as client:
-            workers = client.scheduler_info(n_workers=-1).get("workers", {})
+            threads = client.nthreads()
             processing = client.processing()
     except Exception as exc:  # noqa: BLE001 - status reports, it does not fail
         return {**out, "reachable": False, "error": f"{type(exc).__name__}: {exc}"}
-    return {**out, "reachable": True, "workers_connected": len(workers),
-            "threads": sum(int(w.get("nthreads", 1)) for w in workers.values()),
+    return {**out, "reachable": True, "workers_connected": len(threads), "threads": sum(threads.values()),
             "workers_busy": sum(1 for keys in processing.values() if keys)}
 
 

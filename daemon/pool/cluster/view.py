@@ -40,8 +40,9 @@ class ClusterView:
         self.busy = 0
 
     def refresh(self, client) -> None:
-        info = client.scheduler_info(n_workers=-1)
-        seen = {address: int(w.get("nthreads", 1)) for address, w in info.get("workers", {}).items()}
+        # nthreads(), not scheduler_info(): the client's periodic refresh of the latter keeps only
+        # totals, and may replace the worker list we just asked for with an empty one.
+        seen = {address: int(n) for address, n in client.nthreads().items()}
         for address in set(self.workers) - set(seen):
             self._left(address, "left the cluster")
         for address, nthreads in seen.items():
