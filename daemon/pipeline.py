@@ -114,9 +114,22 @@ def run_chunk(wav: str, index: int, start: int, end: int, out: str, voice: str |
     """Convert frames [start, end) of ``wav`` into ``out`` (same length)."""
     t0 = time.perf_counter()
     audio, rate = read_frames(wav, start, end)
-    value = convert_samples(audio, rate, index, voice, hints)
-    write_chunk(out, value.pop("audio"), rate)
-    return {**value, "out": out, "compute_seconds": time.perf_counter() - t0}
+    result, info = convert_chunk(audio, rate, voice, hints)
+    write_chunk(out, result, rate)
+    return {"out": out, "index": index, "audio_seconds": len(audio) / rate,
+            "compute_seconds": time.perf_counter() - t0, "info": info, "pid": os.getpid()}
+
+
+def convert_chunk(audio: np.ndarray, rate: int, voice: str | None = None, hints: dict | None = None):
+    """The engine on one chunk's samples: (samples of the same length, info).  Pure: what travels
+    to a Dask worker that shares no disk with the daemon (``daemon/courier.py``)."""
+    state = _state()
+    engine = state["engine"]
+    result, info = engine.process(audio, rate, voice=voice or state["settings"].voice, hints=hints)
+    result = np.asarray(result, dtype=np.float32)
+    if len(result) != len(audio):
+        raise RuntimeError(f"engine {engine.name} returned {len(result)} frames for a {len(audio)}-frame chunk")
+    return result, info
 
 
 def read_frames(wav: str, start: int, end: int) -> tuple[np.ndarray, int]:
@@ -130,21 +143,6 @@ def write_chunk(out: str, audio: np.ndarray, rate: int) -> None:
     tmp = out + ".part"
     sf.write(tmp, audio, rate, format="WAV", subtype="FLOAT")
     os.replace(tmp, out)
-
-
-def convert_samples(audio: np.ndarray, rate: int, index: int, voice: str | None = None,
-                    hints: dict | None = None) -> dict:
-    """One chunk's samples through the engine: the pure part of ``run_chunk``, which is what
-    travels to a Dask worker that shares no disk with the daemon (``daemon/courier.py``)."""
-    state = _state()
-    s, engine = state["settings"], state["engine"]
-    t0 = time.perf_counter()
-    result, info = engine.process(audio, rate, voice=voice or s.voice, hints=hints)
-    result = np.asarray(result, dtype=np.float32)
-    if len(result) != len(audio):
-        raise RuntimeError(f"engine {engine.name} returned {len(result)} frames for a {len(audio)}-frame chunk")
-    return {"audio": result, "index": index, "audio_seconds": len(audio) / rate,
-            "compute_seconds": time.perf_counter() - t0, "info": info, "pid": os.getpid()}
 
 
 def finish(wav: str, plan: dict, chunk_outs: list[str], output: str, chunk_infos: list[dict] | None = None) -> dict:

@@ -78,7 +78,8 @@ class DaskBackend:
     (optional, with ``host``): the cluster shares no disk with this host; it says which tasks
     must run here (``on_host(task)``: they go to ``host``, a local backend started and closed
     with this one) and turns the others into what travels and their results back
-    (``outbound(task) -> (task, context)``, ``inbound(context, value) -> value``), on this host.
+    (``outbound(task) -> (task, context)``, ``inbound(context, value, seconds, pid) -> value``),
+    on this host.
     """
 
     def __init__(self, *, address: str | None, plugin: WarmModels, security=None,
@@ -493,8 +494,8 @@ class DaskBackend:
                 value = fut.result(timeout=GATHER_TIMEOUT)
                 if value[0] == "done":
                     result = remote.loads(value[1])
-                    if self.courier is not None:
-                        result = self.courier.inbound(attempt.context, result)
+                    if attempt.context is not None:
+                        result = self.courier.inbound(attempt.context, result, value[2], value[3])
                     return ("done", result, value[2], value[3])
                 return value
             if fut.status == "cancelled":
