@@ -16,7 +16,9 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
 from test_daemon import Daemon, cut
 
 from helpers import cluster, tls, wait_until
@@ -170,3 +172,28 @@ def test_a_cluster_over_tls(procs, daemons, speech_dir, tmp_path):
                              capture_output=True, text=True, timeout=60)
     assert json.loads(refused.stdout)["backend"]["reachable"] is False  # no plain TCP into a TLS cluster
     assert d.stop() == 0
+
+
+@pytest.mark.parametrize("shared_storage", ["false", "true"])
+def test_convert_on_a_local_dask_cluster_equals_the_sequential_result(speech_dir, tmp_path, shared_storage):
+    """No scheduler given: the daemon starts its own cluster on 127.0.0.1.  Samples travelling or
+    paths shared, the deterministic `shift` engine gives the same samples as one process."""
+    src = cut(speech_dir, tmp_path / "in.wav", "silero_vad_en.wav", 3, 16.0)
+    env = cluster.base_env(VOICE_DAEMON_SAMPLE_RATE="16000", VOICE_DAEMON_CHUNK_SECONDS="5",
+                           VOICE_DAEMON_WORKERS="2")
+    runs = {}
+    for name, extra, flags in (("sequential", {}, ["--sequential"]),
+                               ("dask", {"VOICE_DAEMON_BACKEND": "dask",
+                                         "VOICE_DAEMON_SHARED_STORAGE": shared_storage}, [])):
+        out = tmp_path / f"{name}.wav"
+        proc = subprocess.run([sys.executable, "-m", "daemon", "convert", str(src), str(out), "--no-progress", *flags],
+                              env={**env, **extra}, cwd=ROOT, capture_output=True, text=True, timeout=400)
+        assert proc.returncode == 0, proc.stderr[-4000:]
+        runs[name] = (sf.read(out, dtype="float32")[0], proc.stderr)
+    assert np.array_equal(runs["dask"][0], runs["sequential"][0])
+    done = json.loads(next(line for line in runs["dask"][1].splitlines() if '"convert.done"' in line))
+    assert done["chunks"] >= 3
+    workers = 2 if shared_storage == "true" else 3  # + the host's worker for decode and stitch
+    assert len(done["worker_pids"]) == workers
+    assert not [line for line in runs["dask"][1].splitlines() if line.strip() and not line.startswith("{")
+                and "part2_3_length" not in line], "stderr is not all JSON"

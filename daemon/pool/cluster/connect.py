@@ -7,6 +7,7 @@ shows a certificate signed by the CA and checks the other's; plain TCP is refuse
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import dask
 from distributed import LocalCluster
 from distributed.security import Security
 
+from daemon import log
 from daemon.settings import SettingsError
 
 #: Dask settings of the daemon's client and of a cluster it starts itself.
@@ -31,16 +33,29 @@ DASK_CONFIG = {
 }
 
 
-def quiet_dask_logs() -> None:
-    """In the daemon: Dask's own (stdlib, not JSON) log lines only from warnings up; what it
-    does is told in our ``cluster.*`` events.  A worker node keeps Dask's informative lines."""
-    import logging
+class _DaskToEvents(logging.Handler):
+    """Dask's stdlib log records as our events (``dask.log``): the daemon's stderr stays JSON."""
 
-    for name in ("distributed", "distributed.scheduler", "distributed.nanny", "distributed.core",
-                 "distributed.worker", "distributed.http.proxy"):
-        logger = logging.getLogger(name)
-        if logger.getEffectiveLevel() < logging.WARNING:
-            logger.setLevel(logging.WARNING)
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            log.get("dask").log(record.levelno, "dask.log", logger=record.name, message=record.getMessage())
+        except Exception:  # noqa: BLE001 - logging must never raise
+            self.handleError(record)
+
+
+def quiet_dask_logs() -> None:
+    """In the daemon: Dask's own lines from warnings up, as ``dask.log`` events; what it does is
+    told in our ``cluster.*`` events.  A worker node keeps Dask's informative lines as they are."""
+    logger = logging.getLogger("distributed")
+    if not any(isinstance(h, _DaskToEvents) for h in logger.handlers):
+        for handler in list(logger.handlers):
+            logger.removeHandler(handler)
+        logger.addHandler(_DaskToEvents())
+        logger.propagate = False
+    for name in ("distributed", *(n for n in logging.root.manager.loggerDict if n.startswith("distributed."))):
+        sub = logging.getLogger(name)
+        if sub.level == logging.NOTSET or sub.level < logging.WARNING:
+            sub.setLevel(logging.WARNING)
 
 
 def security(settings) -> Security | None:
