@@ -408,21 +408,10 @@ class PoolCore:
             w.assign(entry, self._timeout_for(entry.task))
 
     def _next_entry(self) -> _Entry | None:
-        while (entry := self._queue.pop()) is not None:
-            if entry.started:
-                return entry
-            if entry.future.set_running_or_notify_cancel():
-                entry.started = True
-                return entry
-            # cancelled by its caller while it waited
-        return None
+        return next_entry(self._queue)
 
     def _timeout_for(self, task: Task) -> float | None:
-        timeout = task.timeout
-        if timeout is None:
-            default = self.opts.default_timeout
-            timeout = default(task) if callable(default) else default
-        return timeout or None
+        return task_timeout(task, self.opts.default_timeout)
 
     def _advance_close(self, settle: list) -> None:
         now = time.monotonic()
@@ -468,10 +457,30 @@ class PoolCore:
         return w
 
 
-def _cancelled(entry: _Entry) -> tuple:
+def next_entry(queue: FairQueue) -> _Entry | None:
+    """The next task of ``queue`` to run, its Future moved to RUNNING (skipping cancelled ones)."""
+    while (entry := queue.pop()) is not None:
+        if entry.started:
+            return entry
+        if entry.future.set_running_or_notify_cancel():
+            entry.started = True
+            return entry
+        # cancelled by its caller while it waited
+    return None
+
+
+def task_timeout(task: Task, default) -> float | None:
+    """A task's deadline: its own, else ``default`` (seconds, None, or a function of the task)."""
+    timeout = task.timeout
+    if timeout is None:
+        timeout = default(task) if callable(default) else default
+    return timeout or None
+
+
+def _cancelled(entry: _Entry, who: str = "the worker pool") -> tuple:
     if not entry.started:
         return (entry.future, _CANCEL, None)
-    return (entry.future, None, TaskError("the worker pool closed before the task could run again",
+    return (entry.future, None, TaskError(f"{who} closed before the task could run again",
                                           kind="shutdown", attempts=entry.attempts))
 
 
@@ -500,3 +509,7 @@ def _settle(settle: list) -> None:
             future.set_exception(error)
         else:
             future.set_result(result)
+
+
+# Shared with the Dask backend (daemon/pool/cluster/), which queues, settles and closes alike.
+Entry, CANCEL, settle, cancelled = _Entry, _CANCEL, _settle, _cancelled

@@ -28,49 +28,27 @@ from collections import Counter
 from concurrent.futures import Future
 from typing import Any, Callable
 
-import distributed
 from distributed import Client
-from distributed.scheduler import KilledWorker
 
 from daemon import log as logs
 from daemon.errors import PoolClosedError, PoolStartError, TaskError
 from daemon.jobs import Task, TaskResult
 from daemon.pool import remote
 from daemon.pool.cluster import connect
+from daemon.pool.cluster.attempts import Attempt, fetch
+from daemon.pool.cluster.link import TICK, ClusterLink, connect_label
 from daemon.pool.cluster.view import ClusterView
-from daemon.pool.cluster.warm import TOPIC, WarmModels, run_task
-from daemon.pool.core import PoolBrokenError, lost_message
+from daemon.pool.cluster.warm import WarmModels, run_task
+from daemon.pool.core import Entry, PoolBrokenError, cancelled, lost_message, next_entry, settle, task_timeout
 from daemon.pool.queue import FairQueue
-from daemon.pool.worker import exit_cause
 
 log = logs.get("cluster")
 
-TICK = 0.5            # seconds between looks at the cluster
 LOSS_SETTLE = 3.0     # seconds at most to wait for a dead worker's exit code before retrying its task
-GATHER_TIMEOUT = 60.0  # seconds to fetch a finished task's result
-CONNECT_TRY = 5.0     # seconds per try to reach the scheduler
+WHO = "the Dask backend"  # in "… closed before the task could run again"
 
 
-class _Entry:
-    __slots__ = ("id", "task", "future", "attempts", "causes", "started")
-
-    def __init__(self, eid: int, task: Task, future: Future):
-        self.id, self.task, self.future = eid, task, future
-        self.attempts = 0
-        self.causes: list[tuple[str, str]] = []
-        self.started = False
-
-
-class _Attempt:
-    __slots__ = ("entry", "key", "worker", "dask_future", "timeout", "deadline", "context")
-
-    def __init__(self, entry: _Entry, key: str, worker: str, timeout: float | None, context: Any):
-        self.entry, self.key, self.worker, self.timeout, self.context = entry, key, worker, timeout, context
-        self.deadline = time.monotonic() + timeout if timeout else None
-        self.dask_future = None
-
-
-class DaskBackend:
+class DaskBackend(ClusterLink):
     """``submit(Task)`` → Future of ``TaskResult`` on a Dask cluster (see the module's text).
 
     ``address``: the scheduler's, or None for a local cluster that ``local_cluster()`` starts
@@ -96,10 +74,10 @@ class DaskBackend:
         self.start_timeout, self.courier, self.host = start_timeout, courier, host
         self._client: Client | None = None
         self._lock = threading.Lock()
-        self._queue: FairQueue[_Entry] = FairQueue()
+        self._queue: FairQueue[Entry] = FairQueue()
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
-        self._inflight: dict[str, _Attempt] = {}
-        self._losses: list[tuple[float, _Attempt, str]] = []  # (due, attempt, worker address)
+        self._inflight: dict[str, Attempt] = {}
+        self._losses: list[tuple[float, Attempt, str]] = []  # (due, attempt, worker address)
         self._exits: dict[str, str] = {}                      # worker address -> how its process ended
         self._ids = itertools.count(1)
         self._view = ClusterView()
@@ -173,7 +151,7 @@ class DaskBackend:
                 raise PoolBrokenError(self._broken)
             if self._thread is None:
                 raise RuntimeError("start() the Dask backend before submitting tasks")
-            self._queue.push(_Entry(next(self._ids), task, future), task.group)
+            self._queue.push(Entry(next(self._ids), task, future), task.group)
         self._inbox.put(("wake",))
         return future
 
@@ -183,6 +161,8 @@ class DaskBackend:
             self.host.on_broken(lambda reason: callback(f"the worker on this host: {reason}"))
 
     def stats(self) -> dict:
+        """The cluster's figures; ``models_loaded`` counts the host's worker too, ``host`` has its own."""
+        host = self.host.stats() if self.host is not None else None
         with self._lock:
             view = self._view
             warm = view.warm
@@ -202,10 +182,10 @@ class DaskBackend:
                 **{k: self.counts[k] for k in ("tasks_done", "tasks_failed", "retries", "timeouts", "restarts",
                                                "resubmitted", "reconnects")},
                 "recycled": 0,
-                "models_loaded": view.models_loaded,
+                "models_loaded": view.models_loaded + (host["models_loaded"] if host else 0),
                 "broken": self.broken,
                 "closed": self._closing,
-                **({"host": self.host.stats()} if self.host is not None else {}),
+                **({"host": host} if host else {}),
             }
 
     @property
@@ -222,7 +202,7 @@ class DaskBackend:
         if self.host is not None:
             self.host.close(grace)
         if thread is None:
-            self._settle(self._drain_queue())
+            settle(self._drain_queue())
             self._done.set()
         elif thread is not threading.current_thread():
             self._done.wait()
@@ -260,94 +240,6 @@ class DaskBackend:
             self._teardown()
             self._done.set()
 
-    def _open(self) -> bool:
-        """Start the local cluster (if ours), connect, load the models; resolve ``started``."""
-        t0 = time.monotonic()
-        deadline = t0 + self.start_timeout
-        connect.quiet_dask_logs()
-        log.info("cluster.starting", scheduler=connect_label(self.address))
-        try:
-            if self._local_cluster is not None:
-                self._cluster = self._local_cluster()
-                self.address = self._cluster.scheduler_address
-            while not self._client_ready(deadline):
-                if self._closing:
-                    raise PoolStartError("the Dask backend closed while starting")
-                if time.monotonic() >= deadline:
-                    raise PoolStartError(f"cannot reach the Dask scheduler at {self.address} "
-                                         f"within {self.start_timeout:g} s")
-            self._wait_registered(deadline)
-            self._wait_host()
-            while not self._view.warm:
-                if self._closing:
-                    raise PoolStartError("the Dask backend closed while starting")
-                if time.monotonic() >= deadline:
-                    raise PoolStartError(f"no Dask worker of {self.address} was ready within "
-                                         f"{self.start_timeout:g} s")
-                self._wait(TICK)
-                self._refresh()
-        except BaseException as exc:
-            err = exc if isinstance(exc, PoolStartError) else PoolStartError(f"cannot start the Dask backend: {exc}")
-            if err is not exc:
-                err.__cause__ = exc
-            log.error("cluster.start_failed", scheduler=connect_label(self.address), error=str(err))
-            self.started.set_exception(err)
-            return False
-        log.info("cluster.started", scheduler=self.address, workers=len(self._view.workers),
-                 ready=len(self._view.warm), threads=self._view.capacity, seconds=round(time.monotonic() - t0, 3))
-        self.started.set_result(None)
-        return True
-
-    def _client_ready(self, deadline: float) -> bool:
-        """One try to connect (a new client); True once connected and set up."""
-        try:
-            client = Client(self.address, security=self.security, timeout=min(CONNECT_TRY, max(
-                0.5, deadline - time.monotonic())), set_as_default=False)
-        except (OSError, TimeoutError) as exc:
-            log.debug("cluster.connect_failed", scheduler=self.address, error=str(exc))
-            self._wait(TICK)
-            return False
-        self._client = client
-        self._on_connected()
-        return True
-
-    def _on_connected(self) -> None:
-        client = self._client
-        previous = client.run_on_scheduler(connect.own_retries)
-        client.subscribe_topic(TOPIC, lambda event: self._inbox.put(("event", event[1])))
-        self._registering = _in_thread(client.register_plugin, self.plugin)
-        with self._lock:
-            self.connected = True
-        log.info("cluster.connected", scheduler=self.address, allowed_failures_before=previous)
-
-    def _wait_registered(self, deadline: float) -> None:
-        """At start: the plugin ran on every worker there is; its failure stops the start."""
-        while not self._registering.done():
-            if self._closing:
-                raise PoolStartError("the Dask backend closed while starting")
-            if time.monotonic() >= deadline:
-                raise PoolStartError(f"the Dask workers did not load their models within {self.start_timeout:g} s")
-            self._wait(TICK)
-        try:
-            self._registering.result()
-        except Exception as exc:
-            desc = getattr(exc, "description", None)
-            cause = remote.summary(desc) if desc else f"{type(exc).__name__}: {exc}"
-            err = PoolStartError(f"a Dask worker failed to start: {cause}")
-            err.__cause__ = remote.rebuild(desc) if desc else exc
-            raise err from err.__cause__
-        self._refresh()
-
-    def _wait_host(self) -> None:
-        """At start: the worker on this host is warm too (its failure stops the start)."""
-        if self._host_started is None:
-            return
-        while not self._host_started.done():
-            if self._closing:
-                raise PoolStartError("the Dask backend closed while starting")
-            self._wait(TICK)
-        self._host_started.result()
-
     def _serve(self) -> None:
         next_look = 0.0
         while True:
@@ -384,58 +276,6 @@ class DaskBackend:
         elif kind == "event":
             self._on_event(message[1])
 
-    # ---- the cluster -------------------------------------------------------------------------
-    def _refresh(self) -> None:
-        client = self._client
-        if client is None:  # Dask's client gave up reconnecting: a new one
-            if not self._closing:
-                self._client_ready(time.monotonic() + CONNECT_TRY)
-            return
-        up = client.status == "running"
-        if self.connected and not up:
-            log.warning("cluster.scheduler_lost", scheduler=self.address, in_flight=len(self._inflight))
-            with self._lock:
-                self.connected = False
-                self._view.clear()
-        elif up and not self.connected:
-            self.counts["reconnects"] += 1
-            self._on_connected()
-            log.info("cluster.reconnected", scheduler=self.address)
-        if not up:
-            if client.status == "closed" and not self._closing:
-                client.close()
-                self._client = None
-            return
-        try:
-            with self._lock:
-                self._view.refresh(client)
-            self._rescue_stranded(client)
-        except (OSError, TimeoutError) as exc:  # the scheduler just went away: next look sees it
-            log.debug("cluster.refresh_failed", error=str(exc))
-
-    def _rescue_stranded(self, client) -> None:
-        """A task sent to a worker that left before it started waits for that worker forever
-        ("no-worker"): take it back and send it elsewhere, not counted as an attempt.  One that
-        was running there comes back as KilledWorker instead, and counts."""
-        stranded = [a for a in self._inflight.values() if a.worker not in self._view.workers]
-        if not stranded:
-            return
-        states = client.run_on_scheduler(connect.task_states, [a.key for a in stranded])
-        waiting = [a for a in stranded if states.get(a.key) in ("no-worker", "waiting", "released", None)]
-        if waiting:
-            log.info("cluster.tasks_stranded", tasks=len(waiting))
-            client.cancel([a.dask_future for a in waiting])
-
-    def _on_event(self, msg: dict) -> None:
-        event = msg.get("event")
-        if event == "worker_exit":
-            address, cause = msg.get("worker"), exit_cause(msg.get("exitcode"))
-            self._exits[address] = cause  # a worker's address is never reused: kept, small
-            self.counts["restarts"] += 1
-            log.warning("cluster.worker_died", worker=address, cause=cause)
-        elif event == "init_error":
-            self._view.start_failed(msg.get("worker"), msg.get("pid"), msg.get("error") or {})
-
     # ---- sending tasks -------------------------------------------------------------------------
     def _dispatch(self) -> None:
         """Each free thread of a warm worker gets the next task of the fair queue, sent to that
@@ -444,7 +284,7 @@ class DaskBackend:
             return
         while (worker := self._free_worker()) is not None:
             with self._lock:
-                entry = self._next_entry()
+                entry = next_entry(self._queue)
             if entry is None:
                 return
             self._send(entry, worker)
@@ -455,14 +295,8 @@ class DaskBackend:
         best = max(free, default=None)
         return best[2] if best is not None and best[0] > 0 else None
 
-    def _next_entry(self) -> _Entry | None:
-        while (entry := self._queue.pop()) is not None:
-            if entry.started or entry.future.set_running_or_notify_cancel():
-                entry.started = True
-                return entry
-        return None
 
-    def _send(self, entry: _Entry, worker: str) -> None:
+    def _send(self, entry: Entry, worker: str) -> None:
         entry.attempts += 1
         task, context = entry.task, None
         try:
@@ -471,55 +305,23 @@ class DaskBackend:
         except BaseException as exc:  # noqa: BLE001 - e.g. the chunk's frames cannot be read: its error
             self._fail(entry, exc)
             return
-        timeout = self._timeout_for(entry.task)
-        attempt = _Attempt(entry, f"vd-{entry.id}-{entry.attempts}", worker, timeout, context)
+        timeout = task_timeout(entry.task, self.default_timeout)
+        attempt = Attempt(entry, f"vd-{entry.id}-{entry.attempts}", worker, timeout, context)
         fut = self._client.submit(run_task, task.func, task.kwargs, timeout, key=attempt.key, pure=False,
                                   workers=[worker], allow_other_workers=False)
         attempt.dask_future = fut
         self._inflight[attempt.key] = attempt
-        fut.add_done_callback(lambda f, a=attempt: self._inbox.put(("outcome", a, self._fetch(a, f))))
-
-    def _timeout_for(self, task: Task) -> float | None:
-        timeout = task.timeout
-        if timeout is None:
-            default = self.default_timeout
-            timeout = default(task) if callable(default) else default
-        return timeout or None
-
-    def _fetch(self, attempt: _Attempt, fut) -> tuple:
-        """On Dask's callback thread: what became of one attempt, as plain data; the future is
-        released at once (a result held by a worker that dies later is not recomputed)."""
-        try:
-            if fut.status == "finished":
-                value = fut.result(timeout=GATHER_TIMEOUT)
-                if value[0] == "done":
-                    result = remote.loads(value[1])
-                    if attempt.context is not None:
-                        result = self.courier.inbound(attempt.context, result, value[2], value[3])
-                    return ("done", result, value[2], value[3])
-                return value
-            if fut.status == "cancelled":
-                return ("cancelled",)
-            exc = fut.exception()
-            if isinstance(exc, KilledWorker):
-                return ("killed", exc.last_worker.address)
-            return ("failed", exc)
-        except (OSError, TimeoutError, distributed.TimeoutError) as exc:
-            return ("lost", f"its result could not be fetched: {exc}")
-        except BaseException as exc:  # noqa: BLE001 - e.g. the courier could not write the samples
-            return ("failed", exc)
-        finally:
-            fut.release()
+        fut.add_done_callback(lambda f, a=attempt: self._inbox.put(("outcome", a, fetch(a, f, self.courier))))
 
     # ---- what came back ------------------------------------------------------------------------
-    def _on_outcome(self, attempt: _Attempt, outcome: tuple) -> None:
+    def _on_outcome(self, attempt: Attempt, outcome: tuple) -> None:
         if self._inflight.pop(attempt.key, None) is None:
             return  # given up on already (the backend closed)
         entry, kind = attempt.entry, outcome[0]
         if kind == "done":
             _, value, seconds, pid = outcome
             self.counts["tasks_done"] += 1
-            self._settle([(entry.future, TaskResult(value, pid, entry.attempts, seconds), None)])
+            settle([(entry.future, TaskResult(value, pid, entry.attempts, seconds), None)])
         elif kind == "error":
             self._fail(entry, remote.caller_exception(outcome[1], entry.attempts))
         elif kind in ("unready", "cancelled"):
@@ -527,7 +329,7 @@ class DaskBackend:
             entry.attempts -= 1
             self.counts["resubmitted"] += 1
             if self._closing:
-                self._settle([_shutdown(entry)])
+                settle([cancelled(entry, WHO)])
             else:
                 with self._lock:
                     self._queue.push_front(entry, entry.task.group)
@@ -549,9 +351,9 @@ class DaskBackend:
         for _, attempt, address in due:
             self._lost(attempt, self._exits.get(address) or "its worker was lost")
 
-    def _lost(self, attempt: _Attempt, cause: str) -> None:
+    def _lost(self, attempt: Attempt, cause: str) -> None:
         entry = attempt.entry
-        if attempt.deadline is not None and time.monotonic() >= attempt.deadline:
+        if attempt.past_deadline():
             kind, cause = "timeout", f"timed out after {attempt.timeout:g} s"
             self.counts["timeouts"] += 1
             log.warning("cluster.task_timeout", task=entry.task.func, group=entry.task.group, timeout=attempt.timeout)
@@ -561,7 +363,7 @@ class DaskBackend:
         if entry.attempts >= self.max_attempts:
             self._fail(entry, TaskError(lost_message(entry.attempts, entry.causes), kind=kind, attempts=entry.attempts))
         elif self._closing:
-            self._settle([_shutdown(entry)])
+            settle([cancelled(entry, WHO)])
         else:
             self.counts["retries"] += 1
             log.warning("cluster.task_retry", task=entry.task.func, group=entry.task.group,
@@ -569,16 +371,16 @@ class DaskBackend:
             with self._lock:
                 self._queue.push_front(entry, entry.task.group)
 
-    def _fail(self, entry: _Entry, exc: BaseException) -> None:
+    def _fail(self, entry: Entry, exc: BaseException) -> None:
         self.counts["tasks_failed"] += 1
-        self._settle([(entry.future, None, exc)])
+        settle([(entry.future, None, exc)])
 
     # ---- closing -------------------------------------------------------------------------------
     def _advance_close(self) -> bool:
         """True when nothing is left to wait for."""
         if not self._close_begun:
             self._close_begun = True
-            self._settle(self._drain_queue())
+            settle(self._drain_queue())
         if self._inflight and time.monotonic() < self._close_deadline:
             return False
         return True
@@ -586,7 +388,7 @@ class DaskBackend:
     def _drain_queue(self) -> list:
         with self._lock:
             entries = self._queue.drain()
-        return [(e.future, _CANCEL, None) if not e.started else _shutdown(e) for e in entries]
+        return [cancelled(e, WHO) for e in entries]
 
     def _teardown(self) -> None:
         with self._lock:
@@ -596,7 +398,7 @@ class DaskBackend:
         self._inflight.clear()
         settle += [(a.entry.future, None, TaskError("the Dask backend closed before the task finished",
                                                     kind="shutdown", attempts=a.entry.attempts)) for a in attempts]
-        settle += [_shutdown(a.entry) for _, a, _ in self._losses]
+        settle += [cancelled(a.entry, WHO) for _, a, _ in self._losses]
         self._losses.clear()
         if self._client is not None:
             try:
@@ -612,44 +414,5 @@ class DaskBackend:
                 log.warning("cluster.local_close_failed", error=str(exc))
         with self._lock:
             self.connected = False
-        self._settle(settle)
+        settle(settle)
         log.info("cluster.closed", **{k: self.counts[k] for k in ("tasks_done", "tasks_failed", "retries", "restarts")})
-
-    @staticmethod
-    def _settle(settle: list) -> None:
-        for future, result, error in settle:
-            if result is _CANCEL:
-                if future.cancel():
-                    future.set_running_or_notify_cancel()
-            elif future.done():
-                continue
-            elif error is not None:
-                future.set_exception(error)
-            else:
-                future.set_result(result)
-
-
-_CANCEL = object()
-
-
-def _shutdown(entry: _Entry) -> tuple:
-    return (entry.future, None, TaskError("the Dask backend closed before the task could run again",
-                                          kind="shutdown", attempts=entry.attempts))
-
-
-def connect_label(address: str | None) -> str:
-    return address or "local cluster (starting)"
-
-
-def _in_thread(fn: Callable, *args) -> Future:
-    """``fn(*args)`` on a thread of its own: a Future the backend's thread can poll."""
-    future: Future = Future()
-
-    def run():
-        try:
-            future.set_result(fn(*args))
-        except BaseException as exc:  # noqa: BLE001 - handed to whoever reads the future
-            future.set_exception(exc)
-
-    threading.Thread(target=run, name="dask-register", daemon=True).start()
-    return future

@@ -25,6 +25,7 @@ class WorkerInfo:
     ready: bool = False
     error: dict | None = None   # why its models did not load (reported once)
     loads: int = 0
+    dead: bool = False          # its nanny said its process ended; the scheduler may not know yet
 
 
 class ClusterView:
@@ -49,7 +50,7 @@ class ClusterView:
             if address not in self.workers:
                 self.workers[address] = WorkerInfo(address, nthreads)
                 log.info("cluster.worker_joined", worker=address, nthreads=nthreads)
-        cold = [w.address for w in self.workers.values() if not w.ready and w.error is None]
+        cold = [w.address for w in self.workers.values() if not w.ready and w.error is None and not w.dead]
         if cold:
             states = client.run(warm_state, workers=cold, on_error="return")
             for address, state in states.items():
@@ -77,6 +78,16 @@ class ClusterView:
             w.error = error
         log.error("cluster.worker_start_failed", worker=address, worker_pid=pid, cause=remote.summary(error),
                   traceback=error.get("traceback"))
+
+    def died(self, address: str) -> None:
+        """Its process ended: no more tasks for it, even before the scheduler drops it."""
+        if address in self.workers:
+            self.workers[address].dead = True
+            self.workers[address].ready = False
+
+    def usable(self, address: str) -> bool:
+        w = self.workers.get(address)
+        return w is not None and not w.dead
 
     def _left(self, address: str, why: str) -> None:
         w = self.workers.pop(address)
