@@ -1,10 +1,12 @@
 """The composition root: builds and wires the parts from Settings for `run`, `convert` and `bench`.
 
-    run:      folders checked and created → state lock → spool recovery → warm pool → watcher →
-              supervisor loop (until SIGTERM/SIGINT; SIGHUP: settings read again, a new pool
-              built here replaces the old one) → orderly close
-    convert:  paths checked → warm pool (or everything in this process) → one job
-    bench:    one workload through each way of running it, the pool built here
+    run:      folders checked and created → state lock → spool recovery → backend (the warm pool, or a
+              Dask cluster: VOICE_DAEMON_BACKEND) → watcher → supervisor loop (until SIGTERM/SIGINT;
+              SIGHUP: settings read again, a new backend built here replaces the old one) → orderly close
+    convert:  paths checked → backend (or everything in this process) → one job
+    bench:    one workload through each way of running it, the pool and the Dask backend built here
+    worker:   a Dask worker node for the dask backend
+    status:   the spool's folders, and the backend's workers
 
 Nothing imports this module but the command line; errors are raised, ``daemon/cli.py`` maps
 them to exit codes.
@@ -14,15 +16,18 @@ from __future__ import annotations
 
 import os
 import time
+from functools import partial
 
 from daemon import __version__, bench, bench_long, convert, log
 from daemon.engines import voice_folders
-from daemon.errors import AlreadyRunningError
+from daemon.errors import AlreadyRunningError, UsageError
 from daemon.hooks import Hooks
+from daemon.jobs import Backend
 from daemon.metrics import Metrics
 from daemon.pool import WorkerPool
-from daemon.settings import env_file_values, reload_settings
+from daemon.settings import env_file_values, reload_settings, scheduler_address
 from daemon.spool import Spool, acquire_lock, daemon_pid, write_record
+from daemon.spool import cli_status as spool_status
 from daemon.spool.folders import folder_paths
 from daemon.supervisor import Events, Signals, Supervisor
 from daemon.supervisor.events import POOL_STARTED, SIGNAL
@@ -34,20 +39,50 @@ from daemon.web import LiveBoard, StatusPage
 WORKER_INITIALIZER = "daemon.pipeline:init_worker"
 
 
+def _child_log_config(settings, log_config: dict | None) -> dict:
+    # Resolved here: a child's stderr is not a terminal, "auto" must mean what it means here.
+    return log_config or {"fmt": log.resolve_format(settings.log_format), "level": settings.log_level}
+
+
 def build_pool(settings, *, log_config: dict | None = None) -> WorkerPool:
-    """The (not yet started) pool of pipeline workers the settings describe."""
-    if log_config is None:
-        # Resolved here: a child's stderr is not a terminal, "auto" must mean what it means here.
-        log_config = {"fmt": log.resolve_format(settings.log_format), "level": settings.log_level}
+    """The (not yet started) local pool of pipeline workers the settings describe."""
     return WorkerPool.from_settings(settings, initializer=WORKER_INITIALIZER, init_args=(settings,),
-                                    log_config=log_config)
+                                    log_config=_child_log_config(settings, log_config))
+
+
+def build_dask(settings, *, log_config: dict | None = None, local: bool = False):
+    """The (not yet started) Dask backend: VOICE_DAEMON_DASK_SCHEDULER's cluster, or a local one
+    (``local``, or no scheduler given).  Its workers load the models with these settings.
+
+    Without VOICE_DAEMON_SHARED_STORAGE the chunks' samples travel (``daemon/courier.py``) and
+    the whole-file stages run in one warm worker on this host."""
+    from daemon.courier import SamplesCourier
+    from daemon.pool.cluster import DaskBackend
+
+    if local and settings.dask_scheduler:
+        settings = settings.model_copy(update={"dask_scheduler": ""})
+    log_config = _child_log_config(settings, log_config)
+    courier = host = None
+    if not settings.shared_storage:
+        courier = SamplesCourier()
+        host = build_pool(settings.model_copy(update={"workers": 1, "threads_per_worker": settings.torch_threads}),
+                          log_config=log_config)
+    return DaskBackend.from_settings(settings, initializer=WORKER_INITIALIZER, init_args=(settings,),
+                                     log_config=log_config, courier=courier, host=host)
+
+
+def build_backend(settings, *, log_config: dict | None = None) -> Backend:
+    """What runs the tasks, as VOICE_DAEMON_BACKEND says (not yet started)."""
+    if settings.backend == "dask":
+        return build_dask(settings, log_config=log_config)
+    return build_pool(settings, log_config=log_config)
 
 
 def make_runner(settings, sequential: bool):
-    """The warm pool (default), or everything in this process with ``--sequential``."""
+    """The backend (default), or everything in this process with ``--sequential``."""
     if sequential:
         return convert.InlineRunner(settings)
-    return build_pool(settings).start()
+    return build_backend(settings).start()
 
 
 def cli_convert(settings, args) -> int:
@@ -57,7 +92,38 @@ def cli_convert(settings, args) -> int:
 def cli_bench(settings, args) -> int:
     if getattr(args, "workload", "batch") == "long":
         return bench_long.cli_bench_long(settings, args, build_pool)
-    return bench.cli_bench(settings, args, build_pool)
+    return bench.cli_bench(settings, args, build_pool, make_dask=partial(build_dask, local=True))
+
+
+def cli_worker(settings, args) -> int:
+    """`voice-daemon worker`: a Dask worker node (runs until SIGTERM/SIGINT)."""
+    from daemon.pool.cluster import node
+
+    if args.nworkers is not None and args.nworkers < 1:
+        raise UsageError(f"--nworkers {args.nworkers}: allowed: 1 or more")
+    scheduler = args.scheduler or settings.dask_scheduler
+    if not scheduler:
+        raise UsageError("no scheduler: pass --scheduler tcp://HOST:8786 or set VOICE_DAEMON_DASK_SCHEDULER")
+    try:
+        scheduler = scheduler_address(scheduler)
+    except ValueError as exc:
+        raise UsageError(f"--scheduler {scheduler}: {exc}") from None
+    if scheduler.startswith("tls://") and not settings.tls:
+        raise UsageError(f"--scheduler {scheduler} needs VOICE_DAEMON_TLS_CA_FILE, _CERT_FILE and _KEY_FILE")
+    return node.serve(settings, scheduler, nworkers=args.nworkers or settings.workers, host=args.host)
+
+
+def cli_status(settings, args) -> int:
+    """`voice-daemon status`: the spool's folders, and where the tasks run."""
+    if settings.backend == "dask":
+        from daemon.pool.cluster.status import cluster_status, describe
+
+        backend = cluster_status(settings)
+        line = describe(backend)
+    else:
+        backend = {"backend": "local", "workers": settings.workers}
+        line = f"local pool of {settings.workers} worker process(es)"
+    return spool_status(settings, args, backend=backend, backend_line=line)
 
 
 class Reloader:
@@ -74,7 +140,7 @@ class Reloader:
         return reload_settings(self.at_start, **self.overrides)
 
     def build(self, settings):
-        return build_pool(settings), convert.job_runner(settings), voice_folders(settings)
+        return build_backend(settings), convert.job_runner(settings), voice_folders(settings)
 
 
 def cli_run(settings, args) -> int:
@@ -100,12 +166,13 @@ def cli_run(settings, args) -> int:
     try:
         reloader = Reloader(args)
         recovered = spool.recover()
-        pool = build_pool(settings)
-        # After a SIGHUP the supervisor's pool is another one: ask for the one in use.
-        metrics = Metrics(settings, workers_ok=lambda: (supervisor.pool if supervisor else pool).broken is None)
+        pool = build_backend(settings)
+        # After a SIGHUP the supervisor's backend is another one: ask for the one in use.  Unhealthy
+        # too while the Dask scheduler is out of reach (the jobs wait in the spool).
+        in_use = lambda: supervisor.pool if supervisor else pool  # noqa: E731
+        metrics = Metrics(settings, workers_ok=lambda: in_use().broken is None and in_use().stats().get("connected", True))
         live = LiveBoard()
-        StatusPage(settings, live, metrics=metrics,
-                   pool_stats=lambda: (supervisor.pool if supervisor else pool).stats()).install(metrics)
+        StatusPage(settings, live, metrics=metrics, pool_stats=lambda: in_use().stats()).install(metrics)
         metrics.start()  # /healthz answers "starting" (503) while the workers warm up
         notifier.status("loading models")
         logger.info("daemon.starting", workers=settings.workers, engine=settings.engine,
@@ -133,7 +200,7 @@ def cli_run(settings, args) -> int:
         os.close(lock)
 
 
-def _start(pool: WorkerPool, events: Events) -> bool:
+def _start(pool: Backend, events: Events) -> bool:
     """Start the workers and wait until they are warm or a signal comes (False).  The pool's
     start timeout bounds the wait; PoolStartError (exit 78, with the child's cause) if one
     cannot load its models."""

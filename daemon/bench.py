@@ -1,10 +1,11 @@
-"""`voice-daemon bench`: one fixed workload through four ways of running it.
+"""`voice-daemon bench`: one fixed workload through the ways of running it.
 
     sequential  one process, models loaded once, one chunk after another, on one worker's cores
     sequential-unpinned  the same, free to use every core (libraries' own threads included)
     threads     a thread pool in one process, one model instance per thread
     reload      a spawn ProcessPoolExecutor that loads the models inside every task (the usual fix)
     pool        the warm WorkerPool
+    dask        the Dask backend on a local cluster of as many single-thread worker processes
 
 The workload is made from the shared speech recordings (eight one-minute files
 and one ten-minute file; ``--quick``: three of 15 s and one of 60 s).  Each mode
@@ -32,7 +33,7 @@ from daemon.errors import InputError, UsageError, VoiceDaemonError
 from daemon.jobs import Task, TaskResult, resolve
 from daemon.settings import usable_cores
 
-MODES = ("sequential", "sequential-unpinned", "threads", "reload", "pool")
+MODES = ("sequential", "sequential-unpinned", "threads", "reload", "pool", "dask")
 #: (name, seconds, how many)
 WORKLOADS = {
     "full": [("minute", 60.0, 8), ("ten-minutes", 600.0, 1)],
@@ -46,9 +47,10 @@ class BenchFailed(VoiceDaemonError):
     """A mode failed; the table and the JSON say which and why."""
 
 
-def cli_bench(settings, args, make_pool: Callable[..., Any]) -> int:
-    """`voice-daemon bench`.  ``make_pool(settings, log_config=...)`` builds the warm pool (in the
-    pool mode's own process: it must be picklable, e.g. a module-level function)."""
+def cli_bench(settings, args, make_pool: Callable[..., Any], make_dask: Callable[..., Any] | None = None) -> int:
+    """`voice-daemon bench`.  ``make_pool(settings, log_config=...)`` builds the warm pool and
+    ``make_dask`` the Dask backend on a local cluster (in the mode's own process: each must be
+    picklable, e.g. a module-level function or a partial of one)."""
     modes = [m.strip() for m in (args.modes or ",".join(MODES)).split(",") if m.strip()]
     unknown = [m for m in modes if m not in MODES]
     if unknown or not modes:
@@ -58,7 +60,10 @@ def cli_bench(settings, args, make_pool: Callable[..., Any]) -> int:
     if not speech.is_dir():
         raise UsageError(f"no recordings at {speech}; pass --speech-dir DIR (a folder of speech "
                          "recordings such as shared/data/speech)")
-    runners = {**RUNNERS, "pool": partial(run_pool, make_pool=make_pool)}
+    runners = {**RUNNERS, "pool": partial(run_pool, make_pool=make_pool),
+               "dask": partial(run_pool, make_pool=make_dask)}
+    if "dask" in modes and make_dask is None:
+        raise UsageError("the dask mode needs the Dask backend (this build has none)")
     with tempfile.TemporaryDirectory(prefix="voice-daemon-bench-") as tmp:
         files = build_workload(speech, Path(tmp) / "in", settings.sample_rate, WORKLOADS[workload])
         results = []
@@ -302,6 +307,7 @@ def _reload_call(settings, task: Task) -> TaskResult:
 
 
 def run_pool(settings, files, out_dir, make_pool: Callable[..., Any]) -> dict:
+    """The warm pool, or any other backend ``make_pool`` builds (the Dask one: ``dask``)."""
     started = time.monotonic()
     pool = make_pool(settings, log_config={"fmt": settings.log_format, "level": _quiet(settings.log_level)}).start()
     try:
@@ -387,6 +393,10 @@ def format_table(report: dict) -> str:
     if "pool" in by and "sequential-unpinned" in by:
         ratio = by["sequential-unpinned"]["wall_seconds"] / by["pool"]["wall_seconds"]
         lines.append(f"pool vs sequential-unpinned (one process, free to use every core): {ratio:.2f}×")
+    if "dask" in by and "pool" in by:
+        ratio = by["pool"]["wall_seconds"] / by["dask"]["wall_seconds"]
+        lines.append(f"dask vs pool (throughput, {report['workers']} single-thread workers each): {ratio:.2f}× "
+                     f"(dask loaded models {by['dask']['model_loads']} times)")
     if "pool" in by and "reload" in by:
         saved = by["reload"]["wall_seconds"] - by["pool"]["wall_seconds"]
         lines.append(f"pool vs reload: {by['reload']['wall_seconds'] / by['pool']['wall_seconds']:.2f}× "

@@ -33,9 +33,14 @@ COMMANDS = {
     "run": ("daemon.app:cli_run", "run the watch-folder service",
             "Watch VOICE_DAEMON_INBOX, convert every complete audio file to VOICE_DAEMON_OUTBOX, "
             "quarantine failures in VOICE_DAEMON_FAILED_DIR.  Stops cleanly on SIGTERM/SIGINT."),
-    "status": ("daemon.spool:cli_status", "show queued, in-flight, done and failed jobs",
-               "Read the state folders and print what is queued, in flight, done and failed."),
-    "bench": ("daemon.app:cli_bench", "benchmark sequential / threads / reload / pool",
+    "status": ("daemon.app:cli_status", "show queued, in-flight, done and failed jobs",
+               "Read the state folders and print what is queued, in flight, done and failed, and "
+               "where the tasks run (with the dask backend: the scheduler's workers, connected and busy)."),
+    "worker": ("daemon.app:cli_worker", "run a Dask worker node for VOICE_DAEMON_BACKEND=dask",
+               "Start --nworkers single-thread Dask worker processes that join the scheduler; the daemon's "
+               "settings load the engine's models once in each.  Survives scheduler restarts; stops on "
+               "SIGTERM/SIGINT.  TLS from VOICE_DAEMON_TLS_CA_FILE, _CERT_FILE, _KEY_FILE."),
+    "bench": ("daemon.app:cli_bench", "benchmark sequential / threads / reload / pool / dask",
               "Run one fixed workload made from the shared speech recordings through each way of "
               "running it and print a table (and JSON with --json)."),
     "voices": ("daemon.models.cli:cli_voices", "list the speakers of the configured TTS",
@@ -88,7 +93,7 @@ def _add_arguments(name: str, p: argparse.ArgumentParser) -> None:
         p.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
     elif name == "bench":
         p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
-        p.add_argument("--modes", help="comma-separated subset of sequential,sequential-unpinned,threads,reload,pool "
+        p.add_argument("--modes", help="comma-separated subset of sequential,sequential-unpinned,threads,reload,pool,dask "
                                        "(default: all; the long workload: sequential,pool)")
         p.add_argument("--workload", choices=("batch", "long"), default="batch",
                        help="batch: many files (default); long: one 30-minute file, one core against every core")
@@ -103,6 +108,8 @@ def _add_arguments(name: str, p: argparse.ArgumentParser) -> None:
         p.add_argument("--table", action="store_true", help="print the README's Markdown table of defaults")
     elif name == "install-service":
         p.add_argument("--dry-run", action="store_true", help="print what would be done, change nothing")
+        p.add_argument("--worker", action="store_true",
+                       help="install the Dask worker node's unit (voice-daemon-worker.service) instead")
         p.add_argument("--unit-dir", default="/etc/systemd/system", help="where the unit goes (default: %(default)s)")
         p.add_argument("--env-dir", default="/etc/voice-daemon", help="where the env file goes (default: %(default)s)")
         p.add_argument("--exec-path", help="the voice-daemon program ExecStart runs (default: this installation's)")
@@ -111,6 +118,13 @@ def _add_arguments(name: str, p: argparse.ArgumentParser) -> None:
         p.add_argument("--state-dir", metavar="DIR",
                        help="the daemon's state folder (overrides VOICE_DAEMON_STATE_DIR; the other folders "
                             "are read from what the daemon recorded there)")
+    elif name == "worker":
+        p.add_argument("--scheduler", metavar="ADDR",
+                       help="the scheduler, tcp://HOST:8786 or tls://HOST:8786 (default: VOICE_DAEMON_DASK_SCHEDULER)")
+        p.add_argument("--nworkers", type=int, metavar="N",
+                       help="worker processes on this node, one thread each (default: VOICE_DAEMON_WORKERS)")
+        p.add_argument("--host", help="address the workers listen on (default: this host's address "
+                                      "toward the scheduler, 127.0.0.1 for a local one)")
 
 
 OVERRIDES = {  # CLI flag -> settings field

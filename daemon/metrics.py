@@ -89,6 +89,15 @@ class Metrics:
         if settings is not None:
             self.workers["configured"].set(settings.workers)
             self._figures["workers_configured"] = settings.workers
+        # Where the tasks run: with the dask backend "workers" are the cluster's worker processes.
+        self.backend = Gauge("backend_info", "Where tasks run: backend and scheduler (always 1).",
+                             ["backend", "scheduler"], namespace=ns, registry=r)
+        self._backend_labels = (getattr(settings, "backend", "local"), getattr(settings, "dask_scheduler", ""))
+        self.backend.labels(*self._backend_labels).set(1)
+        self.backend_connected = Gauge("backend_connected", "1 while the backend can run tasks (the Dask "
+                                       "scheduler is connected; always 1 for the local pool).",
+                                       namespace=ns, registry=r)
+        self.backend_connected.set(1)
         Gauge("watcher_activity_age_seconds", "Seconds since the watcher last saw an event or finished a scan.",
               namespace=ns, registry=r).set_function(lambda: self.clock() - self._last_seen)
         Gauge("loop_tick_age_seconds", "Seconds since the supervisor loop last ran (NaN before the first run).",
@@ -154,9 +163,17 @@ class Metrics:
             self._workers_last_ready = self.clock()
 
     def observe_pool(self, stats: dict) -> None:
-        """Take the pool's ``stats()`` dict: worker figures, and restarts since the last call."""
+        """Take the backend's ``stats()`` dict: worker figures, and restarts since the last call."""
         self.set_workers(int(stats.get("alive", 0)), int(stats.get("ready", 0)),
                          busy=stats.get("busy"), configured=stats.get("workers"))
+        labels = (stats.get("backend", "local"), stats.get("scheduler", ""))
+        if labels != self._backend_labels:  # a local cluster's address is known once it runs
+            self.backend.remove(*self._backend_labels)
+            self.backend.labels(*labels).set(1)
+            self._backend_labels = labels
+        connected = bool(stats.get("connected", True))
+        self.backend_connected.set(1 if connected else 0)
+        self._now.update(backend=labels[0], scheduler=labels[1], backend_connected=connected)
         total = int(stats.get("restarts", 0))
         self.worker_restarted(total - self._pool_restarts)
         self._pool_restarts = max(self._pool_restarts, total)

@@ -155,7 +155,8 @@ def vad_probabilities(features: list[str], state: np.ndarray | None) -> dict:
 
 
 def convert_chunk(audio: np.ndarray, rate: int, voice: str | None = None, hints: dict | None = None):
-    """The engine on one chunk's samples: (samples of the same length, info).  Pure."""
+    """The engine on one chunk's samples: (samples of the same length, info).  Pure: what travels
+    to a Dask worker that shares no disk with the daemon (``daemon/courier.py``)."""
     state = _state()
     engine = state["engine"]
     result, info = engine.process(audio, rate, voice=voice or state["settings"].voice, hints=hints)
@@ -173,9 +174,18 @@ def run_chunk(audio: str, rate: int, index: int, start: int, end: int, out: str,
     ``out`` (``kind``), in place; the frames shared with a neighbour come back for the seam."""
     t0 = time.perf_counter()
     result, info = convert_chunk(read_frames(audio, start, end), rate, voice, hints)
+    return place_chunk(result, info, index=index, rate=rate, start=start, out=out, kind=kind,
+                       overlap_before=overlap_before, overlap_after=overlap_after,
+                       compute_seconds=time.perf_counter() - t0)
+
+
+def place_chunk(result: np.ndarray, info: dict, *, index: int, rate: int, start: int, out: str, kind: str,
+                overlap_before: int, overlap_after: int, compute_seconds: float) -> dict:
+    """A converted chunk into the stitched file ``out``, in place (here, or where the courier
+    brought its samples back); the frames shared with a neighbour are returned for the seam."""
     own_end = len(result) - overlap_after
     write_frames(out, kind, start + overlap_before, result[overlap_before:own_end])
-    return {"index": index, "audio_seconds": (end - start) / rate, "compute_seconds": time.perf_counter() - t0,
+    return {"index": index, "audio_seconds": len(result) / rate, "compute_seconds": compute_seconds,
             "info": info, "head": result[:overlap_before], "tail": result[own_end:]}
 
 

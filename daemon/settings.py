@@ -36,6 +36,18 @@ def usable_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def scheduler_address(v: str) -> str:
+    """A Dask scheduler's address, ``tcp://host:port`` or ``tls://host:port`` (``host:port`` means tcp)."""
+    v = v.strip()
+    if "://" not in v:
+        v = "tcp://" + v
+    scheme, _, rest = v.partition("://")
+    host, sep, port = rest.rpartition(":")
+    if scheme not in ("tcp", "tls") or not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError("allowed: empty (a local cluster), tcp://host:port or tls://host:port")
+    return v
+
+
 class Settings(BaseSettings):
     """All configuration of voice-daemon.  Field names map to VOICE_DAEMON_<NAME>."""
 
@@ -80,6 +92,14 @@ class Settings(BaseSettings):
     task_timeout_seconds: float = Field(0.0, ge=0, description="Deadline of one chunk task; 0 = scaled by audio length (60 s + 10 × audio seconds).")
     max_tasks_per_worker: int = Field(0, ge=0, description="Recycle a worker after this many tasks; 0 = never.")
     worker_start_timeout_seconds: float = Field(180.0, gt=0, description="How long a worker may take to load its models.")
+
+    # --- backend: where the chunk tasks run --------------------------------
+    backend: Literal["local", "dask"] = Field("local", description="Where tasks run: `local` (the warm spawn pool of WORKERS processes) or `dask` (a Dask cluster: DASK_SCHEDULER's, or a local one of WORKERS processes when it is empty).")
+    dask_scheduler: str = Field("", description="`dask`: the scheduler's address, `tcp://host:8786` or `tls://host:8786` (TLS needs TLS_CA_FILE, TLS_CERT_FILE, TLS_KEY_FILE); empty: a local cluster on 127.0.0.1.")
+    shared_storage: bool = Field(False, description="`dask`: STATE_DIR is mounted at the same path on every node (e.g. NFS), so tasks pass paths; false: chunk samples travel with the tasks and only this host touches the spool.")
+    tls_ca_file: str = Field("", description="`dask` over TLS: the CA certificate (PEM) that signed every scheduler, worker and client certificate.")
+    tls_cert_file: str = Field("", description="`dask` over TLS: this process's certificate (PEM; the daemon's as a client, a node's as a worker).")
+    tls_key_file: str = Field("", description="`dask` over TLS: the private key (PEM) of TLS_CERT_FILE.")
 
     # --- daemon -----------------------------------------------------------
     inbox: Path = Field(Path("var/inbox"), description="Watched folder.")
@@ -147,8 +167,21 @@ class Settings(BaseSettings):
                 raise ValueError("must be empty (none) or an http:// or https:// URL, e.g. http://127.0.0.1:8080/done")
         return v
 
+    @field_validator("dask_scheduler")
+    @classmethod
+    def _scheduler(cls, v: str) -> str:
+        return scheduler_address(v) if v.strip() else ""
+
     @model_validator(mode="after")
     def _cross(self) -> "Settings":
+        tls = (self.tls_ca_file, self.tls_cert_file, self.tls_key_file)
+        if self.dask_scheduler.startswith("tls://") and not all(tls):
+            missing = [n for n, v in zip(("TLS_CA_FILE", "TLS_CERT_FILE", "TLS_KEY_FILE"), tls) if not v]
+            raise _CrossFieldError("dask_scheduler", self.dask_scheduler,
+                                   "a tls:// scheduler needs " + ", ".join(PREFIX + m for m in missing))
+        if any(tls) and not all(tls):
+            raise _CrossFieldError("tls_ca_file", "/".join(tls),
+                                   "allowed: all three of TLS_CA_FILE, TLS_CERT_FILE, TLS_KEY_FILE, or none")
         if self.engine == "resynth" and self.tts == "silero" and self.sample_rate not in SILERO_RATES:
             # Silero produces 8/24/48 kHz; the issue asks to refuse rates it can't produce
             # rather than resample silently, so the user picks one deliberately.
@@ -166,6 +199,11 @@ class Settings(BaseSettings):
         if self.threads_per_worker:
             return self.threads_per_worker
         return max(1, usable_cores() // self.workers)
+
+    @property
+    def tls(self) -> bool:
+        """Dask traffic over TLS: a tls:// scheduler, or certificates given for the local cluster."""
+        return bool(self.tls_ca_file)
 
     def env_name(self, field: str) -> str:
         return PREFIX + field.upper()

@@ -25,6 +25,7 @@ from daemon import durable, log
 from daemon.errors import VoiceDaemonError
 
 UNIT_NAME = "voice-daemon.service"
+WORKER_UNIT_NAME = "voice-daemon-worker.service"  # a Dask worker node (`voice-daemon worker`)
 ENV_NAME = "voice-daemon.env"
 #: Where the unit expects the console script (ExecStart=); install-service rewrites it.
 DEFAULT_EXEC = "/opt/voice-daemon/.venv/bin/voice-daemon"
@@ -231,11 +232,12 @@ def install_service(settings, args) -> int:
     if not UNIT_SOURCE.is_file() or not ENV_SOURCE.is_file():
         raise InstallError(f"{UNIT_SOURCE} or {ENV_SOURCE} not found: run this from a source checkout")
 
-    unit = render_unit(UNIT_SOURCE.read_text(), exec_path + " run")
+    name, command = (WORKER_UNIT_NAME, "worker") if getattr(args, "worker", False) else (UNIT_NAME, "run")
+    unit = render_unit((UNIT_SOURCE.parent / name).read_text(), f"{exec_path} {command}")
     dropin = folders_dropin(settings)
-    actions = [(unit_dir / UNIT_NAME, unit, True)]
+    actions = [(unit_dir / name, unit, True)]
     if dropin:
-        actions.append((unit_dir / (UNIT_NAME + ".d") / "folders.conf", dropin, True))
+        actions.append((unit_dir / (name + ".d") / "folders.conf", dropin, True))
     actions.append((env_dir / ENV_NAME, ENV_SOURCE.read_text(), False))
 
     verb = "would write" if dry else "wrote"
@@ -255,9 +257,10 @@ def install_service(settings, args) -> int:
     except OSError as exc:
         hint = " (run as root: sudo)" if isinstance(exc, PermissionError) else ""
         raise InstallError(f"cannot write {exc.filename}: {exc.strerror}{hint}") from exc
-    print(f"ExecStart={exec_path} run")
-    print("next:     systemctl daemon-reload && systemctl enable --now voice-daemon")
-    print("logs:     journalctl -u voice-daemon -f   (JSON: journalctl -u voice-daemon -o json)")
+    service = name.removesuffix(".service")
+    print(f"ExecStart={exec_path} {command}")
+    print(f"next:     systemctl daemon-reload && systemctl enable --now {service}")
+    print(f"logs:     journalctl -u {service} -f   (JSON: journalctl -u {service} -o json)")
     return 0
 
 

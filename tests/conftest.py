@@ -58,6 +58,11 @@ def resource_tracker_running():
     resource_tracker.ensure_running()
 
 
+#: Threads a library starts once per process and keeps, idle, for its later users: Dask's
+#: executors for future callbacks and for (de)serialising large messages.
+PROCESS_WIDE_THREADS = ("Dask-Callback-Thread", "Dask-Offload")
+
+
 @pytest.fixture(autouse=True)
 def no_leaked_children_or_threads(resource_tracker_running):
     """Fail a test that leaves child processes or non-daemon threads behind."""
@@ -80,7 +85,8 @@ def no_leaked_children_or_threads(resource_tracker_running):
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
         extra = [t for t in threading.enumerate()
-                 if t.ident not in threads_before and t.is_alive() and not t.daemon]
+                 if t.ident not in threads_before and t.is_alive() and not t.daemon
+                 and not t.name.startswith(PROCESS_WIDE_THREADS)]
         if not extra:
             break
         time.sleep(0.05)

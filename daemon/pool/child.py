@@ -38,15 +38,8 @@ def main(conn, initializer: str | None, init_args: tuple, init_kwargs: dict,
     from daemon import log
 
     log.configure(**(log_config or {}), process="worker")
-    _no_named_semaphores()
-    if threads:
-        for name in THREAD_VARIABLES:
-            # Set, not defaulted: an inherited OMP_NUM_THREADS=16 would oversubscribe the cores.
-            os.environ[name] = str(threads)
     try:
-        if initializer:
-            resolve(initializer)(*init_args, **init_kwargs)
-        torch_threads = _set_torch_threads(threads)
+        torch_threads = start_up(initializer, init_args, init_kwargs, threads)
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which refuses to start
         _send(conn, ("init_error", describe_exception(exc)))
         conn.close()
@@ -54,6 +47,19 @@ def main(conn, initializer: str | None, init_args: tuple, init_kwargs: dict,
     _send(conn, ("ready", os.getpid(), time.perf_counter() - started, torch_threads))
     _serve(conn)
     conn.close()
+
+
+def start_up(initializer: str | None, init_args: tuple, init_kwargs: dict, threads: int) -> int | None:
+    """What every warm worker runs once, here and in a Dask worker process (``cluster/warm.py``):
+    the native thread pools sized, the initializer (models), torch's thread count; returns it."""
+    _no_named_semaphores()
+    if threads:
+        for name in THREAD_VARIABLES:
+            # Set, not defaulted: an inherited OMP_NUM_THREADS=16 would oversubscribe the cores.
+            os.environ[name] = str(threads)
+    if initializer:
+        resolve(initializer)(*init_args, **init_kwargs)
+    return _set_torch_threads(threads)
 
 
 def _no_named_semaphores() -> None:

@@ -406,7 +406,7 @@ class PoolCore:
         entry.causes.append((kind, cause))
         if entry.attempts >= self.opts.max_attempts:
             settle.append((entry.future, None, TaskError(
-                _lost_message(entry), kind=kind, attempts=entry.attempts)))
+                lost_message(entry.attempts, entry.causes), kind=kind, attempts=entry.attempts)))
         elif self.broken:
             settle.append((entry.future, None, PoolBrokenError(self.broken)))
         else:
@@ -440,21 +440,10 @@ class PoolCore:
             w.assign(entry, self._timeout_for(entry.task))
 
     def _next_entry(self) -> _Entry | None:
-        while (entry := self._queue.pop()) is not None:
-            if entry.started:
-                return entry
-            if entry.future.set_running_or_notify_cancel():
-                entry.started = True
-                return entry
-            # cancelled by its caller while it waited
-        return None
+        return next_entry(self._queue)
 
     def _timeout_for(self, task: Task) -> float | None:
-        timeout = task.timeout
-        if timeout is None:
-            default = self.opts.default_timeout
-            timeout = default(task) if callable(default) else default
-        return timeout or None
+        return task_timeout(task, self.opts.default_timeout)
 
     def _advance_close(self, settle: list) -> None:
         now = time.monotonic()
@@ -500,18 +489,39 @@ class PoolCore:
         return w
 
 
-def _cancelled(entry: _Entry) -> tuple:
+def next_entry(queue: FairQueue) -> _Entry | None:
+    """The next task of ``queue`` to run, its Future moved to RUNNING (skipping cancelled ones)."""
+    while (entry := queue.pop()) is not None:
+        if entry.started:
+            return entry
+        if entry.future.set_running_or_notify_cancel():
+            entry.started = True
+            return entry
+        # cancelled by its caller while it waited
+    return None
+
+
+def task_timeout(task: Task, default) -> float | None:
+    """A task's deadline: its own, else ``default`` (seconds, None, or a function of the task)."""
+    timeout = task.timeout
+    if timeout is None:
+        timeout = default(task) if callable(default) else default
+    return timeout or None
+
+
+def _cancelled(entry: _Entry, who: str = "the worker pool") -> tuple:
     if not entry.started:
         return (entry.future, _CANCEL, None)
-    return (entry.future, None, TaskError("the worker pool closed before the task could run again",
+    return (entry.future, None, TaskError(f"{who} closed before the task could run again",
                                           kind="shutdown", attempts=entry.attempts))
 
 
-def _lost_message(entry: _Entry) -> str:
-    n = entry.attempts
+def lost_message(attempts: int, lost: list[tuple[str, str]]) -> str:
+    """Why a task failed after ``attempts`` lost attempts, each a (kind, cause): one sentence."""
+    n = attempts
     where = "on its only attempt" if n == 1 else f"on every one of {n} attempts"
-    kinds = {kind for kind, _ in entry.causes}
-    causes = [cause for _, cause in entry.causes]
+    kinds = {kind for kind, _ in lost}
+    causes = [cause for _, cause in lost]
     if len(set(causes)) == 1:
         if kinds == {"timeout"}:
             return f"task {causes[0]} {where}"
@@ -531,3 +541,7 @@ def _settle(settle: list) -> None:
             future.set_exception(error)
         else:
             future.set_result(result)
+
+
+# Shared with the Dask backend (daemon/pool/cluster/), which queues, settles and closes alike.
+Entry, CANCEL, settle, cancelled = _Entry, _CANCEL, _settle, _cancelled

@@ -132,8 +132,11 @@ def _latest_failed(failed_dir: Path, reports: list[Path]) -> list[dict]:
     return out
 
 
-def cli_status(settings, args) -> int:
+def cli_status(settings, args, backend: dict | None = None, backend_line: str | None = None) -> int:
+    """``backend``: what runs the tasks (from the composition root), shown as ``backend_line``."""
     st = collect_status(settings)
+    if backend is not None:
+        st["backend"] = backend
     if getattr(args, "json", False):
         print(json.dumps(st, ensure_ascii=False, indent=2))
         return 0
@@ -142,6 +145,8 @@ def cli_status(settings, args) -> int:
     if not pid:
         for line in _where_else(settings, Path(folders["state_dir"])):
             print(f"             {line}")
+    if backend_line:
+        print(f"backend:     {backend_line}")
     addr = (st["record"] or {}).get("metrics_addr") if pid else None
     if addr:
         print(f"status page: http://{addr}/")

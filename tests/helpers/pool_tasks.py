@@ -125,3 +125,10 @@ def torch_tensor():
 
 def unpicklable_result():
     return {"f": lambda: 0}
+
+
+def count_call(path, x=0):
+    """Append one line to ``path`` per call: a test counts how often a task really ran."""
+    with open(path, "a") as f:
+        f.write(f"{x}\n")
+    return {"x": x, "pid": os.getpid()}

@@ -302,3 +302,89 @@ def test_memory_deny_write_execute_decision_still_holds(sandbox):
 
 def _unit_says(key: str, value: str) -> bool:
     return unit_directives(UNIT.read_text()).get(key, [""])[-1] == value
+
+
+# --- the worker node's unit (systemd/voice-daemon-worker.service) -------------------------
+WORKER_UNIT = ROOT / "systemd" / "voice-daemon-worker.service"
+#: Directives both units must set alike: the worker node is hardened as the daemon is.
+SHARED_HARDENING = [
+    "NoNewPrivileges", "ProtectSystem", "ProtectHome", "PrivateTmp", "PrivateDevices", "DevicePolicy",
+    "ProtectKernelTunables", "ProtectKernelModules", "ProtectKernelLogs", "ProtectControlGroups", "ProtectClock",
+    "ProtectHostname", "ProtectProc", "RestrictNamespaces", "RestrictAddressFamilies", "RestrictRealtime",
+    "RestrictSUIDSGID", "LockPersonality", "RemoveIPC", "PrivateMounts", "KeyringMode", "PrivateUsers",
+    "CapabilityBoundingSet", "AmbientCapabilities", "SystemCallArchitectures", "SystemCallFilter",
+    "SystemCallErrorNumber", "DynamicUser", "UMask",
+]
+
+
+SCHEDULER_UNIT = ROOT / "systemd" / "voice-daemon-scheduler.service"
+
+
+def runnable_cluster_copy(tmp_path: Path, unit: Path) -> Path:
+    """The worker's or the scheduler's unit with ExecStart= at programs that exist here."""
+    from daemon.systemd import render_unit
+
+    bin_dir = Path(sys.executable).parent
+    if unit == WORKER_UNIT:
+        command = f"{bin_dir / 'voice-daemon'} worker"
+    else:
+        command = f"{bin_dir / 'dask'} scheduler --port 8786 --dashboard-address 127.0.0.1:8787"
+    copy = tmp_path / unit.name
+    copy.write_text(render_unit(unit.read_text(), command))
+    return copy
+
+
+@pytest.mark.parametrize("unit", [WORKER_UNIT, SCHEDULER_UNIT], ids=["worker", "scheduler"])
+def test_cluster_units_verify_and_score_like_the_daemons(analyze, tmp_path, unit):
+    unit = runnable_cluster_copy(tmp_path, unit)
+    proc = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stderr.strip() == "" and proc.stdout.strip() == "", proc.stderr
+    exposure, report = security(analyze, unit)
+    assert exposure <= MAX_EXPOSURE, report
+    failed = [line for line in report.splitlines() if line.startswith("✗")]
+    for directive in REQUIRED_HARDENING:
+        assert not any(line[2:].startswith(directive) for line in failed), f"{directive} not satisfied"
+
+
+def test_cluster_units_are_hardened_as_the_daemon():
+    worker = {k: v[-1] for k, v in unit_directives(WORKER_UNIT.read_text()).items()}
+    scheduler = {k: v[-1] for k, v in unit_directives(SCHEDULER_UNIT.read_text()).items()}
+    main = {k: v[-1] for k, v in unit_directives(UNIT.read_text()).items()}
+    assert worker["ExecStart"] == "/opt/voice-daemon/.venv/bin/voice-daemon worker"
+    assert worker["Restart"] == "on-failure" and worker["KillMode"] == "mixed" and worker["OOMPolicy"] == "continue"
+    assert "-/etc/voice-daemon/voice-daemon.env" in unit_directives(WORKER_UNIT.read_text())["EnvironmentFile"]
+    assert {k: worker.get(k) for k in SHARED_HARDENING} == {k: main.get(k) for k in SHARED_HARDENING}
+    assert scheduler["ExecStart"].startswith("/opt/voice-daemon/.venv/bin/dask scheduler ")
+    assert "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES=0" in unit_directives(SCHEDULER_UNIT.read_text())["Environment"]
+    same = [k for k in SHARED_HARDENING if k != "UMask"]
+    assert {k: scheduler.get(k) for k in same} == {k: main.get(k) for k in same}
+
+
+def test_a_worker_node_runs_real_chunks_under_the_worker_units_filters(sandbox, speech_dir, tmp_path):
+    """A real `voice-daemon worker` under the worker unit's seccomp rules (its Dask worker
+    processes inherit them) converts the chunks of a real `voice-daemon convert`."""
+    from helpers import cluster
+
+    port = cluster.free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    scheduler = cluster.start_scheduler(port, tmp_path / "scheduler.log")
+    mode = "filter,mdwe" if unit_directives(WORKER_UNIT.read_text()).get("MemoryDenyWriteExecute") == ["yes"] \
+        else "filter"
+    node_log = tmp_path / "node.log"
+    node = cluster.start_node(address, node_log, 1, python=(sys.executable, str(sandbox), str(WORKER_UNIT), mode))
+    try:
+        src, out = _clip(speech_dir, tmp_path / "in.wav"), tmp_path / "out.wav"
+        env = cluster.base_env(VOICE_DAEMON_BACKEND="dask", VOICE_DAEMON_DASK_SCHEDULER=address,
+                               VOICE_DAEMON_SAMPLE_RATE="16000", VOICE_DAEMON_CHUNK_SECONDS="5",
+                               VOICE_DAEMON_WORKERS="1")
+        proc = subprocess.run([sys.executable, "-m", "daemon", "convert", str(src), str(out), "--no-progress"],
+                              capture_output=True, text=True, timeout=400, env=env, cwd=ROOT)
+        assert proc.returncode == 0, proc.stderr[-4000:] + node_log.read_text()[-3000:]
+        assert abs(sf.info(str(out)).duration - 12.0) < 0.1
+        assert "sandbox: seccomp=2" in node_log.read_text()
+        node_pids = {e["pid"] for e in cluster.ready_workers(node_log)}
+        done = json.loads(next(line for line in proc.stderr.splitlines() if '"convert.done"' in line))
+        assert node_pids & set(done["worker_pids"]), (node_pids, done["worker_pids"])
+    finally:
+        cluster.stop(node)
+        cluster.stop(scheduler)

@@ -106,6 +106,16 @@ def test_install_service_writes_unit_and_env_file(tmp_path, capsys):
     assert "systemctl daemon-reload && systemctl enable --now voice-daemon" in out
 
 
+def test_install_service_worker_writes_the_worker_nodes_unit(tmp_path, capsys):
+    rc = systemd.install_service(Settings(), _args(tmp_path, worker=True))
+    assert rc == 0
+    unit = (tmp_path / "units" / "voice-daemon-worker.service").read_text()
+    assert re.findall(r"^ExecStart=.*$", unit, re.M) == [f"ExecStart={sys.executable} worker"]
+    assert not (tmp_path / "units" / "voice-daemon.service").exists()
+    assert (tmp_path / "etc" / "voice-daemon.env").read_text() == ENV_FILE.read_text()
+    assert "systemctl enable --now voice-daemon-worker" in capsys.readouterr().out
+
+
 def test_install_service_keeps_an_existing_env_file(tmp_path, capsys):
     mine = tmp_path / "etc" / "voice-daemon.env"
     mine.parent.mkdir(parents=True)

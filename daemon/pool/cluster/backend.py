@@ -1,0 +1,418 @@
+"""``DaskBackend``: the daemon's tasks on a Dask cluster, with the local pool's guarantees.
+
+One thread (the backend's) owns the Dask client and every decision; other threads only queue
+tasks (``submit``), read ``stats`` and ask it to ``close``.  Dask futures report back through
+their callbacks (on Dask's callback thread, which also fetches the result and releases the
+future at once, so a result already received is never recomputed when a worker dies later).
+
+- **Fair sharing and back-pressure stay ours.**  Tasks wait in the pool's ``FairQueue``
+  (round-robin between files); at most as many are sent as the warm workers have threads.
+- **Attempts are ours.**  The scheduler is told not to re-run a task whose worker died
+  (``allowed_failures = 0``): the task comes back as ``KilledWorker``, the backend counts the
+  attempt and sends it again, first in its file's turn; after VOICE_DAEMON_MAX_ATTEMPTS it fails
+  with ``TaskError(kind="crash"|"timeout")`` naming the cause, as on the local pool.
+- **Deadlines** are kept inside the worker (``warm.run_task``); a task that comes back lost
+  after its deadline counts as a timeout.
+- **The scheduler lost**: Dask cancels every future; the backend puts their tasks back in the
+  queue without counting an attempt, reports ``connected: False``, reconnects (a new client
+  when Dask's own gives up), registers the models plugin again and sends them again.
+"""
+
+from __future__ import annotations
+
+import itertools
+import queue
+import threading
+import time
+from collections import Counter
+from concurrent.futures import Future
+from typing import Any, Callable
+
+from distributed import Client
+
+from daemon import log as logs
+from daemon.errors import PoolClosedError, PoolStartError, TaskError
+from daemon.jobs import Task, TaskResult
+from daemon.pool import remote
+from daemon.pool.cluster import connect
+from daemon.pool.cluster.attempts import Attempt, fetch
+from daemon.pool.cluster.link import TICK, ClusterLink, connect_label
+from daemon.pool.cluster.view import ClusterView
+from daemon.pool.cluster.warm import WarmModels, run_task
+from daemon.pool.core import Entry, PoolBrokenError, cancelled, lost_message, next_entry, settle, task_timeout
+from daemon.pool.queue import FairQueue
+
+log = logs.get("cluster")
+
+LOSS_SETTLE = 3.0     # seconds at most to wait for a dead worker's exit code before retrying its task
+WHO = "the Dask backend"  # in "… closed before the task could run again"
+
+
+class DaskBackend(ClusterLink):
+    """``submit(Task)`` → Future of ``TaskResult`` on a Dask cluster (see the module's text).
+
+    ``address``: the scheduler's, or None for a local cluster that ``local_cluster()`` starts
+    and this backend owns.  ``plugin`` loads the models in every worker process.  ``courier``
+    (optional, with ``host``): the cluster shares no disk with this host; it says which tasks
+    must run here (``on_host(task)``: they go to ``host``, a local backend started and closed
+    with this one) and turns the others into what travels and their results back
+    (``outbound(task) -> (task, context)``, ``inbound(context, value, seconds, pid) -> value``),
+    on this host.
+    """
+
+    def __init__(self, *, address: str | None, plugin: WarmModels, security=None,
+                 local_cluster: Callable[[], Any] | None = None, max_attempts: int = 3,
+                 default_timeout: float | Callable[[Task], float | None] | None = None,
+                 start_timeout: float = 180.0, courier=None, host=None):
+        if address is None and local_cluster is None:
+            raise ValueError("give a scheduler address or a local_cluster factory")
+        if (courier is None) != (host is None):
+            raise ValueError("a courier needs a host backend for the tasks that stay here, and back")
+        self.address, self.plugin, self.security = address, plugin, security
+        self._local_cluster, self._cluster = local_cluster, None
+        self.max_attempts, self.default_timeout = max_attempts, default_timeout
+        self.start_timeout, self.courier, self.host = start_timeout, courier, host
+        self._client: Client | None = None
+        self._lock = threading.Lock()
+        self._queue: FairQueue[Entry] = FairQueue()
+        self._inbox: queue.SimpleQueue = queue.SimpleQueue()
+        self._inflight: dict[str, Attempt] = {}
+        self._losses: list[tuple[float, Attempt, str]] = []  # (due, attempt, worker address)
+        self._exits: dict[str, str] = {}                      # worker address -> how its process ended
+        self._ids = itertools.count(1)
+        self._view = ClusterView()
+        self._thread: threading.Thread | None = None
+        self._done = threading.Event()
+        self._closing = False
+        self._close_deadline = 0.0
+        self._close_begun = False
+        self._registering: Future | None = None
+        self.connected = False
+        self._broken: str | None = None
+        self._host_started: Future | None = None
+        self.counts: Counter = Counter()
+        self.started: Future = Future()
+        self.broken_signal: Future = Future()
+
+    @classmethod
+    def from_settings(cls, settings, *, initializer: str | None, init_args: tuple = (),
+                      log_config: dict | None = None, courier=None, host=None, **overrides) -> "DaskBackend":
+        from daemon.pool.pool import AudioScaledTimeout
+
+        sec = connect.security(settings)
+        fixed = settings.task_timeout_seconds
+        options = dict(
+            address=settings.dask_scheduler or None,
+            plugin=WarmModels(initializer, init_args, threads=settings.threads_per_worker, log_config=log_config),
+            security=sec,
+            local_cluster=None if settings.dask_scheduler else (
+                lambda: connect.start_local_cluster(settings.workers, sec, threads=settings.torch_threads)),
+            max_attempts=settings.max_attempts,
+            default_timeout=fixed if fixed > 0 else AudioScaledTimeout(),
+            start_timeout=settings.worker_start_timeout_seconds,
+            courier=courier,
+            host=host,
+        )
+        options.update(overrides)
+        return cls(**options)
+
+    # ---- the Backend interface (any thread) --------------------------------------------
+    def start(self) -> "DaskBackend":
+        started = self.start_async()
+        try:
+            started.result()
+        except BaseException:
+            self.close(0)
+            raise
+        return self
+
+    def start_async(self) -> Future:
+        with self._lock:
+            if self._thread is not None or self._closing:
+                raise RuntimeError("a backend can be started once")
+            self._host_started = self.host.start_async() if self.host is not None else None
+            self._thread = threading.Thread(target=self._run, name="dask-backend", daemon=True)
+            self._thread.start()
+        return self.started
+
+    def submit(self, task: Task) -> Future:
+        if ":" not in task.func:
+            raise ValueError(f"Task.func must be 'module:function', got {task.func!r}")
+        if self.courier is not None and self.courier.on_host(task):
+            if self._closing:
+                raise PoolClosedError("cannot submit to a closed Dask backend")
+            return self.host.submit(task)
+        remote.dumps(task.kwargs)  # an argument that cannot travel fails here, in the caller
+        future: Future = Future()
+        with self._lock:
+            if self._closing:
+                raise PoolClosedError("cannot submit to a closed Dask backend")
+            if self._broken:
+                raise PoolBrokenError(self._broken)
+            if self._thread is None:
+                raise RuntimeError("start() the Dask backend before submitting tasks")
+            self._queue.push(Entry(next(self._ids), task, future), task.group)
+        self._inbox.put(("wake",))
+        return future
+
+    def on_broken(self, callback: Callable[[str], None]) -> None:
+        self.broken_signal.add_done_callback(lambda f: callback(f.result()))
+        if self.host is not None:
+            self.host.on_broken(lambda reason: callback(f"the worker on this host: {reason}"))
+
+    def stats(self) -> dict:
+        """The cluster's figures; ``models_loaded`` counts the host's worker too, ``host`` has its own."""
+        host = self.host.stats() if self.host is not None else None
+        with self._lock:
+            view = self._view
+            warm = view.warm
+            return {
+                "backend": "dask",
+                "scheduler": connect_label(self.address),
+                "connected": self.connected,
+                "workers": len(view.workers),
+                "alive": len(view.workers),
+                "ready": len(warm),
+                "busy": view.busy,
+                "starting": len(view.workers) - len(warm),
+                "threads": view.capacity,
+                "queued": len(self._queue),
+                "in_flight": len(self._inflight),
+                "pids": sorted(w.pid for w in warm if w.pid),
+                **{k: self.counts[k] for k in ("tasks_done", "tasks_failed", "retries", "timeouts", "restarts",
+                                               "resubmitted", "reconnects")},
+                "recycled": 0,
+                "models_loaded": view.models_loaded + (host["models_loaded"] if host else 0),
+                "broken": self.broken,
+                "closed": self._closing,
+                **({"host": host} if host else {}),
+            }
+
+    @property
+    def workers(self) -> int:
+        return len(self._view.workers)
+
+    def close(self, grace: float = 10.0) -> None:
+        with self._lock:
+            deadline = time.monotonic() + max(0.0, grace)
+            self._close_deadline = min(self._close_deadline, deadline) if self._closing else deadline
+            self._closing = True
+            thread = self._thread
+        self._inbox.put(("wake",))
+        if self.host is not None:
+            self.host.close(grace)
+        if thread is None:
+            settle(self._drain_queue())
+            self._done.set()
+        elif thread is not threading.current_thread():
+            self._done.wait()
+            thread.join()
+
+    @property
+    def broken(self) -> str | None:
+        """Why the backend stopped taking tasks (its own failure, or the host worker's), or None."""
+        host = self.host.broken if self.host is not None else None
+        return self._broken or (f"the worker on this host: {host}" if host else None)
+
+    def __enter__(self) -> "DaskBackend":
+        if self._thread is None:
+            self.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    # ---- the backend's thread --------------------------------------------------------------
+    def _run(self) -> None:
+        try:
+            if self._open():
+                self._serve()
+        except BaseException as exc:  # noqa: BLE001 - a bug here must fail the futures, not hang them
+            log.exception("cluster.backend_failed")
+            with self._lock:
+                if not self._broken:
+                    self._broken = f"the Dask backend failed: {exc!r}"
+            if not self.broken_signal.done():
+                self.broken_signal.set_result(self._broken)
+            if not self.started.done():
+                self.started.set_exception(PoolStartError(self._broken))
+        finally:
+            self._teardown()
+            self._done.set()
+
+    def _serve(self) -> None:
+        next_look = 0.0
+        while True:
+            timeout = max(0.0, min(next_look, self._next_loss()) - time.monotonic())
+            self._wait(timeout)
+            now = time.monotonic()
+            if now >= next_look:
+                self._refresh()
+                next_look = now + TICK
+            self._settle_losses()
+            if self._closing:
+                if self._advance_close():
+                    return
+            else:
+                self._dispatch()
+
+    def _wait(self, timeout: float) -> None:
+        """Block up to ``timeout`` for a message; handle every message waiting."""
+        try:
+            message = self._inbox.get(timeout=timeout)
+        except queue.Empty:
+            return
+        while True:
+            self._handle(message)
+            try:
+                message = self._inbox.get_nowait()
+            except queue.Empty:
+                return
+
+    def _handle(self, message: tuple) -> None:
+        kind = message[0]
+        if kind == "outcome":
+            self._on_outcome(message[1], message[2])
+        elif kind == "event":
+            self._on_event(message[1])
+
+    # ---- sending tasks -------------------------------------------------------------------------
+    def _dispatch(self) -> None:
+        """Each free thread of a warm worker gets the next task of the fair queue, sent to that
+        worker only: no task waits in a worker's queue, where fairness would no longer be ours."""
+        if not self.connected or self._broken:
+            return
+        while (worker := self._free_worker()) is not None:
+            with self._lock:
+                entry = next_entry(self._queue)
+            if entry is None:
+                return
+            self._send(entry, worker)
+
+    def _free_worker(self) -> str | None:
+        load = Counter(a.worker for a in self._inflight.values())
+        free = [(w.nthreads - load[w.address], -load[w.address], w.address) for w in self._view.warm]
+        best = max(free, default=None)
+        return best[2] if best is not None and best[0] > 0 else None
+
+
+    def _send(self, entry: Entry, worker: str) -> None:
+        entry.attempts += 1
+        task, context = entry.task, None
+        try:
+            if self.courier is not None:
+                task, context = self.courier.outbound(task)
+        except BaseException as exc:  # noqa: BLE001 - e.g. the chunk's frames cannot be read: its error
+            self._fail(entry, exc)
+            return
+        timeout = task_timeout(entry.task, self.default_timeout)
+        attempt = Attempt(entry, f"vd-{entry.id}-{entry.attempts}", worker, timeout, context)
+        fut = self._client.submit(run_task, task.func, task.kwargs, timeout, key=attempt.key, pure=False,
+                                  workers=[worker], allow_other_workers=False)
+        attempt.dask_future = fut
+        self._inflight[attempt.key] = attempt
+        fut.add_done_callback(lambda f, a=attempt: self._inbox.put(("outcome", a, fetch(a, f, self.courier))))
+
+    # ---- what came back ------------------------------------------------------------------------
+    def _on_outcome(self, attempt: Attempt, outcome: tuple) -> None:
+        if self._inflight.pop(attempt.key, None) is None:
+            return  # given up on already (the backend closed)
+        entry, kind = attempt.entry, outcome[0]
+        if kind == "done":
+            _, value, seconds, pid = outcome
+            self.counts["tasks_done"] += 1
+            settle([(entry.future, TaskResult(value, pid, entry.attempts, seconds), None)])
+        elif kind == "error":
+            self._fail(entry, remote.caller_exception(outcome[1], entry.attempts))
+        elif kind in ("unready", "cancelled"):
+            # Not the task's fault (a cold worker, the scheduler gone): again, not counted.
+            entry.attempts -= 1
+            self.counts["resubmitted"] += 1
+            if self._closing:
+                settle([cancelled(entry, WHO)])
+            else:
+                with self._lock:
+                    self._queue.push_front(entry, entry.task.group)
+        elif kind == "killed":
+            self._losses.append((time.monotonic() + LOSS_SETTLE, attempt, outcome[1]))
+        elif kind == "lost":
+            self._lost(attempt, outcome[1])
+        else:
+            exc = outcome[1]
+            self._fail(entry, TaskError(f"{type(exc).__name__}: {exc}", kind="exception", attempts=entry.attempts))
+
+    def _next_loss(self) -> float:
+        return min((due for due, _, _ in self._losses), default=time.monotonic() + TICK)
+
+    def _settle_losses(self) -> None:
+        now = time.monotonic()
+        due = [loss for loss in self._losses if loss[0] <= now or loss[2] in self._exits or self._closing]
+        self._losses = [loss for loss in self._losses if loss not in due]
+        for _, attempt, address in due:
+            self._lost(attempt, self._exits.get(address) or "its worker was lost")
+
+    def _lost(self, attempt: Attempt, cause: str) -> None:
+        entry = attempt.entry
+        if attempt.past_deadline():
+            kind, cause = "timeout", f"timed out after {attempt.timeout:g} s"
+            self.counts["timeouts"] += 1
+            log.warning("cluster.task_timeout", task=entry.task.func, group=entry.task.group, timeout=attempt.timeout)
+        else:
+            kind = "crash"
+        entry.causes.append((kind, cause))
+        if entry.attempts >= self.max_attempts:
+            self._fail(entry, TaskError(lost_message(entry.attempts, entry.causes), kind=kind, attempts=entry.attempts))
+        elif self._closing:
+            settle([cancelled(entry, WHO)])
+        else:
+            self.counts["retries"] += 1
+            log.warning("cluster.task_retry", task=entry.task.func, group=entry.task.group,
+                        attempt=entry.attempts + 1, max_attempts=self.max_attempts, cause=cause)
+            with self._lock:
+                self._queue.push_front(entry, entry.task.group)
+
+    def _fail(self, entry: Entry, exc: BaseException) -> None:
+        self.counts["tasks_failed"] += 1
+        settle([(entry.future, None, exc)])
+
+    # ---- closing -------------------------------------------------------------------------------
+    def _advance_close(self) -> bool:
+        """True when nothing is left to wait for."""
+        if not self._close_begun:
+            self._close_begun = True
+            settle(self._drain_queue())
+        if self._inflight and time.monotonic() < self._close_deadline:
+            return False
+        return True
+
+    def _drain_queue(self) -> list:
+        with self._lock:
+            entries = self._queue.drain()
+        return [cancelled(e, WHO) for e in entries]
+
+    def _teardown(self) -> None:
+        with self._lock:
+            self._closing = True
+        settle = self._drain_queue()
+        attempts = list(self._inflight.values())
+        self._inflight.clear()
+        settle += [(a.entry.future, None, TaskError("the Dask backend closed before the task finished",
+                                                    kind="shutdown", attempts=a.entry.attempts)) for a in attempts]
+        settle += [cancelled(a.entry, WHO) for _, a, _ in self._losses]
+        self._losses.clear()
+        if self._client is not None:
+            try:
+                if attempts and self._client.status == "running":
+                    self._client.cancel([a.dask_future for a in attempts if a.dask_future is not None])
+                self._client.close(timeout=10)
+            except Exception as exc:  # noqa: BLE001 - closing must go on
+                log.debug("cluster.client_close_failed", error=str(exc))
+        if self._cluster is not None:
+            try:
+                self._cluster.close(timeout=30)
+            except Exception as exc:  # noqa: BLE001
+                log.warning("cluster.local_close_failed", error=str(exc))
+        with self._lock:
+            self.connected = False
+        settle(settle)
+        log.info("cluster.closed", **{k: self.counts[k] for k in ("tasks_done", "tasks_failed", "retries", "restarts")})

@@ -1,0 +1,119 @@
+"""How this program talks to a Dask cluster: the address, TLS, the settings Dask runs with.
+
+Every Dask connection of the daemon, a worker node and ``voice-daemon status`` goes through
+``security(settings)``: with certificates, Dask's own TLS (``distributed.comm.tls``: each side
+shows a certificate signed by the CA and checks the other's; plain TCP is refused).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import dask
+from distributed import LocalCluster
+from distributed.security import Security
+
+from daemon import log
+from daemon.settings import SettingsError
+
+#: Dask settings of the daemon's client and of a cluster it starts itself.
+#: allowed-failures 0: a task whose worker dies comes back to the daemon at once, which counts
+#: the attempt and sends it again (VOICE_DAEMON_MAX_ATTEMPTS), as with the local pool.
+DASK_CONFIG = {
+    "distributed.scheduler.allowed-failures": 0,
+    "distributed.worker.daemon": True,
+    "distributed.comm.timeouts.connect": "10s",
+    # Models are "unmanaged memory" to Dask: no limit, or it pauses and kills warm workers.
+    "distributed.worker.memory.target": False,
+    "distributed.worker.memory.spill": False,
+    "distributed.worker.memory.pause": False,
+    "distributed.worker.memory.terminate": False,
+}
+
+
+class _DaskToEvents(logging.Handler):
+    """Dask's stdlib log records as our events (``dask.log``): the daemon's stderr stays JSON."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            log.get("dask").log(record.levelno, "dask.log", logger=record.name, message=record.getMessage())
+        except Exception:  # noqa: BLE001 - logging must never raise
+            self.handleError(record)
+
+
+def quiet_dask_logs() -> None:
+    """In the daemon: Dask's own lines from warnings up, as ``dask.log`` events; what it does is
+    told in our ``cluster.*`` events.  A worker node keeps Dask's informative lines as they are."""
+    logger = logging.getLogger("distributed")
+    if not any(isinstance(h, _DaskToEvents) for h in logger.handlers):
+        for handler in list(logger.handlers):
+            logger.removeHandler(handler)
+        logger.addHandler(_DaskToEvents())
+        logger.propagate = False
+    for name in ("distributed", *(n for n in logging.root.manager.loggerDict if n.startswith("distributed."))):
+        sub = logging.getLogger(name)
+        if sub.level == logging.NOTSET or sub.level < logging.WARNING:
+            sub.setLevel(logging.WARNING)
+
+
+def security(settings) -> Security | None:
+    """Dask's TLS settings from VOICE_DAEMON_TLS_*, or None for plain TCP.  The same certificate
+    serves every role this process may take (client, worker, a local scheduler)."""
+    if not settings.tls:
+        return None
+    files = {}
+    for field in ("tls_ca_file", "tls_cert_file", "tls_key_file"):
+        path = Path(getattr(settings, field))
+        if not path.is_file() or not os.access(path, os.R_OK):
+            raise SettingsError(settings.env_name(field), path, "allowed: a readable PEM file")
+        files[field] = str(path)
+    ca, cert, key = files["tls_ca_file"], files["tls_cert_file"], files["tls_key_file"]
+    return Security(tls_ca_file=ca, tls_client_cert=cert, tls_client_key=key, tls_worker_cert=cert,
+                    tls_worker_key=key, tls_scheduler_cert=cert, tls_scheduler_key=key,
+                    require_encryption=True)
+
+
+def protocol(settings) -> str:
+    return "tls://" if settings.tls else "tcp://"
+
+
+def describe_address(settings) -> str:
+    """Where the tasks go, for logs and status: the scheduler, or "local cluster"."""
+    return settings.dask_scheduler or f"local cluster ({settings.workers} processes, {protocol(settings)}127.0.0.1)"
+
+
+def worker_env(threads: int) -> dict[str, str]:
+    """The environment of a Dask worker process: native thread pools sized before anything loads."""
+    from daemon.pool.child import THREAD_VARIABLES
+
+    return dict.fromkeys(THREAD_VARIABLES, str(max(1, threads)))
+
+
+def start_local_cluster(workers: int, sec: Security | None = None, *, threads: int = 1) -> LocalCluster:
+    """A cluster of ``workers`` single-thread worker processes on 127.0.0.1 (over TLS with ``sec``),
+    owned by the caller: the daemon with no VOICE_DAEMON_DASK_SCHEDULER, the benchmark, tests."""
+    from daemon.pool.cluster.node import ReportingNanny
+
+    with dask.config.set(DASK_CONFIG):
+        return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                            host="127.0.0.1", protocol="tls://" if sec else "tcp://", security=sec,
+                            dashboard_address=None, memory_limit=0, worker_class=ReportingNanny,
+                            # Their stderr is the daemon's: Dask's informative lines stay out of it.
+                            env={**worker_env(threads), "DASK_LOGGING__DISTRIBUTED": "warning"})
+
+
+def own_retries(dask_scheduler=None) -> int:
+    """Run on the scheduler (``Client.run_on_scheduler``): the daemon counts the attempts of its
+    tasks itself, so the scheduler must not re-run a task whose worker died.  Returns the value
+    it had."""
+    before = dask_scheduler.allowed_failures
+    dask_scheduler.allowed_failures = 0
+    return before
+
+
+def task_states(keys: list[str], dask_scheduler=None) -> dict[str, str | None]:
+    """Run on the scheduler: the state of each task (None: unknown there)."""
+    tasks = dask_scheduler.tasks
+    return {key: tasks[key].state if key in tasks else None for key in keys}
