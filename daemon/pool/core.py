@@ -45,11 +45,12 @@ class PoolBrokenError(PoolStartError):
 
 
 class _Entry:
-    """A submitted task as the pool tracks it."""
+    """A submitted task as the pool tracks it (``payload``: the pickled task a local worker is sent;
+    the Dask backend sends the task itself)."""
 
     __slots__ = ("id", "task", "future", "payload", "attempts", "causes", "started")
 
-    def __init__(self, eid: int, task: Task, future: Future, payload: bytes):
+    def __init__(self, eid: int, task: Task, future: Future, payload: bytes | None = None):
         self.id, self.task, self.future, self.payload = eid, task, future, payload
         self.attempts = 0
         self.causes: list[tuple[str, str]] = []  # (kind, cause) of each lost attempt

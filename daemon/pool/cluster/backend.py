@@ -393,12 +393,12 @@ class DaskBackend(ClusterLink):
     def _teardown(self) -> None:
         with self._lock:
             self._closing = True
-        settle = self._drain_queue()
+        ending = self._drain_queue()
         attempts = list(self._inflight.values())
         self._inflight.clear()
-        settle += [(a.entry.future, None, TaskError("the Dask backend closed before the task finished",
+        ending += [(a.entry.future, None, TaskError("the Dask backend closed before the task finished",
                                                     kind="shutdown", attempts=a.entry.attempts)) for a in attempts]
-        settle += [cancelled(a.entry, WHO) for _, a, _ in self._losses]
+        ending += [cancelled(a.entry, WHO) for _, a, _ in self._losses]
         self._losses.clear()
         if self._client is not None:
             try:
@@ -414,5 +414,5 @@ class DaskBackend(ClusterLink):
                 log.warning("cluster.local_close_failed", error=str(exc))
         with self._lock:
             self.connected = False
-        settle(settle)
+        settle(ending)
         log.info("cluster.closed", **{k: self.counts[k] for k in ("tasks_done", "tasks_failed", "retries", "restarts")})
