@@ -33,7 +33,7 @@ SECONDS = 1800.0
 FORMATS = {"wav": 24000, "mp3": 48000}  # the input's and the output's format -> sample rate
 CORES = (4, 8, 16, 32)
 USUAL = {2: "1.8×", 4: "3.2–3.5×", 8: "6–7×", 16: "10–12×", 32: "–"}  # what the usual script claims
-STAGES = ("open", "decode", "vad", "lstm", "chunk", "stitch", "encode", "join", "publish")
+STAGES = ("open", "decode", "vad", "lstm", "chunk", "stitch", "encode", "join", "check", "publish")
 
 
 def cli_bench_long(settings, args, make_pool: Callable[..., Any]) -> int:

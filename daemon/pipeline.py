@@ -186,7 +186,9 @@ def place_chunk(result: np.ndarray, info: dict, *, index: int, rate: int, start:
     own_end = len(result) - overlap_after
     write_frames(out, kind, start + overlap_before, result[overlap_before:own_end])
     return {"index": index, "audio_seconds": len(result) / rate, "compute_seconds": compute_seconds,
-            "info": info, "head": result[:overlap_before], "tail": result[own_end:]}
+            # Copies: a slice would keep the whole chunk's samples alive for as long as the job keeps
+            # its results (in this process with --sequential: memory would grow with the file).
+            "info": info, "head": result[:overlap_before].copy(), "tail": result[own_end:].copy()}
 
 
 @_timed
