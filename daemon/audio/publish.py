@@ -50,7 +50,13 @@ def publish_file(src: str | Path, output: str | Path) -> Path:
         except OSError as exc:
             if exc.errno != errno.EXDEV:
                 raise
-            shutil.copyfile(src, tmp)  # the work folder is on another filesystem
+            try:
+                shutil.copyfile(src, tmp)  # the work folder is on another filesystem
+            except OSError as err:
+                # shutil names the source; a full disk is the destination's (the outbox's) problem.
+                if err.errno in (errno.ENOSPC, errno.EDQUOT):
+                    raise OSError(err.errno, err.strerror, os.fspath(tmp)) from err
+                raise
     return out
 
 
