@@ -34,7 +34,7 @@ def test_bench_runs_every_mode_and_reports(tmp_path, monkeypatch, capsys, speech
     table = capsys.readouterr().out
     assert report["engine"] == "shift" and report["cores"] >= 1 and report["audio_seconds"] == 36.0
     by = {r["mode"]: r for r in report["results"]}
-    assert list(by) == ["sequential", "sequential-unpinned", "threads", "reload", "pool"]
+    assert list(by) == ["sequential", "sequential-unpinned", "threads", "reload", "pool", "dask"]
     for r in by.values():
         assert "error" not in r, r
         assert r["audio_seconds"] == pytest.approx(36.0, abs=0.01)
@@ -43,10 +43,13 @@ def test_bench_runs_every_mode_and_reports(tmp_path, monkeypatch, capsys, speech
         assert f"| {r['mode']} |" in table
     assert by["sequential"]["model_loads"] == 1 and by["sequential-unpinned"]["model_loads"] == 1
     assert by["threads"]["model_loads"] == 2 and by["pool"]["model_loads"] == 2
+    # dask, samples travelling (the default): its 2 workers and the one warm worker on this host
+    assert by["dask"]["model_loads"] == 3
     chunks = by["pool"]["chunks"]
     # every task loads the models: per file open, decode, a VAD segment and an LSTM pass at least, and the chunks
     assert chunks >= 3 and by["reload"]["model_loads"] >= chunks + 4 * 3
     assert "pool vs sequential" in table and "pool vs reload" in table and "pool vs sequential-unpinned" in table
+    assert "dask vs pool" in table
 
 
 @pytest.mark.slow
