@@ -17,6 +17,7 @@ import soxr
 from daemon.audio import aac, mp3, outputs
 from daemon.audio.decode import decode_stream, read_frames
 from daemon.audio.io import probe
+from daemon.audio.stitch import write_frames
 
 RATE = 48000
 
@@ -41,7 +42,9 @@ def _segmented(tmp_path: Path, ext: str, x: np.ndarray) -> Path:
     out = outputs.open_output(tmp_path, ext, RATE)
     segments = []
     for i in range(0, len(x), 100_000):  # stitched in pieces, as chunks arrive
-        out.write(x[i:i + 100_000])
+        piece = x[i:i + 100_000]
+        write_frames(out.stitched, out.kind, i, piece)  # what a chunk task does, in place
+        out.advance(i + len(piece))                     # the stitched file is final up to here
         segments += out.segments(None)
     segments += out.segments(len(x))
     assert out.all_segments_out and len(segments) == 3  # 30 s segments
