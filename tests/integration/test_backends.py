@@ -81,7 +81,12 @@ def test_a_task_that_kills_its_worker_every_time_fails_after_max_attempts(make_b
     results = [f.result(timeout=180) for f in others]
 
     assert (info.value.kind, info.value.attempts) == ("crash", 3)
-    assert str(info.value) == f"worker died ({cause}) on every one of 3 attempts"
+    msg = str(info.value)
+    # Dask names a death by the exit code its nanny reports; on a loaded machine that report can come
+    # after the few seconds the backend waits for it, and that death is then "its worker was lost".
+    assert msg == f"worker died ({cause}) on every one of 3 attempts" or (
+        msg.startswith("worker died or timed out on every one of 3 attempts: ") and cause in msg
+        and set(msg.split(": ", 1)[1].split("; ")) <= {cause, "its worker was lost"}), msg
     assert [r.value["y"] for r in results] == [i * i for i in range(6)]
     assert all(r.attempts == 1 for r in results)  # no other task paid for the crashes
     wait_until(lambda: backend.stats()["ready"] == 2, timeout=120)  # fresh warm workers
