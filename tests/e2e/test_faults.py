@@ -20,7 +20,7 @@ import pytest
 import soundfile as sf
 import test_daemon as td
 
-from helpers import media, wait_until
+from helpers import alive, media, wait_until
 from helpers.disks import fill, tmpfs
 
 ROOT = td.ROOT
@@ -88,14 +88,6 @@ class NotifySocket:
 
 def new_pids(d: td.Daemon, reason: str) -> list[int]:
     return [e["worker_pid"] for e in d.events("pool.worker_started") if e["reason"] == reason]
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
-    except OSError:
-        return False
 
 
 def test_a_killed_replacement_odd_names_a_blocked_path_and_a_damaged_manifest(daemons, speech_dir, tmp_path):
