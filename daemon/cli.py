@@ -55,7 +55,7 @@ COMMANDS = {
                         "commands to run next."),
     "config": ("daemon.cli:cli_config", "print the effective configuration",
                "Print every VOICE_DAEMON_* variable with its effective value (or, with --table, "
-               "the Markdown table of defaults used in the README)."),
+               "the Markdown table of defaults in docs/reference/configuration.md)."),
 }
 
 
@@ -107,7 +107,7 @@ def _add_arguments(name: str, p: argparse.ArgumentParser) -> None:
     elif name == "models":
         p.add_argument("--fetch", action="store_true", help="download the configured models (needs a network)")
     elif name == "config":
-        p.add_argument("--table", action="store_true", help="print the README's Markdown table of defaults")
+        p.add_argument("--table", action="store_true", help="print the Markdown table of defaults (docs/reference/configuration.md)")
     elif name == "install-service":
         p.add_argument("--dry-run", action="store_true", help="print what would be done, change nothing")
         p.add_argument("--worker", action="store_true",
