@@ -20,7 +20,8 @@ EPILOG = """\
 Configuration comes from VOICE_DAEMON_* environment variables (and env files);
 `voice-daemon config` lists every variable with its default.  Exit codes: 0 ok,
 1 error, 2 usage, 65 bad input, 73 cannot write output, 78 bad configuration,
-141 the reader of the output went away (`voice-daemon config --table | head`).
+130 interrupted (Ctrl-C), 141 the reader of the output went away
+(`voice-daemon config --table | head`).
 """
 #: What a shell reports for a program killed by SIGPIPE (128 + 13).
 EXIT_BROKEN_PIPE = 141
@@ -54,7 +55,7 @@ COMMANDS = {
                         "commands to run next."),
     "config": ("daemon.cli:cli_config", "print the effective configuration",
                "Print every VOICE_DAEMON_* variable with its effective value (or, with --table, "
-               "the Markdown table of defaults used in the README)."),
+               "the Markdown table of defaults in docs/reference/configuration.md)."),
 }
 
 
@@ -80,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_arguments(name: str, p: argparse.ArgumentParser) -> None:
     if name == "convert":
-        p.add_argument("input", metavar="INPUT", help="audio file to convert (wav, flac, ogg, opus, mp3, m4a, aac)")
+        p.add_argument("input", metavar="INPUT", help="audio file to convert (wav, flac, ogg, opus, mp3, m4a, aac, the audio of an mp4), "
+                            "or a .txt to read aloud (--engine resynth)")
         p.add_argument("output", metavar="OUTPUT", help="file to write; its extension picks the format")
         p.add_argument("--engine", choices=["shift", "resynth"], help="override VOICE_DAEMON_ENGINE")
         p.add_argument("--voice", help="override VOICE_DAEMON_VOICE")
@@ -105,7 +107,7 @@ def _add_arguments(name: str, p: argparse.ArgumentParser) -> None:
     elif name == "models":
         p.add_argument("--fetch", action="store_true", help="download the configured models (needs a network)")
     elif name == "config":
-        p.add_argument("--table", action="store_true", help="print the README's Markdown table of defaults")
+        p.add_argument("--table", action="store_true", help="print the Markdown table of defaults (docs/reference/configuration.md)")
     elif name == "install-service":
         p.add_argument("--dry-run", action="store_true", help="print what would be done, change nothing")
         p.add_argument("--worker", action="store_true",

@@ -33,8 +33,10 @@ def test_help_explains_every_option(command):
         for opt in ("INPUT", "OUTPUT", "--engine", "--voice", "--semitones", "--formant", "--sequential",
                     "--overwrite", "--no-progress"):
             assert opt in proc.stdout
+        assert "mp4" in proc.stdout and ".txt" in proc.stdout  # every input convert takes
     if not command:
         assert "VOICE_DAEMON_" in proc.stdout and "78 bad configuration" in proc.stdout
+        assert "130 interrupted" in proc.stdout
 
 
 @pytest.mark.parametrize("mode", ["--sequential", "--pool"])
