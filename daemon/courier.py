@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
-from typing import Any
 
 from daemon.audio.decode import read_frames
 from daemon.jobs import Task
 from daemon.pipeline import place_chunk
+from daemon.tasks import ChunkDone, ConvertChunk, RunChunk, envelope
 
 #: task function -> the function that does its work on samples alone, on any node
-TRAVELS = {"daemon.pipeline:run_chunk": "daemon.pipeline:convert_chunk"}
+TRAVELS = {RunChunk.func: ConvertChunk.func}
 
 
 class SamplesCourier:
@@ -30,19 +30,18 @@ class SamplesCourier:
         """True for a task that must run on this host (it reads or writes whole files)."""
         return task.func not in TRAVELS
 
-    def outbound(self, task: Task) -> tuple[Task, Any]:
-        """The task as it travels, and what ``inbound`` needs to finish it here."""
-        k = task.kwargs
-        audio = read_frames(k["audio"], k["start"], k["end"])
-        kwargs = {"audio": audio, "rate": k["rate"], "voice": k.get("voice"), "hints": k.get("hints")}
-        context = {key: k[key] for key in ("index", "rate", "start", "out", "kind")}
-        context.update(overlap_before=k.get("overlap_before", 0), overlap_after=k.get("overlap_after", 0))
-        return replace(task, func=TRAVELS[task.func], kwargs=kwargs), context
+    def outbound(self, task: Task) -> tuple[Task, RunChunk]:
+        """The task as it travels, and what ``inbound`` needs to finish it here (the chunk task)."""
+        chunk_task: RunChunk = task.kwargs["task"]
+        c = chunk_task.chunk
+        samples = read_frames(chunk_task.audio, c.start, c.end)
+        sent = envelope(ConvertChunk(samples, chunk_task.rate, chunk_task.work), group=task.group,
+                        audio_seconds=task.audio_seconds)
+        return replace(sent, timeout=task.timeout), chunk_task
 
-    def inbound(self, context: dict, value, seconds: float, pid: int) -> dict:
+    def inbound(self, chunk_task: RunChunk, value, seconds: float, pid: int) -> ChunkDone:
         """The converted samples written where the chunk task would have written them (the stitched
-        file, in place); the value the chunk task itself returns, with when it ran."""
+        file, in place); the result the chunk task itself returns, with when it ran."""
         result, info = value
         t1 = time.time()
-        return {**place_chunk(result, info, compute_seconds=seconds, **context),
-                "t0": t1 - seconds, "t1": t1, "pid": pid}
+        return replace(place_chunk(result, info, chunk_task, compute_seconds=seconds), t0=t1 - seconds, t1=t1, pid=pid)

@@ -7,10 +7,10 @@
     run_chunk         one chunk through the engine (frame range in, written into the stitched file)
     encode_segment    one segment of the stitched audio to MP3/AAC frames
 
-Each takes paths and small parameters and returns a small dict (with ``t0``/``t1``, when it
-ran): audio moves through files in the job's work folder, never through pickles.  Each reads
-frames from a path, computes on arrays with a pure function, and writes its result, so a
-backend that ships samples instead of paths can call the pure part.  The process-wide state
+Each takes its task and returns its result, both typed in ``daemon/tasks.py`` (results say
+when they ran): audio moves through files in the job's work folder.  Each reads frames from a
+path, computes on arrays with a pure function, and writes its result, so a backend that ships
+samples instead of paths can call the pure part (``convert_chunk``).  The process-wide state
 (settings, engine, VAD) is set up once by ``init_worker``.  ``daemon/stream.py`` orchestrates.
 """
 
@@ -20,6 +20,7 @@ import functools
 import os
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,25 @@ from daemon.audio.decode import decode_stream, read_frames
 from daemon.audio.publish import publish, write_sidecar
 from daemon.audio.stitch import write_frames
 from daemon.errors import InputError, ModelError
+from daemon.tasks import (
+    Checked,
+    CheckOutput,
+    ChunkDone,
+    ConvertChunk,
+    Decode,
+    Decoded,
+    Encoded,
+    EncodeSegment,
+    Features,
+    Opened,
+    OpenJob,
+    Probabilities,
+    RunChunk,
+    SpeakText,
+    Spoken,
+    VadFeatures,
+    VadProbabilities,
+)
 
 _PROCESS_STATE: dict[str, Any] = {}
 _THREAD = threading.local()
@@ -92,7 +112,7 @@ def _timed(func):
     def run(*args, **kwargs):
         t0 = time.time()
         out = func(*args, **kwargs)
-        return {**out, "t0": t0, "t1": time.time(), "pid": os.getpid()}
+        return replace(out, t0=t0, t1=time.time(), pid=os.getpid())
     return run
 
 
@@ -108,9 +128,9 @@ def _save_npy(path: str, array: np.ndarray) -> None:
 
 
 @_timed
-def open_job(input: str, work_dir: str) -> dict:
-    """Check ``input`` (readable audio within the limits) and return the job's parameters."""
-    s = _settings()
+def open_job(task: OpenJob) -> Opened:
+    """Check the input (readable audio within the limits) and return the job's parameters."""
+    s, input = _settings(), task.input
     info = aio.probe(input)
     size = os.stat(input).st_size
     if size > s.max_input_bytes:
@@ -119,47 +139,47 @@ def open_job(input: str, work_dir: str) -> dict:
         raise InputError(input, f"is {info.duration:.0f} s long; the limit is {s.max_input_seconds:.0f} s "
                                 "(VOICE_DAEMON_MAX_INPUT_SECONDS)")
     rate = s.sample_rate
-    return {"audio": str(Path(work_dir) / AUDIO_NAME), "sample_rate": rate, "source": info.to_dict(),
-            "max_frames": int(s.chunk_seconds * rate), "overlap": int(s.crossfade_ms / 1000 * rate),
-            "threshold": s.vad_threshold, "window_s": vad.WINDOW / vad.VAD_RATE}
+    return Opened(audio=str(Path(task.work_dir) / AUDIO_NAME), sample_rate=rate, source=info.to_dict(),
+                  max_frames=int(s.chunk_seconds * rate), overlap=int(s.crossfade_ms / 1000 * rate),
+                  threshold=s.vad_threshold, window_s=vad.WINDOW / vad.VAD_RATE)
 
 
 @_timed
-def decode(source: dict, audio: str) -> dict:
-    """Decode the input (``source``: what ``open_job`` found) to the working audio ``audio``;
+def decode(task: Decode) -> Decoded:
+    """Decode the input (``task.source``: what ``open_job`` found) to the working audio;
     readers may follow it as it grows."""
     s = _settings()
-    frames = decode_stream(aio.AudioInfo(**source), audio, s.sample_rate, max_seconds=s.max_input_seconds)
-    return {"frames": frames, "duration": frames / s.sample_rate}
+    frames = decode_stream(aio.AudioInfo(**task.source), task.audio, s.sample_rate, max_seconds=s.max_input_seconds)
+    return Decoded(frames=frames, duration=frames / s.sample_rate)
 
 
 @_timed
-def vad_features(audio: str, rate: int, index: int, total: int | None, out: str) -> dict:
-    """VAD segment ``index`` of the working audio: its front-end features to ``out`` (.npy)."""
-    lo, hi = vad.read_span(index, rate, total)
-    seg, context = vad.segment_audio(read_frames(audio, lo, hi), rate, index, lo, total)
+def vad_features(task: VadFeatures) -> Features:
+    """One VAD segment of the working audio: its front-end features to ``task.out`` (.npy)."""
+    lo, hi = vad.read_span(task.index, task.rate, task.total)
+    seg, context = vad.segment_audio(read_frames(task.audio, lo, hi), task.rate, task.index, lo, task.total)
     feats = _state()["vad"].features(seg, context)
-    _write_atomic(out, lambda tmp: _save_npy(tmp, feats))
-    return {"index": index, "windows": len(feats)}
+    _write_atomic(task.out, lambda tmp: _save_npy(tmp, feats))
+    return Features(index=task.index, windows=len(feats))
 
 
 @_timed
-def vad_probabilities(features: list[str], state: np.ndarray | None) -> dict:
+def vad_probabilities(task: VadProbabilities) -> Probabilities:
     """The VAD's LSTM over consecutive segments' features, one segment at a time (so the result
-    does not depend on how segments are grouped into tasks); ``state`` from the segment before."""
-    model, probs = _state()["vad"], []
-    for path in features:
+    does not depend on how segments are grouped into tasks); ``task.state`` from the segment before."""
+    model, probs, state = _state()["vad"], [], task.state
+    for path in task.features:
         p, state = model.probabilities(np.load(path), state)
         probs.append(p)
-    return {"probs": probs, "state": state}
+    return Probabilities(probs=probs, state=state)
 
 
-def convert_chunk(audio: np.ndarray, rate: int, voice: str | None = None, hints: dict | None = None):
+def convert_chunk(task: ConvertChunk):
     """The engine on one chunk's samples: (samples of the same length, info).  Pure: what travels
     to a Dask worker that shares no disk with the daemon (``daemon/courier.py``)."""
     state = _state()
-    engine = state["engine"]
-    result, info = engine.process(audio, rate, voice=voice or state["settings"].voice, hints=hints)
+    engine, audio, work = state["engine"], task.audio, task.work
+    result, info = engine.process(audio, task.rate, voice=work.voice or state["settings"].voice, hints=work.hints)
     result = np.asarray(result, dtype=np.float32)
     if len(result) != len(audio):
         raise RuntimeError(f"engine {engine.name} returned {len(result)} frames for a {len(audio)}-frame chunk")
@@ -167,45 +187,42 @@ def convert_chunk(audio: np.ndarray, rate: int, voice: str | None = None, hints:
 
 
 @_timed
-def run_chunk(audio: str, rate: int, index: int, start: int, end: int, out: str, kind: str,
-              overlap_before: int = 0, overlap_after: int = 0, voice: str | None = None,
-              hints: dict | None = None) -> dict:
-    """Convert frames [start, end) of the working audio and write them into the stitched file
-    ``out`` (``kind``), in place; the frames shared with a neighbour come back for the seam."""
-    t0 = time.perf_counter()
-    result, info = convert_chunk(read_frames(audio, start, end), rate, voice, hints)
-    return place_chunk(result, info, index=index, rate=rate, start=start, out=out, kind=kind,
-                       overlap_before=overlap_before, overlap_after=overlap_after,
-                       compute_seconds=time.perf_counter() - t0)
+def run_chunk(task: RunChunk) -> ChunkDone:
+    """Convert the chunk's frames of the working audio and write them into the stitched file, in
+    place; the frames shared with a neighbour come back for the seam."""
+    t0, c = time.perf_counter(), task.chunk
+    samples = read_frames(task.audio, c.start, c.end)
+    result, info = convert_chunk(ConvertChunk(samples, task.rate, task.work))
+    return place_chunk(result, info, task, compute_seconds=time.perf_counter() - t0)
 
 
-def place_chunk(result: np.ndarray, info: dict, *, index: int, rate: int, start: int, out: str, kind: str,
-                overlap_before: int, overlap_after: int, compute_seconds: float) -> dict:
-    """A converted chunk into the stitched file ``out``, in place (here, or where the courier
-    brought its samples back); the frames shared with a neighbour are returned for the seam."""
-    own_end = len(result) - overlap_after
-    write_frames(out, kind, start + overlap_before, result[overlap_before:own_end])
-    return {"index": index, "audio_seconds": len(result) / rate, "compute_seconds": compute_seconds,
-            # Copies: a slice would keep the whole chunk's samples alive for as long as the job keeps
-            # its results (in this process with --sequential: memory would grow with the file).
-            "info": info, "head": result[:overlap_before].copy(), "tail": result[own_end:].copy()}
+def place_chunk(result: np.ndarray, info: dict, task: RunChunk, *, compute_seconds: float) -> ChunkDone:
+    """A converted chunk into the stitched file, in place (here, or where the courier brought its
+    samples back); the frames shared with a neighbour are returned for the seam."""
+    c = task.chunk
+    own_end = len(result) - c.overlap_after
+    write_frames(task.out, task.kind, c.start + c.overlap_before, result[c.overlap_before:own_end])
+    # Copies: a slice would keep the whole chunk's samples alive for as long as the job keeps its
+    # results (in this process with --sequential: memory would grow with the file).
+    return ChunkDone(index=c.index, audio_seconds=len(result) / task.rate, compute_seconds=compute_seconds,
+                     info=info, head=result[:c.overlap_before].copy(), tail=result[own_end:].copy())
 
 
 @_timed
-def encode_segment(stitched: str, ext: str, rate: int, lo: int, hi: int, skip: int, keep: int | None,
-                   out: str) -> dict:
+def encode_segment(task: EncodeSegment) -> Encoded:
     """Frames [lo, hi) of the stitched audio to codec frames ``skip`` … ``skip + keep`` in ``out``."""
-    frames, extradata = enc.encode_frames(ext, read_frames(stitched, lo, hi), rate, skip, keep)
-    _write_atomic(out, lambda tmp: enc.write_part(tmp, frames))
-    return {"out": out, "frames": len(frames), "extradata": extradata}
+    frames, extradata = enc.encode_frames(task.ext, read_frames(task.stitched, task.lo, task.hi), task.rate,
+                                          task.skip, task.keep)
+    _write_atomic(task.out, lambda tmp: enc.write_part(tmp, frames))
+    return Encoded(out=task.out, frames=len(frames), extradata=extradata)
 
 
 MAX_TEXT_BYTES = 1_000_000
 
 
-def speak_text(input: str, work_dir: str, output: str, voice: str | None = None) -> dict:
+def speak_text(task: SpeakText) -> Spoken:
     """A ``.txt`` file alone: read it aloud with the resynth engine's TTS (no timeline)."""
-    s = _settings()
+    s, input = _settings(), task.input
     if s.engine != "resynth":
         raise InputError(input, "is a text file; reading text aloud needs VOICE_DAEMON_ENGINE=resynth", stage="plan")
     from daemon.engines.resynth import synthesize_text
@@ -218,18 +235,19 @@ def speak_text(input: str, work_dir: str, output: str, voice: str | None = None)
     if not text:
         raise InputError(input, "contains no text to read", stage="plan")
     t0 = time.perf_counter()
-    audio, info = synthesize_text(text, _state()["engine"].bundle, voice or s.voice)
-    wav = str(Path(work_dir) / "output.wav")
+    audio, info = synthesize_text(text, _state()["engine"].bundle, task.voice or s.voice)
+    wav = str(Path(task.work_dir) / "output.wav")
     sf.write(wav, audio, s.sample_rate, format="WAV", subtype="FLOAT")
-    out, check = publish(wav, output, s.sample_rate, frames=len(audio), speech_seconds=len(audio) / s.sample_rate)
+    out, check = publish(wav, task.output, s.sample_rate, frames=len(audio),
+                         speech_seconds=len(audio) / s.sample_rate)
     sidecar = write_sidecar(out, info.get("phrases", []), info.get("models", []))
-    return {"output": str(out), "duration": len(audio) / s.sample_rate, "sidecar": sidecar, "check": check,
-            "compute_seconds": time.perf_counter() - t0, "sample_rate": s.sample_rate}
+    return Spoken(output=str(out), duration=len(audio) / s.sample_rate, sidecar=sidecar, check=check,
+                  compute_seconds=time.perf_counter() - t0, sample_rate=s.sample_rate)
 
 
 @_timed
-def check_output(path: str, frames: int, rate: int, speech_seconds: float, name: str) -> dict:
+def check_output(task: CheckOutput) -> Checked:
     """Read the finished file back before it is published (``audio/verify.py``): ``frames`` long,
     finite, not silent when the input had ``speech_seconds`` of speech.  Named as ``name``."""
-    return {"check": verify.check_output(path, frames=frames, sample_rate=rate, speech_seconds=speech_seconds,
-                                         name=name)}
+    return Checked(check=verify.check_output(task.path, frames=task.frames, sample_rate=task.rate,
+                                             speech_seconds=task.speech_seconds, name=task.name))

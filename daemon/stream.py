@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, wait
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -33,6 +34,23 @@ from daemon.audio.plan import StreamPlanner
 from daemon.audio.publish import publish_file, write_sidecar
 from daemon.audio.stitch import Seams
 from daemon.jobs import Chunk, Task, TaskResult
+from daemon.tasks import (
+    CheckOutput,
+    ChunkDone,
+    ChunkWork,
+    Decode,
+    Decoded,
+    Encoded,
+    EncodeSegment,
+    OpenJob,
+    Probabilities,
+    RunChunk,
+    SpeakText,
+    Spoken,
+    VadFeatures,
+    VadProbabilities,
+    envelope,
+)
 
 Submit = Callable[[Task], Future]
 CHARS_PER_SECOND = 15  # rough speaking rate: scales a text job's deadline
@@ -76,7 +94,7 @@ class _Stream:
         self.submit, self.input, self.output, self.work = submit, input, output, work
         self.voice, self.group, self.transcript, self.progress = voice, group, transcript, progress
         self.parallelism = max(1, parallelism)
-        self.pending: dict[Future, tuple[str, object]] = {}
+        self.pending: dict[Future, Callable[[TaskResult], None]] = {}  # -> what to do with its result
         self.results: list[TaskResult] = []
         self.steps: list[dict] = []
         self.total: int | None = None       # frames of the working audio, once decoded
@@ -99,18 +117,17 @@ class _Stream:
     # ---- the loop ------------------------------------------------------------------------------
     def run(self) -> dict:
         (self.work / "vad").mkdir(exist_ok=True)
-        opened = self._call("daemon.pipeline:open_job", {"input": self.input, "work_dir": str(self.work)},
+        opened = self._call(OpenJob(self.input, str(self.work)),
                             os.path.getsize(self.input) / BYTES_PER_SECOND if os.path.exists(self.input) else 0.0)
         p = self.params = opened.value
-        self.audio, self.rate = p["audio"], p["sample_rate"]
+        self.audio, self.rate = p.audio, p.sample_rate
         self.open_step = self._step("open", opened, [])
         self.out = enc.open_output(self.work, aio.writer_for(self.output), self.rate)
-        self.planner = StreamPlanner(self.rate, p["max_frames"], p["overlap"], p["window_s"], threshold=p["threshold"])
-        self.ahead = 2 * self.parallelism * max(p["max_frames"], vad.segment_frames(1, self.rate)[0])
+        self.planner = StreamPlanner(self.rate, p.max_frames, p.overlap, p.window_s, threshold=p.threshold)
+        self.ahead = 2 * self.parallelism * max(p.max_frames, vad.segment_frames(1, self.rate)[0])
         self.seams = Seams(self.out.stitched, self.out.kind)
         try:
-            self._go("decode", "daemon.pipeline:decode", {"source": p["source"], "audio": self.audio},
-                     p["source"]["duration"])
+            self._go(Decode(p.source, self.audio), p.source["duration"], self._on_decode)
             while not self._finished():
                 self._schedule()
                 if not self.pending:
@@ -118,8 +135,7 @@ class _Stream:
                 decoding = self.total is None
                 done, _ = wait(list(self.pending), timeout=POLL if decoding else None, return_when=FIRST_COMPLETED)
                 for fut in done:
-                    kind, what = self.pending.pop(fut)
-                    self._on_result(kind, what, fut.result())
+                    self.pending.pop(fut)(fut.result())
             return self._finish()
         except BaseException:
             self._abandon()
@@ -148,58 +164,55 @@ class _Stream:
             _, hi = vad.read_span(k, self.rate, self.total)
             if (self.total is None and decoded < hi) or start > self.planner.planned_to + self.ahead:
                 break
-            self._go("vad", "daemon.pipeline:vad_features",
-                     {"audio": self.audio, "rate": self.rate, "index": k, "total": self.total,
-                      "out": str(self.work / "vad" / f"{k:05d}.npy")}, (hi - start) / self.rate, (k, hi))
+            self._go(VadFeatures(self.audio, self.rate, k, self.total, str(self.work / "vad" / f"{k:05d}.npy")),
+                     (hi - start) / self.rate, partial(self._on_vad, k, hi))
             self.next_segment += 1
         if not self.lstm_busy and self.next_probs in self.features:
             run = []
             while self.next_probs + len(run) in self.features:
                 run.append(self.next_probs + len(run))
             self.lstm_busy = True
-            self._go("lstm", "daemon.pipeline:vad_probabilities",
-                     {"features": [self.features[k][0] for k in run], "state": self.lstm_state},
-                     len(run) * vad.SEGMENT_WINDOWS * vad.WINDOW / vad.VAD_RATE, run)
+            self._go(VadProbabilities(tuple(self.features[k][0] for k in run), self.lstm_state),
+                     len(run) * vad.SEGMENT_WINDOWS * vad.WINDOW / vad.VAD_RATE, partial(self._on_lstm, run))
         for seg in self.out.segments(self.total):
-            self._go("encode", "daemon.pipeline:encode_segment",
-                     {"stitched": self.out.raw, "ext": self.out.ext, "rate": self.rate, "lo": seg.lo, "hi": seg.hi,
-                      "skip": seg.skip, "keep": seg.keep, "out": str(self.work / f"enc-{seg.index:05d}.part")},
-                     (seg.hi - seg.lo) / self.rate, seg)
+            self._go(EncodeSegment(self.out.raw, self.out.ext, self.rate, seg.lo, seg.hi, seg.skip, seg.keep,
+                                   str(self.work / f"enc-{seg.index:05d}.part")),
+                     (seg.hi - seg.lo) / self.rate, partial(self._on_encode, seg))
 
-    def _on_result(self, kind: str, what, res: TaskResult) -> None:
-        getattr(self, f"_on_{kind}")(what, res, res.value)
-
-    def _on_decode(self, _what, res: TaskResult, v: dict) -> None:
-        self.total = v["frames"]
+    def _on_decode(self, res: TaskResult) -> None:
+        v: Decoded = res.value
+        self.total = v.frames
         self._step("decode", res, [self.open_step], frames=self.total)
 
-    def _on_vad(self, what: tuple[int, int], res: TaskResult, v: dict) -> None:
-        index, hi = what
+    def _on_vad(self, index: int, hi: int, res: TaskResult) -> None:  # res.value: Features
         self.features[index] = (str(self.work / "vad" / f"{index:05d}.npy"),
                                 self._step("vad", res, [self.open_step], decoded=hi))
 
-    def _on_lstm(self, segments: list[int], res: TaskResult, v: dict) -> None:
+    def _on_lstm(self, segments: list[int], res: TaskResult) -> None:
+        v: Probabilities = res.value
         self.last_lstm_step = self._step("lstm", res, [self.features[k][1] for k in segments] + [self.last_lstm_step])
-        self.lstm_state, self.lstm_busy = v["state"], False
-        for k, probs in zip(segments, v["probs"]):
-            self.speech_seconds += float((np.asarray(probs) >= self.params["threshold"]).sum() * self.params["window_s"])
+        self.lstm_state, self.lstm_busy = v.state, False
+        for k, probs in zip(segments, v.probs):
+            self.speech_seconds += float((np.asarray(probs) >= self.params.threshold).sum() * self.params.window_s)
             self._plan(self.planner.add(probs))
             Path(self.features.pop(k)[0]).unlink(missing_ok=True)
             self.next_probs += 1
         if self.planner_done:
             self._plan(self.planner.finish(self.total))
 
-    def _on_chunk(self, chunk: Chunk, res: TaskResult, v: dict) -> None:
+    def _on_chunk(self, chunk: Chunk, res: TaskResult) -> None:
+        v: ChunkDone = res.value
         self.chunk_steps[chunk.index] = self._step("chunk", res, [self.chunk_steps[chunk.index]])
-        self.infos[chunk.index] = v.get("info") or {}
+        self.infos[chunk.index] = v.info or {}
         self.chunks_done += 1
-        self.done_seconds += v["audio_seconds"]
-        self.chunk_compute += v["compute_seconds"]
-        self._stitch(chunk, v["head"], v["tail"])
+        self.done_seconds += v.audio_seconds
+        self.chunk_compute += v.compute_seconds
+        self._stitch(chunk, v.head, v.tail)
         self._tell("chunk")
 
-    def _on_encode(self, segment, res: TaskResult, v: dict) -> None:
-        self.out.add_part(segment, v["out"], v.get("extradata", b""))
+    def _on_encode(self, segment, res: TaskResult) -> None:
+        v: Encoded = res.value
+        self.out.add_part(segment, v.out, v.extradata)
         stitched = next(step for frames, step in self.stitch_steps if frames >= segment.hi)
         self.encode_steps.append(self._step("encode", res, [stitched]))
 
@@ -211,11 +224,8 @@ class _Stream:
             self.chunk_steps[c.index] = self.last_lstm_step  # replaced by the chunk's own step when done
             start_s, end_s = c.start / self.rate, c.end / self.rate
             hints = chunk_hints(self.transcript, start_s, end_s) if self.transcript else None
-            self._go("chunk", "daemon.pipeline:run_chunk",
-                     {"audio": self.audio, "rate": self.rate, "index": c.index, "start": c.start, "end": c.end,
-                      "out": self.out.stitched, "kind": self.out.kind, "overlap_before": c.overlap_before,
-                      "overlap_after": c.overlap_after, "voice": self.voice, "hints": hints},
-                     end_s - start_s, c)
+            self._go(RunChunk(self.audio, self.rate, c, self.out.stitched, self.out.kind, ChunkWork(self.voice, hints)),
+                     end_s - start_s, partial(self._on_chunk, c))
 
     def _stitch(self, chunk: Chunk, head, tail) -> None:
         """A chunk is in the stitched file: write its seams, and tell the output how far the file
@@ -232,7 +242,7 @@ class _Stream:
         if self.progress:
             self.progress(stage, self.done_seconds, chunks_done=self.chunks_done,
                           chunks_total=len(self.chunks) if self.planner_done else None,
-                          audio_seconds_total=round(self.params["source"]["duration"], 3))
+                          audio_seconds_total=round(self.params.source["duration"], 3))
 
     # ---- the end -------------------------------------------------------------------------------
     def _finish(self) -> dict:
@@ -246,9 +256,7 @@ class _Stream:
         join = self._parent_step("join", t0, t1, [self.stitch_step, *self.encode_steps],
                                  encoder_cpu=self.out.cpu_seconds)
         # Read back before it is published, in a worker (a decode of the whole output).
-        checked = self._call("daemon.pipeline:check_output",
-                             {"path": str(done), "frames": self.total, "rate": self.rate,
-                              "speech_seconds": self._speech_to_hear(), "name": str(self.output)},
+        checked = self._call(CheckOutput(str(done), self.total, self.rate, self._speech_to_hear(), str(self.output)),
                              self.total / self.rate)
         check_step = self._step("check", checked, [join])
         t1 = time.time()
@@ -271,8 +279,8 @@ class _Stream:
             "compute_seconds": round(self.chunk_compute, 3),
             "worker_pids": sorted({r.worker_pid for r in self.results}),
             "attempts": max(r.attempts for r in self.results),
-            "check": checked.value["check"],
-            "source": self.params["source"],
+            "check": checked.value.check,
+            "source": self.params.source,
             "stages": _stage_seconds(self.steps),
         }
 
@@ -294,17 +302,17 @@ class _Stream:
             self.out.abort()
 
     # ---- tasks and steps -----------------------------------------------------------------------
-    def _go(self, kind: str, func: str, kwargs: dict, seconds: float, what=None) -> None:
-        fut = self.submit(Task(func, kwargs, group=self.group, audio_seconds=seconds))
-        self.pending[fut] = (kind, what)
+    def _go(self, task, seconds: float, then: Callable[[TaskResult], None]) -> None:
+        """Submit ``task``; ``then(result)`` is called by the loop when it is done."""
+        self.pending[self.submit(envelope(task, group=self.group, audio_seconds=seconds))] = then
 
-    def _call(self, func: str, kwargs: dict, seconds: float) -> TaskResult:
-        return self.submit(Task(func, kwargs, group=self.group, audio_seconds=seconds)).result()
+    def _call(self, task, seconds: float) -> TaskResult:
+        return self.submit(envelope(task, group=self.group, audio_seconds=seconds)).result()
 
     def _step(self, stage: str, res: TaskResult, after: list, **extra) -> int:
         self.results.append(res)
         v = res.value
-        return self._add_step(stage, v["t0"], v["t1"], res.worker_pid, after, extra)
+        return self._add_step(stage, v.t0, v.t1, res.worker_pid, after, extra)
 
     def _parent_step(self, stage: str, t0: float, t1: float, after: list, **extra) -> int:
         return self._add_step(stage, t0 or t1, t1, "parent", after, extra)
@@ -356,12 +364,12 @@ def chunk_hints(phrases: list[dict], start_s: float, end_s: float) -> dict:
 
 
 def _speak(submit: Submit, input, output, work: Path, *, voice, group, t0) -> dict:
-    res: TaskResult = submit(Task("daemon.pipeline:speak_text", {
-        "input": str(input), "work_dir": str(work), "output": str(output), "voice": voice},
-        group=group, audio_seconds=os.path.getsize(input) / CHARS_PER_SECOND)).result()
-    v, wall = res.value, time.monotonic() - t0
-    return {"input": str(input), "output": v["output"], "sidecar": v["sidecar"],
-            "audio_seconds": round(v["duration"], 3), "wall_seconds": round(wall, 3),
-            "rtf": round(wall / v["duration"], 4) if v["duration"] else None, "chunks": 1,
-            "compute_seconds": round(v["compute_seconds"], 3), "worker_pids": [res.worker_pid],
-            "attempts": res.attempts, "check": v.get("check"), "source": {"path": str(input), "format": "text"}}
+    res: TaskResult = submit(envelope(SpeakText(str(input), str(work), str(output), voice), group=group,
+                                      audio_seconds=os.path.getsize(input) / CHARS_PER_SECOND)).result()
+    v: Spoken = res.value
+    wall = time.monotonic() - t0
+    return {"input": str(input), "output": v.output, "sidecar": v.sidecar,
+            "audio_seconds": round(v.duration, 3), "wall_seconds": round(wall, 3),
+            "rtf": round(wall / v.duration, 4) if v.duration else None, "chunks": 1,
+            "compute_seconds": round(v.compute_seconds, 3), "worker_pids": [res.worker_pid],
+            "attempts": res.attempts, "check": v.check, "source": {"path": str(input), "format": "text"}}

@@ -28,6 +28,7 @@ from daemon.audio.io import probe
 from daemon.audio.plan import StreamPlanner, plan_chunks, silences
 from daemon.convert import InlineRunner, run_job
 from daemon.settings import load_settings
+from daemon.tasks import Decode, OpenJob, VadFeatures, VadProbabilities
 from helpers import media, wait_until
 
 RATE = 24000
@@ -67,18 +68,18 @@ def short_speech(long_speech, tmp_path_factory):
 
 
 def test_segmented_vad_equals_the_whole_file_pass(inline, long_speech, tmp_path):
-    opened = pipeline.open_job(str(long_speech), str(tmp_path))
-    audio = opened["audio"]
-    total = pipeline.decode(opened["source"], audio)["frames"]
+    opened = pipeline.open_job(OpenJob(str(long_speech), str(tmp_path)))
+    audio = opened.audio
+    total = pipeline.decode(Decode(opened.source, audio)).frames
     segments = vad.segment_count(total, RATE)
     assert segments == 8
     state, probs = None, []
     for k in reversed(range(segments)):  # the front end runs in any order
-        pipeline.vad_features(audio, RATE, k, total, str(tmp_path / f"{k}.npy"))
+        pipeline.vad_features(VadFeatures(audio, RATE, k, total, str(tmp_path / f"{k}.npy")))
     for k in range(segments):
-        out = pipeline.vad_probabilities([str(tmp_path / f"{k}.npy")], state)
-        state = out["state"]
-        probs += out["probs"]
+        out = pipeline.vad_probabilities(VadProbabilities((str(tmp_path / f"{k}.npy"),), state))
+        state = out.state
+        probs += out.probs
     streamed = np.concatenate(probs)
     wav = tmp_path / "input.wav"
     sf.write(wav, read_frames(audio, 0, total), RATE, subtype="FLOAT")
