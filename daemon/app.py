@@ -18,7 +18,8 @@ import os
 import time
 from functools import partial
 
-from daemon import __version__, bench, bench_long, convert, log
+from daemon import __version__, bench, convert, log
+from daemon.bench import long as bench_long
 from daemon.engines import voice_folders
 from daemon.errors import AlreadyRunningError, UsageError
 from daemon.hooks import Hooks

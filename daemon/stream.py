@@ -61,7 +61,7 @@ BYTES_PER_SECOND = 4000  # 32 kbit/s: a lower bound of any codec we read, to bou
 def run_job(submit: Submit, input: str | Path, output: str | Path, work_dir: str | Path, *,
             voice: str | None = None, group: str = "", transcripts: bool = False,
             progress: Callable[[str, float], None] | None = None, parallelism: int = 2,
-            keep_steps: bool = False) -> dict:
+            steps: Steps | None = None) -> dict:
     """Convert ``input`` to ``output`` through ``submit``; return figures.
 
     ``transcripts``: read a transcript beside the input (``.srt``, ``.vtt``, ``.txt``) and hand
@@ -69,8 +69,8 @@ def run_job(submit: Submit, input: str | Path, output: str | Path, work_dir: str
     audio_seconds_total=)`` is called when the first chunk is planned ("prepared"), after each
     chunk ("chunk") and when the last frames are written and checked ("finishing");
     ``chunks_total`` is None until the whole file is planned.  ``parallelism`` (the workers there are) sets how far
-    the VAD may run ahead of the chunks.  ``keep_steps``: add every step's times and
-    dependencies to the figures (the benchmark's critical path).
+    the VAD may run ahead of the chunks.  ``steps``: told of every step as it ends (the
+    benchmark's timeline, ``daemon/bench/timeline.py``); by default nobody is.
     """
     t0 = time.monotonic()
     work = Path(work_dir)
@@ -79,38 +79,60 @@ def run_job(submit: Submit, input: str | Path, output: str | Path, work_dir: str
         return _speak(submit, input, output, work, voice=voice, group=group, t0=t0)
     transcript = read_transcript(Path(input)) if transcripts else None
     job = _Stream(submit, str(input), Path(output), work, voice=voice, group=group, transcript=transcript,
-                  progress=progress, parallelism=parallelism)
+                  progress=progress, parallelism=parallelism, steps=steps or Steps())
     fig = job.run()
     wall = time.monotonic() - t0
     fig.update(wall_seconds=round(wall, 3), rtf=round(wall / fig["audio_seconds"], 4) if fig["audio_seconds"] else None)
-    if keep_steps:
-        fig["steps"] = job.steps
     return fig
+
+
+class Steps:
+    """What the stream tells of its steps as they end, to whoever keeps a timeline (the
+    benchmark's ``Timeline``); this one keeps nothing.  ``res.value`` says when and where a
+    worker's step ran; the parent's own steps (stitch, join, publish) come with their times."""
+
+    def opened(self, res: TaskResult) -> None: ...
+
+    def decoded(self, res: TaskResult, frames: int) -> None: ...
+
+    def features(self, res: TaskResult, segment: int, decoded_to: int) -> None: ...
+
+    def probabilities(self, res: TaskResult, segments: list[int]) -> None: ...
+
+    def planned(self, chunk: int) -> None: ...
+
+    def converted(self, res: TaskResult, chunk: int) -> None: ...
+
+    def stitched(self, t0: float, t1: float, chunks: range, frames: int) -> None: ...
+
+    def encoded(self, res: TaskResult, hi: int) -> None: ...
+
+    def joined(self, t0: float, t1: float, encoder_cpu: float) -> None: ...
+
+    def checked(self, res: TaskResult) -> None: ...
+
+    def published(self, t0: float, t1: float) -> None: ...
 
 
 class _Stream:
     def __init__(self, submit: Submit, input: str, output: Path, work: Path, *, voice, group, transcript,
-                 progress, parallelism: int):
+                 progress, parallelism: int, steps: Steps):
         self.submit, self.input, self.output, self.work = submit, input, output, work
         self.voice, self.group, self.transcript, self.progress = voice, group, transcript, progress
         self.parallelism = max(1, parallelism)
         self.pending: dict[Future, Callable[[TaskResult], None]] = {}  # -> what to do with its result
-        self.results: list[TaskResult] = []
-        self.steps: list[dict] = []
+        self.steps = steps
+        self.worker_pids: set[int] = set()
+        self.attempts = 0
         self.total: int | None = None       # frames of the working audio, once decoded
-        self.features: dict[int, tuple[str, int]] = {}  # VAD segment -> (features file, step)
+        self.features: dict[int, str] = {}  # VAD segment -> its features file
         self.next_segment = self.next_probs = 0
         self.lstm_state = None
         self.lstm_busy = False
-        self.last_lstm_step: int | None = None
         self.chunks: dict[int, Chunk] = {}
-        self.chunk_steps: dict[int, int] = {}
         self.chunks_done = 0
         self.done_seconds = self.chunk_compute = 0.0
         self.speech_seconds = 0.0           # what the VAD took for speech: the output check's floor
-        self.stitch_step: int | None = None
-        self.stitch_steps: list[tuple[int, int]] = []  # (frames stitched after it, step)
-        self.encode_steps: list[int] = []
         self.infos: dict[int, dict] = {}
         self.out = None
 
@@ -121,7 +143,7 @@ class _Stream:
                             os.path.getsize(self.input) / BYTES_PER_SECOND if os.path.exists(self.input) else 0.0)
         p = self.params = opened.value
         self.audio, self.rate = p.audio, p.sample_rate
-        self.open_step = self._step("open", opened, [])
+        self.steps.opened(opened)
         self.out = enc.open_output(self.work, aio.writer_for(self.output), self.rate)
         self.planner = StreamPlanner(self.rate, p.max_frames, p.overlap, p.window_s, threshold=p.threshold)
         self.ahead = 2 * self.parallelism * max(p.max_frames, vad.segment_frames(1, self.rate)[0])
@@ -135,7 +157,7 @@ class _Stream:
                 decoding = self.total is None
                 done, _ = wait(list(self.pending), timeout=POLL if decoding else None, return_when=FIRST_COMPLETED)
                 for fut in done:
-                    self.pending.pop(fut)(fut.result())
+                    self.pending.pop(fut)(self._took(fut.result()))
             return self._finish()
         except BaseException:
             self._abandon()
@@ -172,7 +194,7 @@ class _Stream:
             while self.next_probs + len(run) in self.features:
                 run.append(self.next_probs + len(run))
             self.lstm_busy = True
-            self._go(VadProbabilities(tuple(self.features[k][0] for k in run), self.lstm_state),
+            self._go(VadProbabilities(tuple(self.features[k] for k in run), self.lstm_state),
                      len(run) * vad.SEGMENT_WINDOWS * vad.WINDOW / vad.VAD_RATE, partial(self._on_lstm, run))
         for seg in self.out.segments(self.total):
             self._go(EncodeSegment(self.out.raw, self.out.ext, self.rate, seg.lo, seg.hi, seg.skip, seg.keep,
@@ -182,27 +204,27 @@ class _Stream:
     def _on_decode(self, res: TaskResult) -> None:
         v: Decoded = res.value
         self.total = v.frames
-        self._step("decode", res, [self.open_step], frames=self.total)
+        self.steps.decoded(res, self.total)
 
     def _on_vad(self, index: int, hi: int, res: TaskResult) -> None:  # res.value: Features
-        self.features[index] = (str(self.work / "vad" / f"{index:05d}.npy"),
-                                self._step("vad", res, [self.open_step], decoded=hi))
+        self.features[index] = str(self.work / "vad" / f"{index:05d}.npy")
+        self.steps.features(res, index, hi)
 
     def _on_lstm(self, segments: list[int], res: TaskResult) -> None:
         v: Probabilities = res.value
-        self.last_lstm_step = self._step("lstm", res, [self.features[k][1] for k in segments] + [self.last_lstm_step])
+        self.steps.probabilities(res, segments)
         self.lstm_state, self.lstm_busy = v.state, False
         for k, probs in zip(segments, v.probs):
             self.speech_seconds += float((np.asarray(probs) >= self.params.threshold).sum() * self.params.window_s)
             self._plan(self.planner.add(probs))
-            Path(self.features.pop(k)[0]).unlink(missing_ok=True)
+            Path(self.features.pop(k)).unlink(missing_ok=True)
             self.next_probs += 1
         if self.planner_done:
             self._plan(self.planner.finish(self.total))
 
     def _on_chunk(self, chunk: Chunk, res: TaskResult) -> None:
         v: ChunkDone = res.value
-        self.chunk_steps[chunk.index] = self._step("chunk", res, [self.chunk_steps[chunk.index]])
+        self.steps.converted(res, chunk.index)
         self.infos[chunk.index] = v.info or {}
         self.chunks_done += 1
         self.done_seconds += v.audio_seconds
@@ -213,15 +235,14 @@ class _Stream:
     def _on_encode(self, segment, res: TaskResult) -> None:
         v: Encoded = res.value
         self.out.add_part(segment, v.out, v.extradata)
-        stitched = next(step for frames, step in self.stitch_steps if frames >= segment.hi)
-        self.encode_steps.append(self._step("encode", res, [stitched]))
+        self.steps.encoded(res, segment.hi)
 
     def _plan(self, chunks: list[Chunk]) -> None:
         for c in chunks:
             if not self.chunks:
                 self._tell("prepared")
             self.chunks[c.index] = c
-            self.chunk_steps[c.index] = self.last_lstm_step  # replaced by the chunk's own step when done
+            self.steps.planned(c.index)
             start_s, end_s = c.start / self.rate, c.end / self.rate
             hints = chunk_hints(self.transcript, start_s, end_s) if self.transcript else None
             self._go(RunChunk(self.audio, self.rate, c, self.out.stitched, self.out.kind, ChunkWork(self.voice, hints)),
@@ -233,9 +254,7 @@ class _Stream:
         t0, first = time.time(), self.seams.next
         self.seams.add(chunk, head, tail)
         if self.seams.next > first:
-            after = [self.chunk_steps[i] for i in range(first, self.seams.next)] + [self.stitch_step]
-            self.stitch_step = self._parent_step("stitch", t0, time.time(), after, frames=self.seams.ready)
-            self.stitch_steps.append((self.seams.ready, self.stitch_step))
+            self.steps.stitched(t0, time.time(), range(first, self.seams.next), self.seams.ready)
             self.out.advance(self.seams.ready)
 
     def _tell(self, stage: str) -> None:
@@ -253,12 +272,11 @@ class _Stream:
         t1 = time.time()
         # The last frames of the output (a streamed encoder's tail: the benchmark counts its CPU
         # time instead of this wait), then the rename.
-        join = self._parent_step("join", t0, t1, [self.stitch_step, *self.encode_steps],
-                                 encoder_cpu=self.out.cpu_seconds)
+        self.steps.joined(t0, t1, self.out.cpu_seconds)
         # Read back before it is published, in a worker (a decode of the whole output).
         checked = self._call(CheckOutput(str(done), self.total, self.rate, self._speech_to_hear(), str(self.output)),
                              self.total / self.rate)
-        check_step = self._step("check", checked, [join])
+        self.steps.checked(checked)
         t1 = time.time()
         out = publish_file(done, self.output)
         phrases, models = [], []
@@ -268,7 +286,7 @@ class _Stream:
                 phrases.append({**ph, "start": round(ph["start"] + offset, 3), "end": round(ph["end"] + offset, 3)})
             models += [m for m in info.get("models", []) if m not in models]
         sidecar = write_sidecar(out, phrases, models)
-        self._parent_step("publish", t1, time.time(), [check_step])
+        self.steps.published(t1, time.time())
         duration = self.total / self.rate
         return {
             "input": self.input,
@@ -277,11 +295,10 @@ class _Stream:
             "audio_seconds": round(duration, 3),
             "chunks": len(self.chunks),
             "compute_seconds": round(self.chunk_compute, 3),
-            "worker_pids": sorted({r.worker_pid for r in self.results}),
-            "attempts": max(r.attempts for r in self.results),
+            "worker_pids": sorted(self.worker_pids),
+            "attempts": self.attempts,
             "check": checked.value.check,
             "source": self.params.source,
-            "stages": _stage_seconds(self.steps),
         }
 
     def _speech_to_hear(self) -> float:
@@ -301,33 +318,18 @@ class _Stream:
         if self.out is not None:
             self.out.abort()
 
-    # ---- tasks and steps -----------------------------------------------------------------------
+    # ---- tasks ---------------------------------------------------------------------------------------
     def _go(self, task, seconds: float, then: Callable[[TaskResult], None]) -> None:
         """Submit ``task``; ``then(result)`` is called by the loop when it is done."""
         self.pending[self.submit(envelope(task, group=self.group, audio_seconds=seconds))] = then
 
     def _call(self, task, seconds: float) -> TaskResult:
-        return self.submit(envelope(task, group=self.group, audio_seconds=seconds)).result()
+        return self._took(self.submit(envelope(task, group=self.group, audio_seconds=seconds)).result())
 
-    def _step(self, stage: str, res: TaskResult, after: list, **extra) -> int:
-        self.results.append(res)
-        v = res.value
-        return self._add_step(stage, v.t0, v.t1, res.worker_pid, after, extra)
-
-    def _parent_step(self, stage: str, t0: float, t1: float, after: list, **extra) -> int:
-        return self._add_step(stage, t0 or t1, t1, "parent", after, extra)
-
-    def _add_step(self, stage, t0, t1, where, after, extra) -> int:
-        self.steps.append({"id": len(self.steps), "stage": stage, "t0": t0, "t1": t1, "where": where,
-                           "after": [a for a in after if a is not None], **extra})
-        return len(self.steps) - 1
-
-
-def _stage_seconds(steps: list[dict]) -> dict:
-    out: dict[str, float] = {}
-    for s in steps:
-        out[s["stage"]] = round(out.get(s["stage"], 0.0) + s["t1"] - s["t0"], 3)
-    return out
+    def _took(self, res: TaskResult) -> TaskResult:
+        self.worker_pids.add(res.worker_pid)
+        self.attempts = max(self.attempts, res.attempts)
+        return res
 
 
 # ---- transcripts and text ------------------------------------------------------------------------

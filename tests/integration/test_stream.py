@@ -26,6 +26,7 @@ from daemon.audio import vad
 from daemon.audio.decode import decode_stream, frames_ready, read_frames
 from daemon.audio.io import probe
 from daemon.audio.plan import StreamPlanner, plan_chunks, silences
+from daemon.bench.timeline import Timeline
 from daemon.convert import InlineRunner, run_job
 from daemon.settings import load_settings
 from daemon.tasks import Decode, OpenJob, VadFeatures, VadProbabilities
@@ -106,12 +107,13 @@ def test_pool_output_is_the_sequential_output_byte_for_byte(pool, inline, short_
     seq = tmp_path / f"seq.{ext}"
     par = tmp_path / f"pool.{ext}"
     fig_seq = run_job(inline.submit, short_speech, seq, tmp_path / "w-seq", parallelism=1)
-    fig = run_job(pool.submit, short_speech, par, tmp_path / "w-pool", parallelism=2, keep_steps=True)
+    timeline = Timeline()
+    fig = run_job(pool.submit, short_speech, par, tmp_path / "w-pool", parallelism=2, steps=timeline)
     assert fig["chunks"] == fig_seq["chunks"] >= 15
     assert len(fig["worker_pids"]) == 2
     assert par.read_bytes() == seq.read_bytes()
     assert abs(media.duration(par) - 150.0) < 0.03
-    steps = fig["steps"]
+    steps = timeline.steps
     assert {s["stage"] for s in steps} >= {"open", "decode", "vad", "lstm", "chunk", "stitch", "join", "publish"}
     assert (ext in ("mp3", "m4a")) == any(s["stage"] == "encode" for s in steps)
     # The stream: chunks run while the VAD still scores, encoding while chunks still convert.
@@ -137,11 +139,12 @@ def test_a_worker_killed_while_the_plan_streams(own_pool, inline, long_speech, t
     restarts = pool.stats()["restarts"]
     work = tmp_path / "w-pool"
     result: dict = {}
+    timeline = Timeline()
 
     def job():
         try:
             result["fig"] = run_job(pool.submit, long_speech, tmp_path / "pool.wav", work, parallelism=2,
-                                    keep_steps=True)
+                                    steps=timeline)
         except BaseException as exc:  # noqa: BLE001 - re-raised below
             result["error"] = exc
 
@@ -154,7 +157,7 @@ def test_a_worker_killed_while_the_plan_streams(own_pool, inline, long_speech, t
     t.join(600)
     assert not t.is_alive()
     assert "error" not in result, result.get("error")
-    steps = result["fig"]["steps"]
+    steps = timeline.steps
     assert max(s["t0"] for s in steps if s["stage"] == "lstm") > killed_at, \
         "the plan had finished before the kill: the test proved nothing"
     assert pool.stats()["restarts"] > restarts
