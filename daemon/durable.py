@@ -7,21 +7,22 @@ cannot take the new contents back.  An exception before the rename (a failed enc
 Ctrl-C) removes the temp file and leaves the old file as it was.  Only a kill -9 can leave a temp
 file behind, under a hidden name the next write to the same target reuses.
 
-Every writer of such a file uses these helpers: the spool (manifests, error reports, copies across
-filesystems), the pipeline (encoded outputs, sidecars), the model registry (downloads) and
+Every writer of such a file uses these helpers: the spool (manifests, error reports, every move of
+a file, ``move``: a rename or a copy across filesystems), the pipeline (encoded outputs, sidecars), the model registry (downloads) and
 ``install-service`` (the unit and env files).  A leaf: imports nothing from the package, so every
 layer may use it.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import secrets
 import shutil
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Callable, Iterator
 
 
 def temp_path(path: Path, tag: str = "tmp", *, unique: bool = False) -> Path:
@@ -79,6 +80,31 @@ def copy(src: Path, dest: Path) -> None:
     """Copy ``src`` (a symlink stays a link) durably to ``dest``."""
     with replacing(dest, tmp=temp_path(dest, "copy")) as t:
         shutil.copy2(src, t, follow_symlinks=False)
+
+
+def move(src: Path, dest: Path, *, before_copy: Callable[[], None] | None = None) -> None:
+    """Move ``src`` to ``dest``: a rename, or across filesystems a durable copy, then ``src`` unlinked.
+
+    The one such move in the house.  A crash in the middle leaves ``src`` alone (the copy is
+    still under a hidden temp name) or ``dest`` whole beside ``src``; the same call again finishes
+    it either way.  ``before_copy``: called when a copy is needed, before it starts (the spool
+    records that the file it claims is a copy).  A full disk while copying is the destination's:
+    the error names ``dest`` (shutil would name the source)."""
+    try:
+        os.rename(src, dest)
+        return
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+    if before_copy is not None:
+        before_copy()
+    try:
+        copy(src, dest)
+    except OSError as err:
+        if err.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise OSError(err.errno, err.strerror, os.fspath(dest)) from err
+        raise
+    os.unlink(src)
 
 
 def fsync_file(path: Path) -> None:

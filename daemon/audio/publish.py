@@ -7,10 +7,8 @@ temporary name beside the output, synced, and renamed.
 
 from __future__ import annotations
 
-import errno
 import json
 import os
-import shutil
 from pathlib import Path
 
 from daemon import durable
@@ -45,18 +43,7 @@ def publish_file(src: str | Path, output: str | Path) -> Path:
     """Move the finished ``src`` (in the job's work folder) to ``output`` durably."""
     out = Path(output)
     with durable.replacing(out, tmp=_temp_beside(out)) as tmp:
-        try:
-            os.replace(src, tmp)
-        except OSError as exc:
-            if exc.errno != errno.EXDEV:
-                raise
-            try:
-                shutil.copyfile(src, tmp)  # the work folder is on another filesystem
-            except OSError as err:
-                # shutil names the source; a full disk is the destination's (the outbox's) problem.
-                if err.errno in (errno.ENOSPC, errno.EDQUOT):
-                    raise OSError(err.errno, err.strerror, os.fspath(tmp)) from err
-                raise
+        durable.move(src, tmp)
     return out
 
 

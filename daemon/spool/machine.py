@@ -17,16 +17,16 @@ each input ends exactly once in the outbox or the failed folder.
 from __future__ import annotations
 
 import copy
-import errno
 import os
 import shutil
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Collection
+from typing import Collection, NamedTuple
 
 from daemon import __version__, durable, log
 from daemon.audio.io import TRANSCRIPT_EXTENSIONS
+from daemon.durable import move
 from daemon.errors import OutputError
 from daemon.spool.folders import ensure_dirs, error_report_path
 from daemon.spool.moves import (
@@ -37,7 +37,6 @@ from daemon.spool.moves import (
     free_path,
     join,
     link_or_replace,
-    move,
     same_file,
     unlink,
 )
@@ -51,6 +50,13 @@ S = JobState
 #: bytes of the input's stem kept in the temp output's name: with the job id, the encoder's own
 #: temp suffix and the sidecar's, the longest temp name stays within NAME_MAX
 TMP_STEM_BYTES = 120
+
+
+class Published(NamedTuple):
+    """Where a job's commit put its output and its sidecar (None: the engine wrote none)."""
+
+    output: Path
+    sidecar: Path | None
 
 
 class Unfinished(Exception):
@@ -126,18 +132,13 @@ class Spool(Recovery):
         return job
 
     def _move_in(self, job: Job, path: Path) -> None:
-        try:
-            os.rename(path, self.source(job))
-            return
-        except OSError as exc:
-            if exc.errno != errno.EXDEV:
-                raise
-        # Inbox on another filesystem: copy, then unlink.  Recovery drops a copy whose
-        # original is still in the inbox, so a crash in between never yields two jobs.
-        job.copied = True
-        self._save(job)
-        durable.copy(path, self.source(job))
-        os.unlink(path)
+        def copying() -> None:
+            # Inbox on another filesystem: recovery drops a copy whose original is still in the
+            # inbox, so a crash in between never yields two jobs.
+            job.copied = True
+            self._save(job)
+
+        move(path, self.source(job), before_copy=copying)
 
     def _take_companions(self, job: Job, original: Path) -> None:
         for ext in TRANSCRIPT_EXTENSIONS:
@@ -202,8 +203,9 @@ class Spool(Recovery):
         self._save(job)
 
     # --- commit -------------------------------------------------------------
-    def commit(self, job: Job, figures: dict | None = None) -> Path:
-        """Publish the finished temp output under its final name, then archive the job.
+    def commit(self, job: Job, figures: dict | None = None) -> Published:
+        """Publish the finished temp output under its final name, then archive the job; say where
+        the output and its sidecar went.
 
         Picks up where an earlier call stopped (a full disk, say): a job already committing is
         published, one already committed is archived."""
@@ -220,7 +222,7 @@ class Spool(Recovery):
             self._publish(job)
         elif job.state == S.COMMITTED:
             self._archive(job)
-        return self.outbox / job.output
+        return Published(self.outbox / job.output, self.outbox / job.sidecar if job.sidecar else None)
 
     def published(self, job: Job) -> bool:
         """Whether the job's output is in the outbox under its final name."""
@@ -243,17 +245,21 @@ class Spool(Recovery):
             if final.exists() and not self.s.overwrite and not same_file(tmp, final):
                 # Someone put a file there since we chose the name (only possible after a crash).
                 job.output = free_name(self.outbox, job.output, overwrite=False)
+                job.sidecar = None  # it goes with the output's name
                 self._save(job)
                 final = self.outbox / job.output
             link_or_replace(tmp, final, self.s.overwrite)
             durable.fsync_dir(final.parent)
         side_tmp = tmp.with_suffix(".json")
         if side_tmp.exists():
-            side = final.with_name(fit(final.stem, ".json"))
-            if side.exists() and not self.s.overwrite:
-                side = final.with_name(fit(final.name, ".json"))  # x.wav and x.mp3 both converted: x.mp3.json
+            if job.sidecar is None:
+                side = final.with_name(fit(final.stem, ".json"))
+                if side.exists() and not self.s.overwrite:
+                    side = final.with_name(fit(final.name, ".json"))  # x.wav and x.mp3 both converted: x.mp3.json
+                job.sidecar = side.relative_to(self.outbox).as_posix()
+                self._save(job)  # recorded before the move: the reporter is told, never left to guess
             name_published_output(side_tmp, final.name)
-            os.replace(side_tmp, side)
+            os.replace(side_tmp, self.outbox / job.sidecar)
         self._remove_tmp_outputs(job)  # what a worker killed while encoding left beside the output
         job.state = S.COMMITTED
         self._save(job)

@@ -1,28 +1,12 @@
-"""How the spool moves files: rename (or a durable copy across filesystems), publish without
-overwriting, and free names.  Each step is repeatable, so recovery can redo one a crash cut short."""
+"""How the spool publishes and names files: publish without overwriting, free names within
+NAME_MAX.  Moves are ``daemon.durable.move`` (a rename, or a durable copy across filesystems).
+Each step is repeatable, so recovery can redo one a crash cut short."""
 
 from __future__ import annotations
 
-import errno
 import os
 from pathlib import Path
 from typing import Callable
-
-from daemon import durable
-
-
-def move(src: Path, dest: Path) -> None:
-    """rename, or copy + unlink across filesystems (repeatable: a crash midway redoes it)."""
-    try:
-        os.rename(src, dest)
-    except OSError as exc:
-        if exc.errno != errno.EXDEV:
-            raise
-        if os.path.islink(src):
-            os.symlink(os.readlink(src), dest)
-        else:
-            durable.copy(src, dest)
-        os.unlink(src)
 
 
 def link_or_replace(tmp: Path, final: Path, overwrite: bool) -> None:

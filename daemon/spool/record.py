@@ -82,6 +82,7 @@ class Job:
     copied: bool = False           # claimed by copy + unlink (inbox on another filesystem)
     output_tmp: str | None = None  # temp name inside the outbox, relative to it
     output: str | None = None      # final name, recorded before the link/replace
+    sidecar: str | None = None     # the sidecar's final name (relative to the outbox), recorded before its move
     failed: str | None = None      # path inside the failed folder, recorded before the move
     error: dict[str, Any] | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -157,7 +158,7 @@ def read_job(job_dir: Path) -> Job:
 _TYPES = {"id": str, "rel": str, "voice": (str, type(None)), "state": str, "attempts": int,
           "claimed_at": (int, float), "updated_at": (int, float), "started_at": (int, float, type(None)),
           "not_before": (int, float), "companions": list, "copied": bool, "output_tmp": (str, type(None)),
-          "output": (str, type(None)), "failed": (str, type(None)), "error": (dict, type(None)),
+          "output": (str, type(None)), "sidecar": (str, type(None)), "failed": (str, type(None)), "error": (dict, type(None)),
           "history": list, "figures": dict, "suspect": bool}
 #: what each state needs besides id and rel
 _NEEDS = {S.RUNNING: ("output_tmp",), S.COMMITTING: ("output_tmp", "output"), S.COMMITTED: ("output",),
@@ -186,7 +187,7 @@ def check_manifest(data, folder: str) -> None:
     for key in _NEEDS.get(state, ()):
         if data.get(key) is None:
             raise ManifestError(f"it is {state} without {key!r}")
-    for key in ("rel", "output_tmp", "output", "failed"):
+    for key in ("rel", "output_tmp", "output", "sidecar", "failed"):
         if isinstance(data.get(key), str) and not _inside(data[key]):
             raise ManifestError(f"its {key!r} {data[key]!r:.80} does not stay inside its folder")
     for name in data.get("companions", []):

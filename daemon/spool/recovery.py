@@ -14,8 +14,9 @@ import shutil
 from pathlib import Path
 
 from daemon import __version__
+from daemon.durable import move
 from daemon.spool.folders import error_report_path
-from daemon.spool.moves import free_name, move, unlink
+from daemon.spool.moves import free_name, unlink
 from daemon.spool.record import MANIFEST, Job, JobState, iso, read_job, write_json
 
 S = JobState

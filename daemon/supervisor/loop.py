@@ -288,13 +288,13 @@ class Supervisor(Pausing):
     def _commit(self, r: Running, fig: dict) -> None:
         job = r.job
         try:
-            final = self.spool.commit(job, fig)
+            published = self.spool.commit(job, fig)
         except Exception as exc:
             self._commit_failed(r, fig, exc)
             return
         self.later.done(job.id)
-        self.report.job(job).done(final.relative_to(self.spool.outbox).as_posix(),
-                                  time.monotonic() - r.started, fig)
+        self.report.job(job).done(published.output.relative_to(self.spool.outbox).as_posix(),
+                                  time.monotonic() - r.started, fig, sidecar=published.sidecar)
 
     def _commit_failed(self, r: Running, fig: dict, exc: Exception) -> None:
         job = r.job

@@ -132,7 +132,8 @@ class JobReport:
         """``run_job``'s progress callback (on the job's thread): chunks done of total and the like."""
         self.r.tell("progress", self.job, stage=stage, audio_seconds_done=round(float(audio_done), 3), **info)
 
-    def done(self, output: str, wall: float, fig: dict) -> None:
+    def done(self, output: str, wall: float, fig: dict, sidecar: Path | None = None) -> None:
+        """``output``: relative to the outbox; ``sidecar``: where the spool put it (None: none)."""
         audio = float(fig.get("audio_seconds") or 0.0)
         self.r.counts["done"] += 1
         self.r.metrics.job_done(audio, wall)
@@ -141,7 +142,7 @@ class JobReport:
         self.log.info("job.done", output=output, **figures, attempts=self.job.attempts,
                       task_attempts=fig.get("attempts"), worker_pids=fig.get("worker_pids"), check=fig.get("check"))
         final = Path(self.r.s.outbox).absolute() / output
-        self.r.tell("done", self.job, output=str(final), sidecar=_sidecar(final, fig), **figures,
+        self.r.tell("done", self.job, output=str(final), sidecar=str(sidecar) if sidecar else None, **figures,
                     worker_pids=fig.get("worker_pids"), reason=None)
         self.r.forget(self.job)
 
@@ -174,11 +175,3 @@ class JobReport:
         """A step of the spool failed (``job.commit_error``, ``job.retry_error``…): the job stays in work/."""
         self.log.error(event, error=str(exc), **fields)
 
-
-def _sidecar(final: Path, fig: dict) -> str | None:
-    """Where the spool published the sidecar (``x.json``, or ``x.mp3.json`` when ``x.json`` was
-    taken): the newer of the two."""
-    if not fig.get("sidecar"):
-        return None
-    found = [p for p in (final.with_suffix(".json"), final.with_name(final.name + ".json")) if p.is_file()]
-    return str(max(found, key=lambda p: p.stat().st_mtime_ns)) if found else None

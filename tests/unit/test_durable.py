@@ -171,3 +171,90 @@ def test_every_writer_syncs_renames_and_syncs_the_folder(tmp_path, recorder, wri
     assert fsync_dir == ("fsync-dir", target.parent.name)
     left = [n for n in listing(target.parent) if not n.endswith(".lock")]  # download's lock stays, as before
     assert left == [target.name]
+
+
+# --- the one move: a rename, or a durable copy across filesystems -----------------------
+OTHER_FS = Path("/dev/shm")
+
+
+def _elsewhere(tmp_path: Path) -> Path:
+    """A folder on another filesystem than ``tmp_path`` (a rename there fails with EXDEV)."""
+    if not OTHER_FS.is_dir() or os.stat(OTHER_FS).st_dev == os.stat(tmp_path).st_dev:
+        pytest.skip(f"{OTHER_FS} is not another filesystem here")
+    import tempfile
+
+    return Path(tempfile.mkdtemp(dir=OTHER_FS, prefix="vd-test-"))
+
+
+@pytest.fixture
+def across(tmp_path):
+    """(source folder, destination folder) on two filesystems."""
+    import shutil
+
+    dest = _elsewhere(tmp_path)
+    yield tmp_path, dest
+    shutil.rmtree(dest, ignore_errors=True)
+
+
+def test_move_renames_within_a_filesystem(tmp_path):
+    src, dest = tmp_path / "a.wav", tmp_path / "out" / "a.wav"
+    dest.parent.mkdir()
+    src.write_bytes(b"RIFF" * 1000)
+    inode = src.stat().st_ino
+    durable.move(src, dest, before_copy=lambda: pytest.fail("a rename needs no copy"))
+    assert not src.exists() and dest.stat().st_ino == inode
+
+
+def test_move_copies_across_filesystems_and_says_so_first(across):
+    here, there = across
+    src, dest, told = here / "a.wav", there / "a.wav", []
+    src.write_bytes(b"RIFF" * 1000)
+    durable.move(src, dest, before_copy=lambda: told.append(src.exists() and not dest.exists()))
+    assert told == [True] and not src.exists() and dest.read_bytes() == b"RIFF" * 1000
+    assert listing(there) == ["a.wav"]
+
+
+CRASH = """
+import os, sys
+from pathlib import Path
+from daemon import durable
+
+src, dest, where = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+real_fsync, real_unlink = durable.fsync_file, durable.os.unlink
+
+def fsync_file(path):  # the copy's bytes are written under the temp name, not yet renamed
+    if where == "copying":
+        os.kill(os.getpid(), 9)
+    real_fsync(path)
+
+class Os:  # the copy is published, the source not yet unlinked
+    def __getattr__(self, name):
+        return getattr(os, name)
+    def unlink(self, path):
+        if where == "unlinking" and Path(path) == src:
+            os.kill(os.getpid(), 9)
+        real_unlink(path)
+
+durable.fsync_file, durable.os = fsync_file, Os()
+durable.move(src, dest)
+"""
+
+
+@pytest.mark.parametrize("where", ["copying", "unlinking"])
+def test_a_crash_in_the_middle_of_a_move_leaves_the_old_state_or_the_new_and_the_move_again_finishes(
+        across, where):
+    import subprocess
+    import sys
+
+    here, there = across
+    src, dest = here / "a.wav", there / "a.wav"
+    data = os.urandom(3 * 2**20)
+    src.write_bytes(data)
+    dest.write_bytes(b"old")  # an older file under the name: replaced whole or not at all
+    proc = subprocess.run([sys.executable, "-c", CRASH, str(src), str(dest), where], cwd=Path(__file__).parents[2])
+    assert proc.returncode == -9, "the move was not cut short where the test meant"
+    assert src.read_bytes() == data  # never half: the source stays until the copy is whole under its name
+    assert dest.read_bytes() == (b"old" if where == "copying" else data)
+    durable.move(src, dest)  # what recovery does: the same move again
+    assert not src.exists() and dest.read_bytes() == data
+    assert listing(there) == ["a.wav"]  # the dead copy's temp file was reused and is gone

@@ -59,7 +59,7 @@ def forge_manifest(sp: Spool, job) -> None:
 def convert(sp: Spool, job, payload: bytes = b"converted") -> Path:
     tmp = sp.start(job)
     tmp.write_bytes(payload)
-    return sp.commit(job, {"audio_seconds": 1.0})
+    return sp.commit(job, {"audio_seconds": 1.0}).output
 
 
 # --- folders ------------------------------------------------------------------
@@ -143,7 +143,8 @@ def test_commit_publishes_atomically_and_archives_the_source(spool):
     tmp = spool.start(job)
     assert tmp.parent == spool.outbox and tmp.name.startswith(".") and tmp.suffix == ".mp3"
     tmp.write_bytes(b"out")
-    final = spool.commit(job)
+    final, sidecar = spool.commit(job)
+    assert sidecar is None
     assert final == spool.outbox / "song.mp3" and final.read_bytes() == b"out"
     assert everything(spool.outbox) == ["song.mp3"]
     assert list(spool.work.iterdir()) == []
@@ -339,6 +340,23 @@ def test_sidecars_of_one_stem_in_two_formats_do_not_collide(spool):
         spool.commit(job)
     assert everything(spool.outbox) == ["a.json", "a.mp3", "a.mp3.json", "a.wav"]
     assert (spool.outbox / "a.json").read_text() == "a.wav"
+
+
+
+def test_commit_says_where_the_output_and_its_sidecar_went(spool):
+    """The reporter is told, not left to guess between ``a.json`` and ``a.mp3.json``."""
+    went = []
+    for name in ("a.wav", "a.mp3", "b.wav"):
+        job = spool.claim(drop(spool, name))
+        tmp = spool.start(job)
+        tmp.write_bytes(name.encode())
+        if name != "b.wav":
+            tmp.with_suffix(".json").write_text(name)
+        went.append(spool.commit(job))
+        assert json.loads((spool.done / job.id / "job.json").read_text())["sidecar"] == (
+            went[-1].sidecar.name if went[-1].sidecar else None)
+    o = spool.outbox
+    assert went == [(o / "a.wav", o / "a.json"), (o / "a.mp3", o / "a.mp3.json"), (o / "b.wav", None)]
 
 
 # --- failure --------------------------------------------------------------------
