@@ -20,7 +20,7 @@ from functools import partial
 
 from daemon import __version__, bench, convert, log
 from daemon.bench import long as bench_long
-from daemon.engines import voice_folders
+from daemon.engines import capabilities
 from daemon.errors import AlreadyRunningError, UsageError
 from daemon.hooks import Hooks
 from daemon.jobs import Backend
@@ -141,13 +141,15 @@ class Reloader:
         return reload_settings(self.at_start, **self.overrides)
 
     def build(self, settings):
-        return build_backend(settings), convert.job_runner(settings), voice_folders(settings)
+        caps = capabilities(settings)
+        return build_backend(settings), convert.job_runner(settings, caps), caps
 
 
 def cli_run(settings, args) -> int:
     logger = log.get("daemon")
     convert.check_voice(settings)  # before any model loads
-    spool = Spool(settings, voices=voice_folders(settings))
+    caps = capabilities(settings)  # what the engine can do: the parent side asks this, never its name
+    spool = Spool(settings, capabilities=caps)
     spool.ensure_dirs()  # SettingsError (exit 78) when the folders overlap or cannot be made
     lock = acquire_lock(spool.state)
     if lock is None:
@@ -183,9 +185,9 @@ def cli_run(settings, args) -> int:
             return 0
         hooks = Hooks.from_settings(settings)
         supervisor = Supervisor(settings, spool, pool, events=events, signals=signals, notifier=notifier,
-                                metrics=metrics, run_job=convert.job_runner(settings), clock=time.time,
-                                observers=[live, *([hooks] if hooks else [])], reloader=reloader)
-        watcher = Watcher(settings, supervisor.on_candidate, on_seen=metrics.watcher_seen,
+                                metrics=metrics, run_job=convert.job_runner(settings, caps), clock=time.time,
+                                observers=[live, *([hooks] if hooks else [])], reloader=reloader, capabilities=caps)
+        watcher = Watcher(settings, supervisor.on_candidate, on_seen=metrics.watcher_seen, capabilities=caps,
                           probe=GuardedProbe(spool.state / "probing"))
         return supervisor.run(watcher, recovered)
     finally:

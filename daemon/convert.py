@@ -19,6 +19,8 @@ from typing import Callable, Protocol
 
 from daemon import log
 from daemon.audio import io as aio
+from daemon.capabilities import Capabilities
+from daemon.engines import capabilities as engine_capabilities
 from daemon.errors import InputError, OutputError
 from daemon.jobs import Task, TaskResult, resolve
 from daemon.stream import run_job
@@ -60,11 +62,11 @@ class InlineRunner:
         pass
 
 
-def job_runner(settings) -> Callable[..., dict]:
-    """``run_job`` as the settings want it: the resynth engine speaks the words of a transcript
-    found beside the input; the other engines take no transcript.  The VAD may run as far ahead
-    of the chunks as the workers can use."""
-    return partial(run_job, transcripts=settings.engine == "resynth", parallelism=settings.workers)
+def job_runner(settings, capabilities: Capabilities | None = None) -> Callable[..., dict]:
+    """``run_job`` as the settings want it: an engine that understands transcripts is given the
+    one found beside the input.  The VAD may run as far ahead of the chunks as the workers can use."""
+    caps = capabilities or engine_capabilities(settings)
+    return partial(run_job, transcripts=caps.reads_transcripts, parallelism=settings.workers)
 
 
 def check_paths(input: Path, output: Path, overwrite: bool) -> aio.AudioInfo | None:
@@ -110,7 +112,7 @@ def check_voice(settings, flag: str | None = None) -> None:
         if (problem := voice_problem(settings, flag)) is not None:
             raise UsageError(f"--voice {flag}: {problem}")
         return
-    if settings.engine == "shift":
+    if not engine_capabilities(settings).has_voices:
         return  # VOICE_DAEMON_VOICE is only a label there
     explicit = "voice" in settings.model_fields_set
     if (problem := voice_problem(settings, settings.voice, explicit=explicit)) is not None:

@@ -33,6 +33,8 @@ from daemon import log
 from daemon.audio.complete import looks_complete
 from daemon.audio.io import AUDIO_EXTENSIONS
 from daemon.audio.names import classify
+from daemon.capabilities import Capabilities
+from daemon.engines import capabilities as engine_capabilities
 
 #: a file whose header will not decode is quarantined only after this many settle periods
 BAD_SETTLE_FACTOR = 5
@@ -127,7 +129,7 @@ class Settler:
         self.complete = complete
         self.closed: dict[Path, tuple] = {}  # path -> its signature right after the event
         self._verdicts: dict[Path, tuple[tuple, bool]] = {}  # path -> (signature, looks complete)
-        self.text_jobs = text_jobs  # a lone .txt is read aloud (the resynth engine)
+        self.text_jobs = text_jobs  # a lone .txt is read aloud (an engine that reads text)
         self.real_inbox = os.path.realpath(self.inbox)
         self.settle, self.max_bytes, self.probe, self.clock = settle, max_bytes, probe, clock
         self.bad_settle = max(settle * BAD_SETTLE_FACTOR, MIN_BAD_SETTLE)
@@ -298,13 +300,13 @@ class Watcher:
     """watchdog observer + periodic rescan + a checker thread calling ``on_candidate``."""
 
     def __init__(self, settings, on_candidate: Callable[[Candidate], None], *, probe=default_probe,
-                 on_seen: Callable[[], None] | None = None):
+                 on_seen: Callable[[], None] | None = None, capabilities: Capabilities | None = None):
         self.s = settings
         self.inbox = Path(settings.inbox).absolute()
         self.on_candidate = on_candidate
         self.on_seen = on_seen or (lambda: None)
         self.settler = Settler(self.inbox, settings.settle_seconds, settings.max_input_bytes, probe=probe,
-                               text_jobs=settings.engine == "resynth",
+                               text_jobs=(capabilities or engine_capabilities(settings)).reads_text,
                                closed_settle=settings.closed_settle_seconds)
         self.tick = max(0.05, min(0.5, settings.settle_seconds / 4))
         self._lock = threading.Lock()

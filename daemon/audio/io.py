@@ -27,6 +27,18 @@ BLOCK_FRAMES = 1 << 16
 AUDIO_EXTENSIONS = {".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".aac", ".mp4"}
 #: A transcript beside its audio (same stem); a .txt alone is read aloud by the resynth engine.
 TRANSCRIPT_EXTENSIONS = (".srt", ".vtt", ".txt")
+#: input extension -> output extension with VOICE_DAEMON_OUTPUT_FORMAT=same (we can't write raw AAC etc.)
+SAME_FORMAT = {".wav": "wav", ".wave": "wav", ".flac": "flac", ".ogg": "ogg", ".oga": "ogg",
+               ".opus": "opus", ".mp3": "mp3", ".m4a": "m4a", ".aac": "m4a", ".mp4": "m4a"}
+
+
+def output_formats(output_format: str) -> dict:
+    """VOICE_DAEMON_OUTPUT_FORMAT as ``Capabilities``' output fields: the format per input, and
+    for any other input."""
+    same = output_format == "same"
+    return {"output_formats": dict(SAME_FORMAT) if same else {}, "output_default": "wav" if same else output_format}
+
+
 #: output extension -> (soundfile format, subtype) or None for ffmpeg
 WRITERS = {
     "wav": ("WAV", "PCM_16"),

@@ -11,9 +11,11 @@ transcript phrases (times relative to the chunk start, in seconds).
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Collection, Protocol
 
 import numpy as np
+
+from daemon.capabilities import Capabilities
 
 #: The range of voice pitch (Hz) both engines analyse with Praat.
 MIN_PITCH, MAX_PITCH = 75.0, 600.0
@@ -28,6 +30,21 @@ class Engine(Protocol):
     def models(self) -> list[dict[str, Any]]:
         """Models in use: name, path, sha256 (for sidecars and `voice-daemon models`)."""
         ...
+
+
+#: what each engine can do (``daemon/capabilities.py``)
+_ABLE = {"shift": {},
+         "resynth": {"recognises_speech": True, "reads_transcripts": True, "reads_text": True, "has_voices": True}}
+
+
+def capabilities(settings, *, voices: Collection[str] | None = None) -> Capabilities:
+    """What the configured engine can do.  ``voices``: the voices an inbox folder may name
+    (by default ``voice_folders(settings)``)."""
+    from daemon.audio.io import output_formats
+
+    return Capabilities(engine=settings.engine, **_ABLE[settings.engine],
+                        voice_folders=frozenset(voice_folders(settings) if voices is None else voices),
+                        **output_formats(settings.output_format))
 
 
 def voice_folders(settings) -> frozenset[str]:

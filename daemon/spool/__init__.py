@@ -15,13 +15,14 @@ Every file the spool writes (manifests, error reports, copies) is written with t
 durable helpers of ``daemon.durable`` (temp name, fsync, rename, fsync the folder),
 the one place every writer of a file that must survive uses; ``fsync_file`` and
 ``fsync_dir`` are re-exported here.  The spool imports no watcher and no engine:
-the voices an inbox subfolder may name are given to ``Spool(voices=…)``.
+the voices an inbox subfolder may name and the output's format per input come with the
+engine's capabilities, given to ``Spool(capabilities=…)``.
 """
 
 from daemon.durable import fsync_dir, fsync_file
 from daemon.spool.folders import ERROR_SUFFIX, FOLDERS, check_folders, ensure_dirs, error_report_path
 from daemon.spool.lock import LOCK, RECORD, acquire_lock, daemon_pid, read_record, write_record
-from daemon.spool.machine import SAME_FORMAT, Spool
+from daemon.spool.machine import Spool
 from daemon.spool.record import (
     IN_FLIGHT,
     MANIFEST,
@@ -35,7 +36,7 @@ from daemon.spool.record import (
 from daemon.spool.status import cli_status, collect_status
 
 __all__ = [
-    "ERROR_SUFFIX", "FOLDERS", "IN_FLIGHT", "LOCK", "MANIFEST", "RECORD", "SAME_FORMAT", "TRANSITIONS",
+    "ERROR_SUFFIX", "FOLDERS", "IN_FLIGHT", "LOCK", "MANIFEST", "RECORD", "TRANSITIONS",
     "Job", "JobState", "Spool", "TransitionError",
     "acquire_lock", "check_folders", "check_transition", "cli_status", "collect_status", "daemon_pid",
     "ensure_dirs", "error_report_path", "fsync_dir", "fsync_file", "new_job_id", "read_record", "write_record",

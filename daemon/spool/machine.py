@@ -22,10 +22,11 @@ import shutil
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Collection, NamedTuple
+from typing import NamedTuple
 
 from daemon import __version__, durable, log
-from daemon.audio.io import TRANSCRIPT_EXTENSIONS
+from daemon.audio.io import TRANSCRIPT_EXTENSIONS, output_formats
+from daemon.capabilities import Capabilities
 from daemon.durable import move
 from daemon.errors import OutputError
 from daemon.spool.folders import ensure_dirs, error_report_path
@@ -43,9 +44,6 @@ from daemon.spool.moves import (
 from daemon.spool.record import MANIFEST, Job, JobState, iso, new_job_id, write_json
 from daemon.spool.recovery import Recovery
 
-#: Output extension for an input extension when OUTPUT_FORMAT=same (we can't write raw AAC etc.).
-SAME_FORMAT = {".wav": "wav", ".wave": "wav", ".flac": "flac", ".ogg": "ogg", ".oga": "ogg",
-               ".opus": "opus", ".mp3": "mp3", ".m4a": "m4a", ".aac": "m4a", ".mp4": "m4a"}
 S = JobState
 #: bytes of the input's stem kept in the temp output's name: with the job id, the encoder's own
 #: temp suffix and the sidecar's, the longest temp name stays within NAME_MAX
@@ -69,14 +67,15 @@ class Unfinished(Exception):
 
 
 class Spool(Recovery):
-    """``voices``: the names an inbox subfolder may carry to choose the voice of what is dropped
-    in it (``inbox/<voice>/…``), given by the composition root (the engines know them); by
-    default only VOICE_DAEMON_VOICE."""
+    """``capabilities``: what the engine can do (``daemon/capabilities.py``), given by the
+    composition root: the voices an inbox subfolder may name (``inbox/<voice>/…``) and the output's
+    format for each input; by default only VOICE_DAEMON_VOICE as a folder and VOICE_DAEMON_OUTPUT_FORMAT."""
 
-    def __init__(self, settings, clock=time.time, *, voices: Collection[str] | None = None):
+    def __init__(self, settings, clock=time.time, *, capabilities: Capabilities | None = None):
         self.s = settings
         self.clock = clock
-        self.voices = frozenset({settings.voice} if voices is None else voices)
+        self.capabilities = capabilities or Capabilities(settings.engine, voice_folders=frozenset({settings.voice}),
+                                                         **output_formats(settings.output_format))
         self.inbox = Path(settings.inbox).absolute()
         self.outbox = Path(settings.outbox).absolute()
         self.failed_dir = Path(settings.failed_dir).absolute()
@@ -101,8 +100,7 @@ class Spool(Recovery):
 
     # --- claim --------------------------------------------------------------
     def voice_for(self, rel: str) -> str | None:
-        first, sep, _ = rel.partition("/")
-        return first if sep and first in self.voices else None
+        return self.capabilities.voice_of_folder(rel)
 
     def claim(self, path: Path) -> Job | None:
         """Move ``path`` (inside the inbox) into a new job folder; None if it is gone already.
@@ -155,10 +153,7 @@ class Spool(Recovery):
 
     # --- run ----------------------------------------------------------------
     def output_ext(self, job: Job) -> str:
-        fmt = self.s.output_format
-        if fmt == "same":
-            fmt = SAME_FORMAT.get(Path(job.name).suffix.lower(), "wav")
-        return fmt
+        return self.capabilities.output_ext(job.name)
 
     def start(self, job: Job) -> Path:
         """Record a new attempt; return the temp output path (inside the outbox).

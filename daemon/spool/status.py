@@ -43,7 +43,7 @@ def printable(name: str) -> str:
 
 def collect_status(settings) -> dict:
     settings = status_settings(settings)
-    sp = Spool(settings, voices=())  # only its folders are read
+    sp = Spool(settings)  # only its folders are read
     problems: list[str] = []
     queued, in_flight, damaged = [], [], []
     for d in _listdir(sp.work, problems):

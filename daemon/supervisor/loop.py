@@ -32,6 +32,7 @@ from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable
 
+from daemon.capabilities import Capabilities
 from daemon.errors import (
     InputError,
     ModelError,
@@ -88,11 +89,12 @@ class Supervisor(Pausing):
     ``reloader`` (optional) reads the settings again and builds what they need on SIGHUP."""
 
     def __init__(self, settings, spool: Spool, pool, *, events: Events, signals: Signals, notifier,
-                 metrics, run_job: Callable[..., dict], clock: Callable[[], float], observers=(), reloader=None):
+                 metrics, run_job: Callable[..., dict], clock: Callable[[], float], observers=(), reloader=None,
+                 capabilities: Capabilities | None = None):
         self.s, self.spool, self.pool = settings, spool, pool
         self.events, self.signals, self.notifier = events, signals, notifier
         self.run_job, self.clock = run_job, clock
-        self.report = Reporter(settings, notifier, metrics, observers=observers)
+        self.report = Reporter(settings, notifier, metrics, observers=observers, capabilities=capabilities)
         self.log = self.report.log
         self.max_jobs = max(2, 2 * settings.workers)  # keeps workers busy while a job is between stages
         self.schedule: Schedule[Job] = Schedule(max_attempts=settings.max_attempts,

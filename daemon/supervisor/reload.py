@@ -36,7 +36,7 @@ class _Next:
     settings: Any
     pool: Any
     run_job: Any
-    voices: frozenset
+    capabilities: Any
     started: Future
     changed: list[str]
     since: float
@@ -44,7 +44,7 @@ class _Next:
 
 class Reloading:
     """``reloader``: ``read()`` → Settings (SettingsError when a value is bad) and ``build(settings)``
-    → (pool not yet started, run_job, voices), given by the composition root; None: SIGHUP is
+    → (pool not yet started, run_job, capabilities), given by the composition root; None: SIGHUP is
     only logged."""
 
     def __init__(self, supervisor, reloader):
@@ -101,13 +101,13 @@ class Reloading:
             new = new.model_copy(update={f: getattr(old, f) for f in kept})
         changed = [old.env_name(f) for f in type(old).model_fields if getattr(new, f) != getattr(old, f)]
         try:
-            pool, run_job, voices = self.reloader.build(new)
+            pool, run_job, capabilities = self.reloader.build(new)
             started = pool.start_async()
         except Exception as exc:  # e.g. no process could be spawned
             self.log.error("daemon.reload_failed", error=str(exc), kept="the running settings and workers")
             return
         started.add_done_callback(lambda _f: self.sup.events.put(POOL_STARTED))
-        self.next = _Next(new, pool, run_job, frozenset(voices), started, changed, time.monotonic())
+        self.next = _Next(new, pool, run_job, capabilities, started, changed, time.monotonic())
         self.sup.notifier.reloading(f"reloading: {len(changed)} setting(s) changed; new workers loading")
         self.log.info("daemon.reloading", changed=changed, workers=new.workers)
 
@@ -130,7 +130,7 @@ class Reloading:
         sup.pool = n.pool
         sup._watch_pool(n.pool)
         sup.s = sup.report.s = sup.spool.s = s
-        sup.spool.voices = n.voices
+        sup.spool.capabilities = sup.report.capabilities = n.capabilities
         sup.run_job = n.run_job
         sup.schedule.max_attempts, sup.schedule.backoff_seconds = s.max_attempts, s.retry_backoff_seconds
         sup.max_jobs = max(2, 2 * s.workers)

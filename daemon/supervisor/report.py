@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Callable, Iterable, Protocol
 
 from daemon import log
+from daemon.capabilities import Capabilities
+from daemon.engines import capabilities as engine_capabilities
 from daemon.spool import error_report_path
 from daemon.spool.space import free_bytes
 
@@ -33,8 +35,9 @@ TURNS_PER_STALL = 3
 
 class Reporter:
     def __init__(self, settings, notifier, metrics, *, monotonic: Callable[[], float] = time.monotonic,
-                 observers: Iterable[JobObserver] = ()):
+                 observers: Iterable[JobObserver] = (), capabilities: Capabilities | None = None):
         self.s, self.notifier, self.metrics = settings, notifier, metrics
+        self.capabilities = capabilities or engine_capabilities(settings)
         self.monotonic = monotonic
         self.observers = list(observers)
         self.log = log.get("supervisor")
@@ -52,9 +55,10 @@ class Reporter:
         return report
 
     def job_fields(self, job) -> dict:
-        """What identifies a job in every line: id, input, engine and voice (shift: its settings)."""
-        fields = {"job_id": job.id, "input": job.rel, "engine": self.s.engine}
-        if self.s.engine == "shift":
+        """What identifies a job in every line: id, input, engine and voice (an engine without
+        voices: its settings)."""
+        fields = {"job_id": job.id, "input": job.rel, "engine": self.capabilities.engine}
+        if not self.capabilities.has_voices:
             # No voices: VOICE_DAEMON_VOICE means nothing here; an inbox/<voice>/ folder is still named.
             fields.update(voice=job.voice, semitones=self.s.shift_semitones, formant=self.s.shift_formant)
         else:

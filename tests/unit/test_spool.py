@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.engines import voice_folders
+from daemon.engines import capabilities, voice_folders
 from daemon.settings import Settings, SettingsError
 from daemon.spool import Spool, acquire_lock, check_folders, collect_status, daemon_pid
 
@@ -25,7 +25,7 @@ def make_settings(tmp_path: Path, **kw) -> Settings:
 
 @pytest.fixture
 def spool(tmp_path):
-    sp = Spool(make_settings(tmp_path), voices=voice_folders(make_settings(tmp_path)))
+    sp = Spool(make_settings(tmp_path), capabilities=capabilities(make_settings(tmp_path)))
     sp.ensure_dirs()
     return sp
 
@@ -107,13 +107,14 @@ def test_voice_folder_and_mirrored_subfolders(spool):
 
 
 def test_the_voices_a_folder_may_name_are_given_by_the_builder(tmp_path):
-    sp = Spool(make_settings(tmp_path, voice="kseniya"), voices={"alice", "bob"})
+    settings = make_settings(tmp_path, voice="kseniya")
+    sp = Spool(settings, capabilities=capabilities(settings, voices={"alice", "bob"}))
     sp.ensure_dirs()
     assert sp.claim(drop(sp, "alice/x.wav")).voice == "alice"
     assert sp.claim(drop(sp, "baya/x.wav")).voice is None  # a Silero speaker, but not one offered here
     assert sp.claim(drop(sp, "bob")).voice is None  # a file, not a folder
-    default = Spool(make_settings(tmp_path / "2", voice="alice"))  # without voices=: the configured one
-    assert default.voices == {"alice"}
+    default = Spool(make_settings(tmp_path / "2", voice="alice"))  # without capabilities=: the configured one
+    assert default.capabilities.voice_folders == {"alice"}
     assert {"alice", "baya", "kseniya"} <= voice_folders(default.s)  # what the daemon passes
 
 
