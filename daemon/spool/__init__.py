@@ -4,8 +4,8 @@
               transitions are checked on every save; the check of a manifest read back
     machine   the state machine Spool: claim, start, put_back, retry, commit, fail
     recovery  what a previous run left in work/ finished or undone; suspects after a crash
-    moves     renames, copies across filesystems, publishing without overwriting, free names
-              within NAME_MAX, a folder blocked by a file
+    moves     publishing without overwriting, free names within NAME_MAX, a folder blocked
+              by a file (every move of a file is ``daemon.durable.move``)
     space     which folder a full disk stopped, and when to look again
     folders   folder validation and creation; NAME.error.json names
     lock      one daemon per state folder
