@@ -19,6 +19,7 @@ import time
 from functools import partial
 
 from daemon import __version__, bench, convert, log
+from daemon.audio.header import GuardedProbe
 from daemon.bench import long as bench_long
 from daemon.engines import capabilities
 from daemon.errors import AlreadyRunningError, UsageError
@@ -33,7 +34,7 @@ from daemon.spool.folders import folder_paths
 from daemon.supervisor import Events, Signals, Supervisor
 from daemon.supervisor.events import POOL_STARTED, SIGNAL
 from daemon.systemd import Notifier
-from daemon.watcher import GuardedProbe, Watcher
+from daemon.watcher import Watcher
 from daemon.web import LiveBoard, StatusPage
 
 #: What every worker child runs first: load the VAD and the engine (``daemon/pipeline.py``).

@@ -31,6 +31,7 @@ from typing import Callable
 
 from daemon import log
 from daemon.audio.complete import looks_complete
+from daemon.audio.header import default_probe
 from daemon.audio.io import AUDIO_EXTENSIONS
 from daemon.audio.names import classify
 from daemon.capabilities import Capabilities
@@ -63,58 +64,6 @@ class _Seen:
 
 #: a close-after-write (or rename-in) event came; the signature after it is not known yet
 _CLOSED_PENDING = ()
-
-
-def default_probe(path: Path) -> str | None:
-    """None if the header decodes as audio, else the cause in a few words."""
-    from daemon.audio.io import probe
-    from daemon.errors import InputError
-
-    try:
-        probe(path)
-    except InputError as exc:
-        return exc.cause
-    except Exception as exc:  # a decoder library failing on junk must not stop intake
-        return f"is not readable audio ({type(exc).__name__})"
-    return None
-
-
-class GuardedProbe:
-    """``default_probe`` with a marker file naming the file being probed.
-
-    Headers are parsed in this (the daemon's) process by libsndfile, libmpg123 or
-    FFmpeg.  If one of them crashes on a hostile file, the marker survives, and on
-    the next start that file is reported as bad instead of crashing the daemon
-    again and again under systemd's restarts.
-    """
-
-    CAUSE = "crashed the audio decoder while its header was read"
-
-    def __init__(self, marker: Path, probe=default_probe):
-        self.marker, self.probe = Path(marker), probe
-        self.poisoned: set[str] = set()
-        try:
-            name = self.marker.read_text(encoding="utf-8", errors="surrogateescape")
-            self.marker.unlink()
-        except OSError:
-            name = ""
-        if name:
-            self.poisoned.add(name)
-            log.get("watcher").error("watcher.decoder_crash", path=name, reason=self.CAUSE)
-
-    def __call__(self, path: Path) -> str | None:
-        key = str(path)
-        if key in self.poisoned:
-            return self.CAUSE
-        try:
-            self.marker.write_text(key, encoding="utf-8", errors="surrogateescape")
-        except OSError:  # a full state disk: read the header unguarded rather than not at all
-            self.marker.unlink(missing_ok=True)
-            return self.probe(path)
-        try:
-            return self.probe(path)
-        finally:
-            self.marker.unlink(missing_ok=True)
 
 
 class Settler:
@@ -171,23 +120,14 @@ class Settler:
         except ValueError:
             self._drop(path)
             return None
-        kind, why = classify(rel)
         try:
             st = os.lstat(path)
         except OSError:  # gone (claimed, moved out, deleted)
             self._drop(path)
             self.handed.pop(path, None)
             return None
-        if kind == "transcript" and self.text_jobs and rel.lower().endswith(".txt") and not self._has_audio(path):
-            kind = "text"
-        if kind not in ("audio", "text"):
-            self._drop(path)
-            if stat.S_ISLNK(st.st_mode):
-                self.note("watcher.ignored", rel, "a symbolic link; links are not followed")
-            elif kind == "transcript":
-                self._lone_transcript(path, rel)
-            else:
-                self.note("watcher.ignored", rel, why, level="debug")
+        kind = self._kind(path, rel, st)
+        if kind is None:
             return None
         sig = (st.st_size, st.st_mtime_ns, st.st_ino)
         if path in self.handed and self.handed[path][0] == sig:
@@ -199,6 +139,29 @@ class Settler:
             self._drop(path)
             self.note("watcher.ignored", rel, "not a regular file", level="info")
             return None
+        quiet = self._quiet(path, kind, sig, now)
+        if quiet is None:
+            return None
+        return self._verdict(path, rel, kind, st.st_size, sig, quiet)
+
+    def _kind(self, path: Path, rel: str, st: os.stat_result) -> str | None:
+        """"audio" or "text" for a path that may become a job; None (noted) for one that cannot."""
+        kind, why = classify(rel)
+        if kind == "transcript" and self.text_jobs and rel.lower().endswith(".txt") and not self._has_audio(path):
+            kind = "text"
+        if kind in ("audio", "text"):
+            return kind
+        self._drop(path)
+        if stat.S_ISLNK(st.st_mode):
+            self.note("watcher.ignored", rel, "a symbolic link; links are not followed")
+        elif kind == "transcript":
+            self._lone_transcript(path, rel)
+        else:
+            self.note("watcher.ignored", rel, why, level="debug")
+        return None
+
+    def _quiet(self, path: Path, kind: str, sig: tuple, now: float) -> float | None:
+        """How long the file has been unchanged, once that is long enough to look inside; else None."""
         fast = self._closed_since(path, sig)
         seen = self.pending.get(path)
         if seen is None or seen.sig != sig:
@@ -214,24 +177,26 @@ class Settler:
             wanted = self.closed_settle
         else:
             wanted = self.settle
-        if quiet < wanted:
-            return None
-        if st.st_size > self.max_bytes:
-            return self._decide(path, rel, "too_big", f"is {st.st_size} bytes, over the limit of {self.max_bytes} "
-                                                      "(VOICE_DAEMON_MAX_INPUT_BYTES)", st.st_size, sig)
+        return quiet if quiet >= wanted else None
+
+    def _verdict(self, path: Path, rel: str, kind: str, size: int, sig: tuple, quiet: float) -> Candidate | None:
+        """A settled file: ready, or refused with its reason (a bad one only once it is quiet long enough)."""
+        if size > self.max_bytes:
+            return self._decide(path, rel, "too_big", f"is {size} bytes, over the limit of {self.max_bytes} "
+                                                      "(VOICE_DAEMON_MAX_INPUT_BYTES)", size, sig)
         if not self._inside_inbox(path):
             self._drop(path)
             self.note("watcher.outside_inbox", rel, "resolves outside the inbox", level="warning")
             return None
-        if st.st_size == 0:
+        if size == 0:
             problem = "is empty (0 bytes)"
         else:
             problem = None if kind == "text" else self.probe(path)
         if problem is None:
-            return self._decide(path, rel, "ready", "", st.st_size, sig)
+            return self._decide(path, rel, "ready", "", size, sig)
         if quiet < self.bad_settle:
             return None  # maybe the first bytes are still on their way
-        return self._decide(path, rel, "empty" if st.st_size == 0 else "not_audio", problem, st.st_size, sig)
+        return self._decide(path, rel, "empty" if size == 0 else "not_audio", problem, size, sig)
 
     def forget_gone(self, older_than: float | None = None) -> None:
         """Forget handed-over paths that are gone, and (``older_than`` seconds) ones the

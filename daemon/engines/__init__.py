@@ -17,9 +17,6 @@ import numpy as np
 
 from daemon.capabilities import Capabilities
 
-#: The range of voice pitch (Hz) both engines analyse with Praat.
-MIN_PITCH, MAX_PITCH = 75.0, 600.0
-
 
 class Engine(Protocol):
     name: str

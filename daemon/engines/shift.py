@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from daemon.engines import MAX_PITCH, MIN_PITCH
+from daemon.engines.pitch import MAX_PITCH, MIN_PITCH
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 

@@ -242,7 +242,7 @@ def test_a_lone_text_is_a_job_only_for_resynth_and_waits_for_its_audio(speech_di
 
 
 def test_a_file_that_crashed_the_probe_is_reported_bad_at_the_next_start(tmp_path):
-    from daemon.watcher import GuardedProbe
+    from daemon.audio.header import GuardedProbe
 
     marker = tmp_path / "probing"
     hostile, fine = tmp_path / "hostile.mp3", tmp_path / "fine.wav"
@@ -264,7 +264,7 @@ def test_a_file_that_crashed_the_probe_is_reported_bad_at_the_next_start(tmp_pat
 def test_the_probe_guard_reads_headers_even_when_the_state_disk_is_full(tmp_path):
     """Issue 11, fault 7: the marker cannot be written on a full state disk; the header is read
     all the same (once, without a word on every tick) and no partial marker is left."""
-    from daemon.watcher import GuardedProbe
+    from daemon.audio.header import GuardedProbe
     from helpers.disks import fill, tmpfs
 
     with tmpfs(tmp_path / "state", "1m") as state:

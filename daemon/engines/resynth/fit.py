@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from daemon.engines import MAX_PITCH, MIN_PITCH
+from daemon.engines.pitch import MAX_PITCH, MIN_PITCH
 
 #: Silence always kept before the next phrase when a phrase borrows the pause after it.
 GAP = 0.05

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from daemon.engines import MAX_PITCH, MIN_PITCH
+from daemon.engines.pitch import MAX_PITCH, MIN_PITCH
 
 ENVELOPE_S = 0.15
 MAX_GAIN = 4.0
