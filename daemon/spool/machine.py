@@ -66,7 +66,7 @@ class Unfinished(Exception):
         self.job_dir = job_dir
 
 
-class Spool(Recovery):
+class Spool:
     """``capabilities``: what the engine can do (``daemon/capabilities.py``), given by the
     composition root: the voices an inbox subfolder may name (``inbox/<voice>/…``) and the output's
     format for each input; by default only VOICE_DAEMON_VOICE as a folder and VOICE_DAEMON_OUTPUT_FORMAT."""
@@ -83,6 +83,21 @@ class Spool(Recovery):
         self.work = self.state / "work"
         self.done = self.state / "done"
         self.log = log.get("spool")
+        self.recovery = Recovery(self)
+
+    # --- recovery (``recovery.py``) -------------------------------------------------
+    def recover(self) -> list[Job]:
+        """Finish or undo whatever a previous run left in work/; the jobs to run, oldest first."""
+        return self.recovery.recover()
+
+    def recover_dir(self, d: Path) -> Job | None:
+        """``recover()`` for one job folder it could not recover at start."""
+        return self.recovery.recover_dir(d)
+
+    @property
+    def unrecovered(self) -> list[Path]:
+        """Job folders ``recover()`` could not recover (a full disk): ``recover_dir`` tries again."""
+        return self.recovery.unrecovered
 
     # --- set-up -------------------------------------------------------------
     def ensure_dirs(self) -> None:
@@ -113,7 +128,7 @@ class Spool(Recovery):
         job = Job(id=new_job_id(now), rel=rel, voice=self.voice_for(rel), claimed_at=now, updated_at=now)
         try:
             (self.job_dir(job) / "src").mkdir(parents=True)
-            self._save(job)  # intent first: a crash now leaves a manifest whose source is still in the inbox
+            self.save(job)  # intent first: a crash now leaves a manifest whose source is still in the inbox
             self._move_in(job, path)
         except FileNotFoundError:
             shutil.rmtree(self.job_dir(job), ignore_errors=True)
@@ -121,10 +136,10 @@ class Spool(Recovery):
         except BaseException:
             shutil.rmtree(self.job_dir(job), ignore_errors=True)  # nothing was moved: the file stays
             raise
-        self._take_companions(job, path)
+        self.take_companions(job, path)
         job.state = S.QUEUED
         try:
-            self._save(job)
+            self.save(job)
         except OSError as exc:
             raise Unfinished(self.job_dir(job)) from exc
         return job
@@ -134,11 +149,11 @@ class Spool(Recovery):
             # Inbox on another filesystem: recovery drops a copy whose original is still in the
             # inbox, so a crash in between never yields two jobs.
             job.copied = True
-            self._save(job)
+            self.save(job)
 
         move(path, self.source(job), before_copy=copying)
 
-    def _take_companions(self, job: Job, original: Path) -> None:
+    def take_companions(self, job: Job, original: Path) -> None:
         for ext in TRANSCRIPT_EXTENSIONS:
             comp = original.with_suffix(ext)
             if comp == original or comp.name in job.companions:
@@ -167,35 +182,35 @@ class Spool(Recovery):
             job.attempts += 1
             job.state, job.output_tmp = S.RUNNING, rel_tmp
             job.started_at = self.clock()
-            self._save(job)
+            self.save(job)
         blocker = blocking_file(self.outbox, job.rel_dir)
         if blocker is not None:
             raise OutputError(self.outbox / job.rel, f"{blocker} is a file, where the folder for "
                                                      f"{job.rel!r} would go in the outbox")
         (self.outbox / rel_tmp).parent.mkdir(parents=True, exist_ok=True)
-        self._clean_scratch(job)
+        self.clean_scratch(job)
         return self.outbox / rel_tmp
 
     def put_back(self, job: Job, why: str | None = None, stage: str = "interrupted") -> None:
         """An attempt cut short, not by its input (shutdown, a full disk): it does not count.
         ``why`` is kept in the job's history."""
-        self._remove_tmp_outputs(job)
-        self._clean_scratch(job)
+        self.remove_tmp_outputs(job)
+        self.clean_scratch(job)
         job.attempts = max(0, job.attempts - 1)
         if why:
             job.history.append({"attempt": job.attempts + 1, "cause": why, "stage": stage, "at": self.clock(),
                                 "charged": False})
         job.state, job.not_before = S.QUEUED, 0.0
-        self._save(job)
+        self.save(job)
 
     def retry(self, job: Job, cause: str, stage: str, delay: float) -> None:
         """An attempt failed for a reason worth another try.  It ended without the daemon dying,
         so a job suspected after an unclean stop is cleared."""
-        self._remove_tmp_outputs(job)
-        self._clean_scratch(job)
+        self.remove_tmp_outputs(job)
+        self.clean_scratch(job)
         job.history.append({"attempt": job.attempts, "cause": cause, "stage": stage, "at": self.clock()})
         job.state, job.not_before, job.suspect = S.QUEUED, self.clock() + delay, False
-        self._save(job)
+        self.save(job)
 
     # --- commit -------------------------------------------------------------
     def commit(self, job: Job, figures: dict | None = None) -> Published:
@@ -212,11 +227,11 @@ class Spool(Recovery):
                 job.figures = dict(figures or {})
                 job.output = self._output_name(job)
                 job.state = S.COMMITTING
-                self._save(job)  # the final name is known before it exists: recovery can tell done from not
+                self.save(job)  # the final name is known before it exists: recovery can tell done from not
         if job.state == S.COMMITTING:
-            self._publish(job)
+            self.publish_output(job)
         elif job.state == S.COMMITTED:
-            self._archive(job)
+            self.archive(job)
         return Published(self.outbox / job.output, self.outbox / job.sidecar if job.sidecar else None)
 
     def published(self, job: Job) -> bool:
@@ -231,17 +246,17 @@ class Spool(Recovery):
         return free_name(self.outbox, join(job.rel_dir, Path(job.name).stem + "." + self.output_ext(job)),
                          overwrite=self.s.overwrite)
 
-    def _publish(self, job: Job) -> None:
+    def publish_output(self, job: Job) -> None:
         if not fits(job.output):  # chosen by an older version, which let "NAME (1)" pass NAME_MAX
             job.output = self._output_name(job)
-            self._save(job)
+            self.save(job)
         tmp, final = self.outbox / job.output_tmp, self.outbox / job.output
         if tmp.exists():
             if final.exists() and not self.s.overwrite and not same_file(tmp, final):
                 # Someone put a file there since we chose the name (only possible after a crash).
                 job.output = free_name(self.outbox, job.output, overwrite=False)
                 job.sidecar = None  # it goes with the output's name
-                self._save(job)
+                self.save(job)
                 final = self.outbox / job.output
             link_or_replace(tmp, final, self.s.overwrite)
             durable.fsync_dir(final.parent)
@@ -252,21 +267,21 @@ class Spool(Recovery):
                 if side.exists() and not self.s.overwrite:
                     side = final.with_name(fit(final.name, ".json"))  # x.wav and x.mp3 both converted: x.mp3.json
                 job.sidecar = side.relative_to(self.outbox).as_posix()
-                self._save(job)  # recorded before the move: the reporter is told, never left to guess
+                self.save(job)  # recorded before the move: the reporter is told, never left to guess
             name_published_output(side_tmp, final.name)
             os.replace(side_tmp, self.outbox / job.sidecar)
-        self._remove_tmp_outputs(job)  # what a worker killed while encoding left beside the output
+        self.remove_tmp_outputs(job)  # what a worker killed while encoding left beside the output
         job.state = S.COMMITTED
-        self._save(job)
-        self._archive(job)
+        self.save(job)
+        self.archive(job)
 
-    def _archive(self, job: Job) -> None:
-        self._clean_scratch(job)
+    def archive(self, job: Job) -> None:
+        self.clean_scratch(job)
         src = self.source(job).parent
         if not self.s.keep_source and src.exists():
             shutil.rmtree(src)
         job.updated_at = self.clock()
-        self._save(job)
+        self.save(job)
         self.done.mkdir(parents=True, exist_ok=True)  # an admin may have removed it to free space
         os.rename(self.job_dir(job), self.done / job.id)
 
@@ -274,18 +289,18 @@ class Spool(Recovery):
     def fail(self, job: Job, cause: str, stage: str) -> Path:
         """Quarantine the input in the failed folder with NAME.error.json beside it (a job already
         failing, whose move was cut short, goes on with it)."""
-        self._remove_tmp_outputs(job)
+        self.remove_tmp_outputs(job)
         if job.state != S.FAILING:
             with self._restoring(job):
                 job.error = {"cause": cause, "stage": stage}
                 job.failed = free_name(self.failed_dir, job.rel, overwrite=False, companion=error_report_path,
                                        unblock=True)
                 job.state = S.FAILING
-                self._save(job)
-        self._finish_fail(job)
+                self.save(job)
+        self.finish_fail(job)
         return self.failed_dir / job.failed
 
-    def _finish_fail(self, job: Job) -> None:
+    def finish_fail(self, job: Job) -> None:
         dest = self.failed_dir / job.failed
         dest.parent.mkdir(parents=True, exist_ok=True)
         now = self.clock()
@@ -308,7 +323,7 @@ class Spool(Recovery):
         shutil.rmtree(self.job_dir(job))
 
     # --- helpers ------------------------------------------------------------
-    def _save(self, job: Job) -> None:
+    def save(self, job: Job) -> None:
         """Write job.json; TransitionError (nothing written) for a step out of order."""
         job.updated_at = self.clock()
         write_json(self.job_dir(job) / MANIFEST, job.to_manifest())
@@ -326,10 +341,10 @@ class Spool(Recovery):
                 setattr(job, f, value)
             raise
 
-    def _clean_scratch(self, job: Job) -> None:
+    def clean_scratch(self, job: Job) -> None:
         shutil.rmtree(self.scratch(job), ignore_errors=True)
 
-    def _remove_tmp_outputs(self, job: Job) -> None:
+    def remove_tmp_outputs(self, job: Job) -> None:
         """The temp output, its sidecar, and the encoder's own temp files beside it.  Best effort:
         what cannot be removed now (a read-only outbox) goes at the next start."""
         if not job.output_tmp:

@@ -1,7 +1,7 @@
 """Recovery: what a previous run left in work/ is finished or undone at start.
 
-Mixed into ``Spool`` (``machine.py``), whose steps it redoes: every job folder is brought to
-a state the supervisor can go on from, whatever point a kill -9 or a power cut stopped it at;
+``Recovery(spool)`` redoes the spool's own steps (``machine.py``): every job folder is brought
+to a state the supervisor can go on from, whatever point a kill -9 or a power cut stopped it at;
 temp files of jobs no longer in work/ are removed from the outbox.
 """
 
@@ -26,14 +26,19 @@ TEMP_NAME = re.compile(r"^\..*\.(?P<job>\d{8}T\d{6}-[0-9a-f]{8})\.part\.", re.S)
 
 
 class Recovery:
-    """The recovery half of ``Spool``; see there for the attributes and steps it uses."""
+    """Owned by its ``Spool``: reads its folders and settings, and finishes each step through it."""
+
+    def __init__(self, spool):
+        self.spool = spool
+        self.log = spool.log
+        self.unrecovered: list[Path] = []  # job folders a full disk kept from being recovered
 
     def recover(self) -> list[Job]:
         """Finish or undo whatever a previous run left in work/; return the jobs to run, oldest first.
 
         A job folder that cannot be recovered now (a full disk) is left as it is and named in
         ``unrecovered``, for ``recover_dir`` to try again."""
-        dirs = sorted(self.work.iterdir()) if self.work.exists() else []
+        dirs = sorted(self.spool.work.iterdir()) if self.spool.work.exists() else []
         in_flight = sum(1 for d in dirs if _saved_state(d) == S.RUNNING)
         queued, self.unrecovered = [], []
         for d in dirs:
@@ -46,7 +51,7 @@ class Recovery:
             if job is not None:
                 queued.append(job)
         queued.sort(key=lambda j: (j.claimed_at, j.id))
-        self._sweep_outbox()
+        self.sweep_outbox()
         return queued
 
     def recover_dir(self, d: Path) -> Job | None:
@@ -54,12 +59,12 @@ class Recovery:
         in flight is not charged: who else was running then is no longer known)."""
         return self._recover_one(d, in_flight=2)
 
-    def _sweep_outbox(self) -> None:
+    def sweep_outbox(self) -> None:
         """Remove the temp files of jobs that are no longer in work/: what a worker killed while
         encoding, or a daemon killed while publishing, left in the outbox under a hidden name."""
-        live = {d.name for d in self.work.iterdir()} if self.work.is_dir() else set()
+        live = {d.name for d in self.spool.work.iterdir()} if self.spool.work.is_dir() else set()
         removed = []
-        for root, dirs, files in os.walk(self.outbox):
+        for root, dirs, files in os.walk(self.spool.outbox):
             dirs[:] = [d for d in dirs if not d.startswith(".")]
             for name in files:
                 m = TEMP_NAME.match(name)
@@ -82,38 +87,38 @@ class Recovery:
             return self._recover_orphan(d, f"its job manifest ({MANIFEST}) is unusable: {why}")
         self.log.info("spool.recover", job_id=job.id, input=job.rel, state=str(job.state), attempts=job.attempts)
         if job.state == S.CLAIMING:
-            if job.copied and os.path.lexists(self.inbox / job.rel):
+            if job.copied and os.path.lexists(self.spool.inbox / job.rel):
                 shutil.rmtree(d)  # the copy's unlink never happened: the original is still in the inbox
                 return None
-            if not os.path.lexists(self.source(job)):
+            if not os.path.lexists(self.spool.source(job)):
                 shutil.rmtree(d)  # the rename never happened: the file is still in the inbox
                 return None
-            self._take_companions(job, self.inbox / job.rel)
+            self.spool.take_companions(job, self.spool.inbox / job.rel)
             job.state = S.QUEUED
         elif job.state == S.COMMITTING:
-            tmp, final = self.outbox / job.output_tmp, self.outbox / job.output
+            tmp, final = self.spool.outbox / job.output_tmp, self.spool.outbox / job.output
             if tmp.exists() or final.exists():
-                self._publish(job)
+                self.spool.publish_output(job)
                 return None
             job.state = S.QUEUED  # the output vanished: convert again
         elif job.state == S.COMMITTED:
-            self._archive(job)
+            self.spool.archive(job)
             return None
         elif job.state == S.FAILING:
-            self._finish_fail(job)
+            self.spool.finish_fail(job)
             return None
         elif job.state == S.RUNNING:
             self._interrupted(job, alone=in_flight == 1)
             if job.state == S.FAILING:
                 return None
             job.state = S.QUEUED
-        if not os.path.lexists(self.source(job)):
+        if not os.path.lexists(self.spool.source(job)):
             self.log.error("spool.source_missing", job_id=job.id, input=job.rel)
             shutil.rmtree(d)
             return None
-        self._clean_scratch(job)
+        self.spool.clean_scratch(job)
         job.not_before = 0.0
-        self._save(job)
+        self.spool.save(job)
         return job
 
     def _interrupted(self, job: Job, alone: bool) -> None:
@@ -121,15 +126,15 @@ class Recovery:
         with it (a file that crashes the daemon ends in the failed folder after MAX_ATTEMPTS such
         deaths); the others were bystanders.  Either way the job is a suspect: suspects run one at
         a time, so the next death while one runs is charged to it alone."""
-        self._remove_tmp_outputs(job)
+        self.spool.remove_tmp_outputs(job)
         cause = "the daemon stopped during this attempt" + ("" if alone else ", with other jobs in flight")
-        job.history.append({"attempt": job.attempts, "cause": cause, "stage": "interrupted", "at": self.clock(),
+        job.history.append({"attempt": job.attempts, "cause": cause, "stage": "interrupted", "at": self.spool.clock(),
                             "charged": alone})
         job.suspect = True
         if not alone:
             job.attempts = max(0, job.attempts - 1)
-        elif job.attempts >= self.s.max_attempts:
-            self.fail(job, f"gave up after {job.attempts} attempts; the daemon stopped during {job.charges} of them "
+        elif job.attempts >= self.spool.s.max_attempts:
+            self.spool.fail(job, f"gave up after {job.attempts} attempts; the daemon stopped during {job.charges} of them "
                            "while this job was the only one in flight", "interrupted")
 
     def _recover_orphan(self, d: Path, cause: str) -> None:
@@ -138,12 +143,12 @@ class Recovery:
         for f in sorted((d / "src").iterdir()) if (d / "src").is_dir() else []:
             if f.name.startswith("."):
                 continue  # a copy cut short: the original is still where it was
-            rel = free_name(self.failed_dir, f.name, overwrite=False, companion=error_report_path)
-            dest = self.failed_dir / rel
+            rel = free_name(self.spool.failed_dir, f.name, overwrite=False, companion=error_report_path)
+            dest = self.spool.failed_dir / rel
             dest.parent.mkdir(parents=True, exist_ok=True)
             write_json(error_report_path(dest),
                        {"input": f.name, "cause": cause, "stage": "recover", "job_id": d.name,
-                        "daemon_version": __version__, "failed_at": iso(self.clock())})
+                        "daemon_version": __version__, "failed_at": iso(self.spool.clock())})
             move(f, dest)
             self.log.error("spool.quarantined_orphan", job_dir=str(d), quarantined=rel, cause=cause)
         shutil.rmtree(d)

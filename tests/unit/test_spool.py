@@ -273,7 +273,7 @@ def test_temp_files_of_jobs_gone_from_work_are_removed_at_start(spool):
     spool.start(alive).write_bytes(b"out")
     alive.output, alive.state = "b.wav", "committing"
     forge_manifest(spool, alive)
-    Spool(spool.s)._sweep_outbox()
+    Spool(spool.s).recovery.sweep_outbox()
     assert sorted(p for p in everything(spool.outbox) if "/." in "/" + p) == [
         ".DS_Store", f".b.{alive.id}.part.wav", "sub/.notes.part.txt"]
 
@@ -553,7 +553,7 @@ def test_committing_after_an_outside_file_took_the_name(spool):
     job = spool.claim(drop(spool, "a.wav"))
     spool.start(job).write_bytes(b"ours")
     job.output, job.state = "a.wav", "committing"
-    spool._save(job)  # the daemon died right after recording the name
+    spool.save(job)  # the daemon died right after recording the name
     (spool.outbox / "a.wav").write_bytes(b"theirs")
     assert Spool(spool.s).recover() == []
     assert (spool.outbox / "a.wav").read_bytes() == b"theirs"

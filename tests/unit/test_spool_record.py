@@ -61,7 +61,7 @@ def test_a_step_out_of_order_raises_and_writes_nothing(spool):
     before = manifest.read_bytes()
     job.state = S.COMMITTED  # queued → committed skips the attempt
     with pytest.raises(TransitionError, match="cannot go from queued to committed"):
-        spool._save(job)
+        spool.save(job)
     assert manifest.read_bytes() == before
     job.state = S.QUEUED  # back where it is on disk: saving is allowed again
     spool.start(job)
@@ -75,4 +75,4 @@ def test_a_job_read_back_continues_from_its_saved_state(spool):
     assert job.state == S.QUEUED and job.attempts == 1
     job.state = S.COMMITTING
     with pytest.raises(TransitionError):
-        spool._save(job)
+        spool.save(job)
