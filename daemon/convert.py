@@ -2,8 +2,10 @@
 
 One job's orchestration is ``daemon.stream.run_job`` (re-exported here): it is given a
 ``submit(Task) -> Future`` function (the warm pool's, or ``InlineRunner.submit`` to run every
-stage in this process).  ``convert_command`` is `voice-daemon convert`, given the runner to use
-by the composition root (``daemon/app.py``).
+stage in this process) and leaves the finished output in the job's work folder.  Without a spool
+(`convert`, the benchmark) ``publish_job`` puts it at its name; ``convert_file`` does both.
+``convert_command`` is `voice-daemon convert`, given the runner to use by the composition root
+(``daemon/app.py``).
 """
 
 from __future__ import annotations
@@ -19,13 +21,15 @@ from typing import Callable, Protocol
 
 from daemon import log
 from daemon.audio import io as aio
+from daemon.audio.publish import publish_file, write_sidecar_content
 from daemon.capabilities import Capabilities
 from daemon.engines import capabilities as engine_capabilities
 from daemon.errors import InputError, OutputError
 from daemon.jobs import Task, TaskResult, resolve
-from daemon.stream import run_job
+from daemon.stream import Steps, run_job
 
-__all__ = ["InlineRunner", "Runner", "check_paths", "convert_command", "job_runner", "run_job"]
+__all__ = ["InlineRunner", "Runner", "check_paths", "convert_command", "convert_file", "job_runner", "publish_job",
+           "run_job"]
 
 
 class Runner(Protocol):
@@ -132,8 +136,8 @@ def convert_command(settings, args, make_runner: Callable[[], Runner]) -> int:
     bar = _progress_bar(info.duration if info else 0.0, enabled=bool(info) and not args.no_progress and sys.stderr.isatty())
     try:
         with tempfile.TemporaryDirectory(prefix="voice-daemon-") as work:
-            fig = job_runner(settings)(runner.submit, inp, out, work, voice=args.voice or None,
-                                       progress=bar.update if bar else None)
+            fig = publish_job(job_runner(settings)(runner.submit, inp, out, work, voice=args.voice or None,
+                                                   progress=bar.update if bar else None), out)
     finally:
         if bar:
             bar.close()
@@ -141,6 +145,28 @@ def convert_command(settings, args, make_runner: Callable[[], Runner]) -> int:
     log.get().info("convert.done", **{k: v for k, v in fig.items() if k != "source"})
     print(summary(inp, fig, startup))
     return 0
+
+
+def publish_job(fig: dict, output: str | Path, steps: Steps | None = None) -> dict:
+    """The finished output ``run_job`` left in the work folder to ``output``, durably, and its
+    sidecar (``NAME.json``) beside it; the figures with where they went.  ``steps``: told of the
+    publish (the benchmark's timeline)."""
+    t0 = time.time()
+    out = publish_file(fig["output"], output)
+    content = fig.get("sidecar")
+    sidecar = None
+    if content:
+        sidecar = out.with_suffix(".json")
+        write_sidecar_content(sidecar, out.name, content)
+    if steps is not None:
+        steps.published(t0, time.time())
+    return {**fig, "output": str(out), "sidecar": str(sidecar) if sidecar else None}
+
+
+def convert_file(submit, input: str | Path, output: str | Path, work_dir: str | Path, *,
+                 steps: Steps | None = None, **options) -> dict:
+    """``run_job``, then ``publish_job``: ``input`` converted to ``output``."""
+    return publish_job(run_job(submit, input, output, work_dir, steps=steps, **options), output, steps)
 
 
 def plural(n: int, one: str, many: str | None = None) -> str:

@@ -76,20 +76,23 @@ def write_text(path: Path, text: str, *, encoding: str = "utf-8", tmp: Path | No
         f.write(text)
 
 
-def copy(src: Path, dest: Path) -> None:
-    """Copy ``src`` (a symlink stays a link) durably to ``dest``."""
-    with replacing(dest, tmp=temp_path(dest, "copy")) as t:
+def copy(src: Path, dest: Path, *, tmp: Path | None = None) -> None:
+    """Copy ``src`` (a symlink stays a link) durably to ``dest`` (through ``tmp``, by default a
+    hidden name of its own beside ``dest``)."""
+    with replacing(dest, tmp=tmp if tmp is not None else temp_path(dest, "copy")) as t:
         shutil.copy2(src, t, follow_symlinks=False)
 
 
-def move(src: Path, dest: Path, *, before_copy: Callable[[], None] | None = None) -> None:
+def move(src: Path, dest: Path, *, before_copy: Callable[[], None] | None = None,
+         copy_tmp: Path | None = None) -> None:
     """Move ``src`` to ``dest``: a rename, or across filesystems a durable copy, then ``src`` unlinked.
 
     The one such move in the house.  A crash in the middle leaves ``src`` alone (the copy is
     still under a hidden temp name) or ``dest`` whole beside ``src``; the same call again finishes
     it either way.  ``before_copy``: called when a copy is needed, before it starts (the spool
-    records that the file it claims is a copy).  A full disk while copying is the destination's:
-    the error names ``dest`` (shutil would name the source)."""
+    records that the file it claims is a copy); ``copy_tmp``: the copy's temp name (one its owner
+    knows to clean up after a crash).  A full disk while copying is the destination's: the error
+    names ``dest`` (shutil would name the source)."""
     try:
         os.rename(src, dest)
         return
@@ -99,7 +102,7 @@ def move(src: Path, dest: Path, *, before_copy: Callable[[], None] | None = None
     if before_copy is not None:
         before_copy()
     try:
-        copy(src, dest)
+        copy(src, dest, tmp=copy_tmp)
     except OSError as err:
         if err.errno in (errno.ENOSPC, errno.EDQUOT):
             raise OSError(err.errno, err.strerror, os.fspath(dest)) from err

@@ -31,7 +31,7 @@ from daemon.audio import io as aio
 from daemon.audio import outputs as enc
 from daemon.audio import vad, verify
 from daemon.audio.decode import decode_stream, read_frames
-from daemon.audio.publish import publish, write_sidecar
+from daemon.audio.publish import publish, sidecar_content, write_sidecar
 from daemon.audio.stitch import write_frames
 from daemon.errors import InputError, ModelError
 from daemon.tasks import (
@@ -238,10 +238,12 @@ def speak_text(task: SpeakText) -> Spoken:
     audio, info = synthesize_text(text, _state()["engine"].bundle, task.voice or s.voice)
     wav = str(Path(task.work_dir) / "output.wav")
     sf.write(wav, audio, s.sample_rate, format="WAV", subtype="FLOAT")
-    out, check = publish(wav, task.output, s.sample_rate, frames=len(audio),
-                         speech_seconds=len(audio) / s.sample_rate)
-    sidecar = write_sidecar(out, info.get("phrases", []), info.get("models", []))
-    return Spoken(output=str(out), duration=len(audio) / s.sample_rate, sidecar=sidecar, check=check,
+    # Finished in the work folder, as every job's output: the caller publishes it.
+    done = Path(task.work_dir) / f"spoken{Path(task.output).suffix}"
+    out, check = publish(wav, done, s.sample_rate, frames=len(audio), speech_seconds=len(audio) / s.sample_rate,
+                         name=task.output)
+    return Spoken(output=str(out), duration=len(audio) / s.sample_rate,
+                  sidecar=sidecar_content(info.get("phrases", []), info.get("models", [])), check=check,
                   compute_seconds=time.perf_counter() - t0, sample_rate=s.sample_rate)
 
 

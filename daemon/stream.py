@@ -6,12 +6,13 @@
                             └─ StreamPlanner: each cut as soon as it is certain ─▶ run_chunk(i)
                                  └─ each chunk writes itself into the stitched file; seams crossfaded here
                                       └─ the output: mp3/m4a encode_segment(j) once j is final
-    then: the output's last frames, publish (atomic rename), sidecar
+    then: the output's last frames, read back and checked, the sidecar's content
 
 ``run_job`` knows nothing about processes: it is given ``submit(Task) -> Future`` (the warm
 pool's, or ``InlineRunner.submit``, which runs each task at once in this process; the schedule
 is then one task after another and the output is the same).  Every partial product lives in
-``work_dir``; the output appears only by a rename once it is whole.
+``work_dir``, the finished output too: ``run_job`` writes nothing anywhere else, and its caller
+publishes (the spool's commit; ``convert.publish_job`` for `convert` and the benchmark).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from daemon.audio import outputs as enc
 from daemon.audio import vad
 from daemon.audio.decode import frames_ready
 from daemon.audio.plan import StreamPlanner
-from daemon.audio.publish import publish_file, write_sidecar
+from daemon.audio.publish import sidecar_content
 from daemon.audio.stitch import Seams
 from daemon.jobs import Chunk, Task, TaskResult
 from daemon.tasks import (
@@ -62,7 +63,10 @@ def run_job(submit: Submit, input: str | Path, output: str | Path, work_dir: str
             voice: str | None = None, group: str = "", transcripts: bool = False,
             progress: Callable[[str, float], None] | None = None, parallelism: int = 2,
             steps: Steps | None = None) -> dict:
-    """Convert ``input`` to ``output`` through ``submit``; return figures.
+    """Convert ``input`` through ``submit`` into a finished, checked file in ``work_dir``, in the
+    format of ``output`` (the name it will be published under, and named as in errors); return
+    figures, with ``output`` the finished file and ``sidecar`` what the output's sidecar holds
+    (None: the engine reported nothing).
 
     ``transcripts``: read a transcript beside the input (``.srt``, ``.vtt``, ``.txt``) and hand
     each chunk its phrases.  ``progress(stage, audio_seconds_done, chunks_done=, chunks_total=,
@@ -271,27 +275,23 @@ class _Stream:
         done = self.out.finish(self.total)
         t1 = time.time()
         # The last frames of the output (a streamed encoder's tail: the benchmark counts its CPU
-        # time instead of this wait), then the rename.
+        # time instead of this wait).
         self.steps.joined(t0, t1, self.out.cpu_seconds)
         # Read back before it is published, in a worker (a decode of the whole output).
         checked = self._call(CheckOutput(str(done), self.total, self.rate, self._speech_to_hear(), str(self.output)),
                              self.total / self.rate)
         self.steps.checked(checked)
-        t1 = time.time()
-        out = publish_file(done, self.output)
         phrases, models = [], []
         for i in range(len(self.chunks)):
             info, offset = self.infos.get(i) or {}, self.chunks[i].start / self.rate
             for ph in info.get("phrases", []):
                 phrases.append({**ph, "start": round(ph["start"] + offset, 3), "end": round(ph["end"] + offset, 3)})
             models += [m for m in info.get("models", []) if m not in models]
-        sidecar = write_sidecar(out, phrases, models)
-        self.steps.published(t1, time.time())
         duration = self.total / self.rate
         return {
             "input": self.input,
-            "output": str(out),
-            "sidecar": sidecar,
+            "output": str(done),
+            "sidecar": sidecar_content(phrases, models),
             "audio_seconds": round(duration, 3),
             "chunks": len(self.chunks),
             "compute_seconds": round(self.chunk_compute, 3),

@@ -202,9 +202,9 @@ class SpeakText:
 
 @dataclass(frozen=True)
 class Spoken(Ran):
-    output: str
+    output: str                 # the finished file, in the job's work folder
     duration: float
-    sidecar: str
+    sidecar: dict | None        # what the output's sidecar holds
     check: dict
     compute_seconds: float
     sample_rate: int

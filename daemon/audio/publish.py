@@ -1,8 +1,8 @@
-"""Put a finished file at its output name durably, and its sidecar beside it.
+"""Put a finished file at its name durably, and its sidecar beside it.
 
-Readers of the output folder see the old file or the whole new one, never half of one
+Readers of the folder see the old file or the whole new one, never half of one
 (``daemon.durable``): the file is moved (or, across filesystems, copied) to a hidden
-temporary name beside the output, synced, and renamed.
+temporary name beside its name, synced, and renamed.
 """
 
 from __future__ import annotations
@@ -23,19 +23,21 @@ def _temp_beside(out: Path) -> Path:
 
 
 def publish(wav: str, output: str | Path, rate: int, *, frames: int | None = None,
-            speech_seconds: float = 0.0) -> tuple[Path, dict]:
+            speech_seconds: float = 0.0, name: str | Path | None = None) -> tuple[Path, dict]:
     """Encode ``wav`` to a temporary name beside ``output``, check it (``audio/verify.py``: ``frames``
     long, finite, not silent if the input had speech), then rename durably: readers never see half
-    a file, nor a broken one.  Returns the output and the check's figures."""
+    a file, nor a broken one.  Returns the output and the check's figures.  ``name``: what errors
+    call the file (the name it will be published under), by default ``output``."""
     out = Path(output)
+    named = Path(name) if name is not None else out
     hidden = _temp_beside(out)
     try:
         with durable.replacing(out, tmp=hidden) as tmp:
             aio.encode(wav, str(tmp), rate)
             check = verify.check_output(tmp, frames=frames, sample_rate=rate, speech_seconds=speech_seconds,
-                                        name=out)
+                                        name=named)
     except OutputError as exc:  # named by the file the user asked for, not the hidden one written first
-        raise OutputError(out, exc.cause.replace(str(hidden), str(out))) from exc
+        raise OutputError(named, exc.cause.replace(str(hidden), str(named))) from exc
     return out, check
 
 
@@ -47,11 +49,25 @@ def publish_file(src: str | Path, output: str | Path) -> Path:
     return out
 
 
-def write_sidecar(out: Path, phrases: list[dict], models: list[dict]) -> str | None:
-    """For engines that report phrases (resynth): ``NAME.json`` beside the output."""
+def sidecar_content(phrases: list[dict], models: list[dict]) -> dict | None:
+    """What an output's sidecar holds for an engine that reports phrases (resynth); None: no sidecar."""
     if not phrases and not models:
         return None
+    return {"phrases": phrases, "models": models}
+
+
+def write_sidecar_content(path: Path, output_name: str, content: dict) -> None:
+    """The sidecar ``path`` (durably), naming the output it belongs to."""
+    path = Path(path)
+    durable.write_text(path, json.dumps({"output": output_name, **content}, ensure_ascii=False, indent=2),
+                       tmp=path.with_name(f".{path.name}.tmp"))
+
+
+def write_sidecar(out: Path, phrases: list[dict], models: list[dict]) -> str | None:
+    """For engines that report phrases (resynth): ``NAME.json`` beside the output."""
+    content = sidecar_content(phrases, models)
+    if content is None:
+        return None
     path = Path(out).with_suffix(".json")
-    durable.write_text(path, json.dumps({"output": Path(out).name, "phrases": phrases, "models": models},
-                                        ensure_ascii=False, indent=2), tmp=path.with_name(f".{path.name}.tmp"))
+    write_sidecar_content(path, Path(out).name, content)
     return str(path)

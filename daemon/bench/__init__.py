@@ -200,12 +200,12 @@ def _quiet(level: str) -> str:
 
 
 def _batch(submit, files: list[dict], out_dir: Path, parallel: bool) -> tuple[list[dict], float]:
-    """Every file through ``run_job``: one after another, or all at once sharing ``submit``."""
-    from daemon.convert import run_job
+    """Every file converted: one after another, or all at once sharing ``submit``."""
+    from daemon.convert import convert_file
 
     def one(i: int, f: dict) -> dict:
         output = out_dir / "out" / (Path(f["path"]).stem + ".wav")
-        return run_job(submit, f["path"], output, out_dir / "work" / str(i), group=f"file-{i}")
+        return convert_file(submit, f["path"], output, out_dir / "work" / str(i), group=f"file-{i}")
 
     (out_dir / "out").mkdir(parents=True, exist_ok=True)
     started = time.monotonic()

@@ -74,15 +74,15 @@ def build_long(speech: Path, out_dir: Path, fmt: str, rate: int, seconds: float)
 # ---- the two modes, each in its own process ---------------------------------------------------------
 def _one(submit, files, out_dir: Path, parallelism: int) -> tuple[dict, float]:
     from daemon.bench.timeline import Timeline
-    from daemon.stream import run_job
+    from daemon.convert import convert_file
 
     f = files[0]
     (out_dir / "out").mkdir(parents=True, exist_ok=True)
     output = out_dir / "out" / Path(f["path"]).name
     started = time.monotonic()
     timeline = Timeline()
-    fig = run_job(submit, f["path"], output, out_dir / "work", group="long", parallelism=parallelism,
-                  steps=timeline)
+    fig = convert_file(submit, f["path"], output, out_dir / "work", group="long", parallelism=parallelism,
+                       steps=timeline)
     return {**fig, "steps": timeline.steps}, time.monotonic() - started
 
 

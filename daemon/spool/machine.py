@@ -3,8 +3,11 @@
 Only the supervisor's loop calls these methods, so there is one mover of files.
 
     inbox/<rel>  --claim-->  STATE_DIR/work/<job>/src/<name>     (+ job.json, written first)
-    work/<job>   --commit--> OUTBOX/<rel dir>/<stem>.<ext>       (link/replace from a temp name
-                                                                  inside the outbox)
+    work/<job>   --commit--> OUTBOX/<rel dir>/<stem>.<ext>       (the output the job finished in
+                                                                  work/<job>/tmp/ moved to a temp
+                                                                  name inside the outbox, then
+                                                                  linked or renamed; its sidecar
+                                                                  written beside it)
                              then work/<job> --rename--> STATE_DIR/done/<job>  (source archived
                                                                   there, or deleted)
     work/<job>   --fail-->   FAILED/<rel>  +  FAILED/<rel>.error.json
@@ -26,6 +29,7 @@ from typing import NamedTuple
 
 from daemon import __version__, durable, log
 from daemon.audio.io import TRANSCRIPT_EXTENSIONS, output_formats
+from daemon.audio.publish import write_sidecar_content
 from daemon.capabilities import Capabilities
 from daemon.durable import move
 from daemon.errors import OutputError
@@ -214,17 +218,20 @@ class Spool:
 
     # --- commit -------------------------------------------------------------
     def commit(self, job: Job, figures: dict | None = None) -> Published:
-        """Publish the finished temp output under its final name, then archive the job; say where
-        the output and its sidecar went.
+        """Publish the job's output under its final name, and its sidecar beside it, in one durable
+        step; then archive the job; say where the output and its sidecar went.
 
-        Picks up where an earlier call stopped (a full disk, say): a job already committing is
-        published, one already committed is archived."""
+        ``figures`` are ``run_job``'s: ``output``, the finished file in the job's work folder, and
+        ``sidecar``, what the sidecar holds (None: no sidecar).  Picks up where an earlier call
+        stopped (a full disk, say): a job already committing is published, one already committed
+        is archived."""
         if job.state == S.RUNNING:
-            tmp = self.outbox / job.output_tmp
-            if not tmp.is_file():
-                raise FileNotFoundError(f"the converted file {tmp} was not written")
+            figures = dict(figures or {})
+            tmp, finished = self.outbox / job.output_tmp, self._inside_scratch(job, figures.get("output"))
+            if not tmp.is_file() and not (finished is not None and finished.is_file()):
+                raise FileNotFoundError(f"the converted file {figures.get('output') or tmp} was not written")
             with self._restoring(job):
-                job.figures = dict(figures or {})
+                job.figures = figures
                 job.output = self._output_name(job)
                 job.state = S.COMMITTING
                 self.save(job)  # the final name is known before it exists: recovery can tell done from not
@@ -236,11 +243,24 @@ class Spool:
 
     def published(self, job: Job) -> bool:
         """Whether the job's output is in the outbox under its final name."""
-        if not job.output or not fits(job.output):
+        if not job.output or not fits(job.output) or self.finished(job) is not None:
             return False
         final = self.outbox / job.output
         return os.path.lexists(final) and (not os.path.lexists(self.outbox / job.output_tmp)
                                            or same_file(self.outbox / job.output_tmp, final))
+
+    def finished(self, job: Job) -> Path | None:
+        """The output the job finished in its work folder, while it is there (not yet moved to
+        the outbox), else None."""
+        path = self._inside_scratch(job, job.figures.get("output"))
+        return path if path is not None and path.is_file() else None
+
+    def _inside_scratch(self, job: Job, path) -> Path | None:
+        """``path`` if it names a file inside the job's work folder: a manifest moves nothing else."""
+        if not isinstance(path, str) or not path:
+            return None
+        p, scratch = Path(path), self.scratch(job)
+        return p if p.parent == scratch or scratch in p.parents else None
 
     def _output_name(self, job: Job) -> str:
         return free_name(self.outbox, join(job.rel_dir, Path(job.name).stem + "." + self.output_ext(job)),
@@ -251,7 +271,12 @@ class Spool:
             job.output = self._output_name(job)
             self.save(job)
         tmp, final = self.outbox / job.output_tmp, self.outbox / job.output
+        if (finished := self.finished(job)) is not None:
+            # A rename, or a durable copy when the outbox is on another filesystem (under a temp name
+            # of this job's, which the next start removes if a crash cuts the copy short).
+            move(finished, tmp, copy_tmp=tmp.with_name(f".{tmp.stem}.copy{tmp.suffix}"))
         if tmp.exists():
+            durable.fsync_file(tmp)  # its bytes on disk before a name makes it visible
             if final.exists() and not self.s.overwrite and not same_file(tmp, final):
                 # Someone put a file there since we chose the name (only possible after a crash).
                 job.output = free_name(self.outbox, job.output, overwrite=False)
@@ -260,16 +285,15 @@ class Spool:
                 final = self.outbox / job.output
             link_or_replace(tmp, final, self.s.overwrite)
             durable.fsync_dir(final.parent)
-        side_tmp = tmp.with_suffix(".json")
-        if side_tmp.exists():
+        content = job.figures.get("sidecar")
+        if isinstance(content, dict):
             if job.sidecar is None:
                 side = final.with_name(fit(final.stem, ".json"))
                 if side.exists() and not self.s.overwrite:
                     side = final.with_name(fit(final.name, ".json"))  # x.wav and x.mp3 both converted: x.mp3.json
                 job.sidecar = side.relative_to(self.outbox).as_posix()
-                self.save(job)  # recorded before the move: the reporter is told, never left to guess
-            name_published_output(side_tmp, final.name)
-            os.replace(side_tmp, self.outbox / job.sidecar)
+                self.save(job)  # recorded before it is written: the reporter is told, never left to guess
+            write_sidecar_content(self.outbox / job.sidecar, final.name, content)
         self.remove_tmp_outputs(job)  # what a worker killed while encoding left beside the output
         job.state = S.COMMITTED
         self.save(job)
@@ -361,15 +385,3 @@ class Spool:
         except OSError as exc:
             self.log.warning("spool.temp_remove_error", job_id=job.id, error=str(exc))
 
-
-def name_published_output(sidecar: Path, name: str) -> None:
-    """Point a sidecar's ``"output"`` at the published name (the worker only knew the temp name)."""
-    import json
-
-    try:
-        data = json.loads(sidecar.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return  # not ours to repair: it is published as it is
-    if isinstance(data, dict) and data.get("output") != name:
-        data["output"] = name
-        durable.write_text(sidecar, json.dumps(data, ensure_ascii=False, indent=2))

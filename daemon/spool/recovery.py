@@ -97,7 +97,7 @@ class Recovery:
             job.state = S.QUEUED
         elif job.state == S.COMMITTING:
             tmp, final = self.spool.outbox / job.output_tmp, self.spool.outbox / job.output
-            if tmp.exists() or final.exists():
+            if tmp.exists() or final.exists() or self.spool.finished(job) is not None:
                 self.spool.publish_output(job)
                 return None
             job.state = S.QUEUED  # the output vanished: convert again

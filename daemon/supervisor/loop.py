@@ -42,7 +42,7 @@ from daemon.errors import (
     PoolStartError,
     TaskError,
 )
-from daemon.spool import Job, JobState, Spool, fsync_file
+from daemon.spool import Job, JobState, Spool
 from daemon.spool.machine import Unfinished
 from daemon.spool.space import Space, disk_full_error
 from daemon.supervisor.events import CANDIDATE, FINISHED, POOL_BROKEN, Events, Signals
@@ -263,11 +263,10 @@ class Supervisor(Pausing):
             self.report.job(job).started()
 
     def _run_one(self, job: Job, out_tmp, pool, run_job) -> dict:
-        """In a job thread: waits on the pool's futures; moves no file of the spool."""
-        fig = run_job(pool.submit, self.spool.source(job), out_tmp, self.spool.scratch(job),
-                      voice=job.voice, group=job.id, progress=self.report.job(job).progress)
-        fsync_file(out_tmp)  # durable before the rename makes it visible
-        return fig
+        """In a job thread: waits on the pool's futures; moves no file of the spool (the output is
+        finished in the job's work folder; ``out_tmp`` gives its format, and names it in errors)."""
+        return run_job(pool.submit, self.spool.source(job), out_tmp, self.spool.scratch(job),
+                       voice=job.voice, group=job.id, progress=self.report.job(job).progress)
 
     # --- results ------------------------------------------------------------------
     def _collect(self, putting_back: bool = False) -> None:
@@ -302,6 +301,9 @@ class Supervisor(Pausing):
         job = r.job
         if job.state == JobState.RUNNING and disk_full_error(exc) is None:
             self._attempt_failed(job, exc, stage="commit")  # nothing recorded yet: an attempt that failed
+        elif (job.state == JobState.COMMITTING and self.spool.finished(job) is not None
+              and self._out_of_space(job, exc)):
+            pass  # the outbox was full before anything reached it: put back, converted again when there is space
         elif job.state == JobState.COMMITTING and not self.spool.published(job) and not passes(exc):
             # It cannot be published (and converting again would end the same way).
             self._quarantine(job, f"The output could not be published as {job.output!r}: {exc}.", "commit")

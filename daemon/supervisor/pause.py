@@ -26,7 +26,7 @@ class Pausing:
             return False  # libsndfile's "System error." counts as a full disk only where one is
         full = self._pause(err)
         why = f"{full.reason}; tried again when there is space"
-        if job.state == JobState.RUNNING:
+        if job.state in (JobState.RUNNING, JobState.COMMITTING):  # committing: nothing reached the outbox
             try:
                 self.spool.put_back(job, why, stage="disk")
             except OSError as put_err:  # the state disk itself: job.json still says running

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from daemon.convert import InlineRunner, run_job
+from daemon.convert import InlineRunner, convert_file
 from daemon.errors import InputError
 from daemon.settings import load_settings
 from helpers import media
@@ -51,7 +51,7 @@ def test_every_input_format(runner, clip, tmp_path, name):
     src = media.transcode(clip, tmp_path / name, *INPUTS[name])
     want = media.duration(clip)
     out = tmp_path / "out.wav"
-    fig = run_job(runner.submit, src, out, tmp_path / "work")
+    fig = convert_file(runner.submit, src, out, tmp_path / "work")
     info = sf.info(str(out))
     assert info.samplerate == 48000 and info.channels == 1
     # Lossy codecs add encoder delay/padding the container does not always declare
@@ -66,7 +66,7 @@ def test_every_input_format(runner, clip, tmp_path, name):
 @pytest.mark.parametrize("ext", ["wav", "flac", "ogg", "opus", "mp3", "m4a"])
 def test_every_output_format(runner, clip, tmp_path, ext):
     out = tmp_path / f"out.{ext}"
-    run_job(runner.submit, clip, out, tmp_path / "work")
+    convert_file(runner.submit, clip, out, tmp_path / "work")
     assert abs(media.duration(out) - media.duration(clip)) < 0.08  # codec padding at most
     assert not [p for p in tmp_path.iterdir() if ".tmp" in p.name], "temporary output left behind"
 
@@ -74,7 +74,7 @@ def test_every_output_format(runner, clip, tmp_path, ext):
 def test_long_input_exact_duration_and_bounded_chunks(runner, speech_dir, tmp_path):
     src = media.concat(speech_dir / "silero_vad_en.wav", tmp_path / "long.wav", 3)  # 180 s
     out = tmp_path / "long_out.flac"
-    fig = run_job(runner.submit, src, out, tmp_path / "work")
+    fig = convert_file(runner.submit, src, out, tmp_path / "work")
     assert abs(sf.info(str(out)).duration - 180.0) <= 0.010
     assert fig["chunks"] >= 36  # 5 s chunks
 
@@ -82,7 +82,7 @@ def test_long_input_exact_duration_and_bounded_chunks(runner, speech_dir, tmp_pa
 def test_silence_only_converts_to_silence_of_the_same_length(runner, tmp_path):
     src = media.silence(tmp_path / "quiet.wav", 7.5)
     out = tmp_path / "quiet_out.wav"
-    run_job(runner.submit, src, out, tmp_path / "work")
+    convert_file(runner.submit, src, out, tmp_path / "work")
     y, rate = sf.read(out)
     assert abs(len(y) / rate - 7.5) <= 0.010 and np.max(np.abs(y)) < 1e-3
 
@@ -106,7 +106,7 @@ def _mkdir(path):
 def test_bad_input_raises_input_error(runner, tmp_path, make, cause):
     src = make(tmp_path)
     with pytest.raises(InputError, match=cause):
-        run_job(runner.submit, src, tmp_path / "o.wav", tmp_path / "work")
+        convert_file(runner.submit, src, tmp_path / "o.wav", tmp_path / "work")
     assert not (tmp_path / "o.wav").exists()
 
 
@@ -115,4 +115,4 @@ def test_truncated_mp3_is_refused(runner, speech_dir, tmp_path):
     cut = tmp_path / "cut.mp3"
     cut.write_bytes(mp3.read_bytes()[: mp3.stat().st_size // 3])
     with pytest.raises(InputError, match="truncated"):
-        run_job(runner.submit, cut, tmp_path / "o.wav", tmp_path / "work")
+        convert_file(runner.submit, cut, tmp_path / "o.wav", tmp_path / "work")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import soundfile as sf
 
-from daemon.convert import InlineRunner, run_job
+from daemon.convert import InlineRunner, convert_file
 from daemon.engines.shift import median_f0
 from daemon.settings import load_settings
 from helpers.asr import transcribe, wer
@@ -18,7 +18,7 @@ def _convert(tmp_path, src, semitones, formant):
     runner = InlineRunner(load_settings(engine="shift", shift_semitones=semitones, shift_formant=formant,
                                         sample_rate=16000, chunk_seconds=10))
     out = tmp_path / f"out_{semitones}_{formant}.wav"
-    run_job(runner.submit, src, out, tmp_path / f"work_{semitones}_{formant}")
+    convert_file(runner.submit, src, out, tmp_path / f"work_{semitones}_{formant}")
     return out
 
 

@@ -27,7 +27,7 @@ from daemon.audio.decode import decode_stream, frames_ready, read_frames
 from daemon.audio.io import probe
 from daemon.audio.plan import StreamPlanner, plan_chunks, silences
 from daemon.bench.timeline import Timeline
-from daemon.convert import InlineRunner, run_job
+from daemon.convert import InlineRunner, convert_file
 from daemon.settings import load_settings
 from daemon.tasks import Decode, OpenJob, VadFeatures, VadProbabilities
 from helpers import media, wait_until
@@ -106,9 +106,9 @@ def pool(settings):
 def test_pool_output_is_the_sequential_output_byte_for_byte(pool, inline, short_speech, tmp_path, ext):
     seq = tmp_path / f"seq.{ext}"
     par = tmp_path / f"pool.{ext}"
-    fig_seq = run_job(inline.submit, short_speech, seq, tmp_path / "w-seq", parallelism=1)
+    fig_seq = convert_file(inline.submit, short_speech, seq, tmp_path / "w-seq", parallelism=1)
     timeline = Timeline()
-    fig = run_job(pool.submit, short_speech, par, tmp_path / "w-pool", parallelism=2, steps=timeline)
+    fig = convert_file(pool.submit, short_speech, par, tmp_path / "w-pool", parallelism=2, steps=timeline)
     assert fig["chunks"] == fig_seq["chunks"] >= 15
     assert len(fig["worker_pids"]) == 2
     assert par.read_bytes() == seq.read_bytes()
@@ -135,7 +135,7 @@ def own_pool(settings):
 def test_a_worker_killed_while_the_plan_streams(own_pool, inline, long_speech, tmp_path):
     pool = own_pool
     expected = tmp_path / "seq.wav"
-    run_job(inline.submit, long_speech, expected, tmp_path / "w-seq", parallelism=1)
+    convert_file(inline.submit, long_speech, expected, tmp_path / "w-seq", parallelism=1)
     restarts = pool.stats()["restarts"]
     work = tmp_path / "w-pool"
     result: dict = {}
@@ -143,7 +143,7 @@ def test_a_worker_killed_while_the_plan_streams(own_pool, inline, long_speech, t
 
     def job():
         try:
-            result["fig"] = run_job(pool.submit, long_speech, tmp_path / "pool.wav", work, parallelism=2,
+            result["fig"] = convert_file(pool.submit, long_speech, tmp_path / "pool.wav", work, parallelism=2,
                                     steps=timeline)
         except BaseException as exc:  # noqa: BLE001 - re-raised below
             result["error"] = exc

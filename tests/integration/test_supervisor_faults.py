@@ -56,9 +56,9 @@ def test_a_commit_that_cannot_succeed_fails_the_job_with_its_reason(settings, sp
     assert report["stage"] == "commit" and report["attempts"] == 1
     assert "could not be published as 'locked/x.wav'" in report["cause"] and "not permitted" in report["cause"]
     assert list((Path(settings.state_dir) / "work").iterdir()) == []
-    assert [p.name for p in locked.iterdir()] != []  # the temp output could not be removed while locked...
+    assert list(locked.iterdir()) == []  # nothing reached the outbox: the output is moved in only by the commit
     Spool(settings).recover()
-    assert list(locked.iterdir()) == []  # ...and goes at the next start
+    assert list(locked.iterdir()) == []
 
 
 def test_a_blocked_output_path_fails_at_once_naming_the_file(settings, speech_dir):

@@ -36,8 +36,11 @@ def scripted_run_job(submit, input, output, work_dir, *, voice=None, group="", t
     elif name.startswith("gate"):
         submit(Task("helpers.pool_tasks:wait_for_file", {"path": str(marks / "open")})).result()
     res = submit(Task("helpers.pool_tasks:whoami", {"tag": name})).result()
-    Path(output).write_bytes(b"converted " + name.encode())
-    return {"audio_seconds": 1.0, "wall_seconds": 0.1, "worker_pids": [res.worker_pid], "attempts": res.attempts}
+    done = Path(work_dir) / f"finished{Path(output).suffix}"  # as run_job: finished in the work folder
+    done.parent.mkdir(parents=True, exist_ok=True)
+    done.write_bytes(b"converted " + name.encode())
+    return {"output": str(done), "audio_seconds": 1.0, "wall_seconds": 0.1, "worker_pids": [res.worker_pid],
+            "attempts": res.attempts}
 
 
 class Running:

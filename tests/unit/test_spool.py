@@ -312,22 +312,19 @@ def test_sidecar_follows_the_output(spool):
     job = spool.claim(drop(spool, "a.wav"))
     tmp = spool.start(job)
     tmp.write_bytes(b"x")
-    tmp.with_suffix(".json").write_text("{}")
     (spool.outbox / "a.wav").write_bytes(b"other")
-    spool.commit(job)
+    spool.commit(job, {"sidecar": {}})
     assert everything(spool.outbox) == ["a (1).json", "a (1).wav", "a.wav"]
 
 
 def test_the_sidecar_names_the_published_output_not_the_temp_file(spool):
-    """Issue 13: the worker writes the sidecar beside the temp output and names that; the published
-    sidecar names the published file (here "a (1).wav", the free name chosen at commit)."""
+    """The published sidecar names the published file (here "a (1).wav", the free name chosen at
+    commit), never a temp name."""
     job = spool.claim(drop(spool, "a.wav"))
     tmp = spool.start(job)
     tmp.write_bytes(b"x")
-    tmp.with_suffix(".json").write_text(json.dumps({"output": tmp.name, "phrases": [{"text": "привет"}]}),
-                                        encoding="utf-8")
     (spool.outbox / "a.wav").write_bytes(b"other")
-    spool.commit(job)
+    spool.commit(job, {"sidecar": {"phrases": [{"text": "привет"}]}})
     side = json.loads((spool.outbox / "a (1).json").read_text(encoding="utf-8"))
     assert side == {"output": "a (1).wav", "phrases": [{"text": "привет"}]}
 
@@ -337,11 +334,59 @@ def test_sidecars_of_one_stem_in_two_formats_do_not_collide(spool):
         job = spool.claim(drop(spool, name))
         tmp = spool.start(job)
         tmp.write_bytes(name.encode())
-        tmp.with_suffix(".json").write_text(name)
-        spool.commit(job)
+        spool.commit(job, {"sidecar": {"of": name}})
     assert everything(spool.outbox) == ["a.json", "a.mp3", "a.mp3.json", "a.wav"]
-    assert (spool.outbox / "a.json").read_text() == "a.wav"
+    assert json.loads((spool.outbox / "a.json").read_text())["of"] == "a.wav"
 
+
+
+def finish_in_work(sp: Spool, job, payload: bytes = b"converted") -> Path:
+    """What run_job leaves: the finished output in the job's work folder."""
+    done = sp.scratch(job) / f"finished.{sp.output_ext(job)}"
+    done.parent.mkdir(parents=True, exist_ok=True)
+    done.write_bytes(payload)
+    return done
+
+
+def test_the_commit_is_the_one_publish_of_what_the_job_finished_in_its_work_folder(spool):
+    job = spool.claim(drop(spool, "talk.wav"))
+    spool.start(job)
+    done = finish_in_work(spool, job, b"out")
+    assert everything(spool.outbox) == []  # nothing reaches the outbox before the commit
+    final, sidecar = spool.commit(job, {"output": str(done), "sidecar": {"phrases": [{"text": "hi"}]}})
+    assert final == spool.outbox / "talk.wav" and final.read_bytes() == b"out"
+    assert json.loads(sidecar.read_text()) == {"output": "talk.wav", "phrases": [{"text": "hi"}]}
+    assert everything(spool.outbox) == ["talk.json", "talk.wav"] and not done.exists()
+
+
+def test_a_commit_cut_short_before_its_move_is_finished_by_recovery(spool, monkeypatch):
+    import daemon.spool.machine as machine
+
+    job = spool.claim(drop(spool, "talk.wav"))
+    spool.start(job)
+    done = finish_in_work(spool, job, b"out")
+
+    def killed(src, dest, **kw):
+        raise KeyboardInterrupt  # the daemon dies with the name chosen and recorded, nothing moved
+
+    monkeypatch.setattr(machine, "move", killed)
+    with pytest.raises(KeyboardInterrupt):
+        spool.commit(job, {"output": str(done), "sidecar": {"of": "talk.wav"}})
+    monkeypatch.undo()
+    assert everything(spool.outbox) == [] and done.exists()
+    assert Spool(spool.s).recover() == []  # published, not converted again
+    assert everything(spool.outbox) == ["talk.json", "talk.wav"] and (spool.outbox / "talk.wav").read_bytes() == b"out"
+    assert list(spool.work.iterdir()) == []
+
+
+def test_a_commit_moves_nothing_from_outside_the_jobs_work_folder(spool, tmp_path):
+    job = spool.claim(drop(spool, "talk.wav"))
+    spool.start(job)
+    elsewhere = tmp_path / "elsewhere.wav"
+    elsewhere.write_bytes(b"not the job's")
+    with pytest.raises(FileNotFoundError):
+        spool.commit(job, {"output": str(elsewhere)})
+    assert elsewhere.read_bytes() == b"not the job's" and everything(spool.outbox) == []
 
 
 def test_commit_says_where_the_output_and_its_sidecar_went(spool):
@@ -351,9 +396,7 @@ def test_commit_says_where_the_output_and_its_sidecar_went(spool):
         job = spool.claim(drop(spool, name))
         tmp = spool.start(job)
         tmp.write_bytes(name.encode())
-        if name != "b.wav":
-            tmp.with_suffix(".json").write_text(name)
-        went.append(spool.commit(job))
+        went.append(spool.commit(job, {"sidecar": {"of": name}} if name != "b.wav" else {}))
         assert json.loads((spool.done / job.id / "job.json").read_text())["sidecar"] == (
             went[-1].sidecar.name if went[-1].sidecar else None)
     o = spool.outbox
