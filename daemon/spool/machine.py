@@ -275,8 +275,7 @@ class Spool:
             # A rename, or a durable copy when the outbox is on another filesystem (under a temp name
             # of this job's, which the next start removes if a crash cuts the copy short).
             move(finished, tmp, copy_tmp=tmp.with_name(f".{tmp.stem}.copy{tmp.suffix}"))
-        if tmp.exists():
-            durable.fsync_file(tmp)  # its bytes on disk before a name makes it visible
+        if tmp.exists():  # its bytes are on disk: the job's thread synced the output it finished
             if final.exists() and not self.s.overwrite and not same_file(tmp, final):
                 # Someone put a file there since we chose the name (only possible after a crash).
                 job.output = free_name(self.outbox, job.output, overwrite=False)

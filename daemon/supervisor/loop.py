@@ -42,7 +42,7 @@ from daemon.errors import (
     PoolStartError,
     TaskError,
 )
-from daemon.spool import Job, JobState, Spool
+from daemon.spool import Job, JobState, Spool, fsync_file
 from daemon.spool.machine import Unfinished
 from daemon.spool.space import Space, disk_full_error
 from daemon.supervisor.events import CANDIDATE, FINISHED, POOL_BROKEN, Events, Signals
@@ -265,8 +265,10 @@ class Supervisor(Pausing):
     def _run_one(self, job: Job, out_tmp, pool, run_job) -> dict:
         """In a job thread: waits on the pool's futures; moves no file of the spool (the output is
         finished in the job's work folder; ``out_tmp`` gives its format, and names it in errors)."""
-        return run_job(pool.submit, self.spool.source(job), out_tmp, self.spool.scratch(job),
-                       voice=job.voice, group=job.id, progress=self.report.job(job).progress)
+        fig = run_job(pool.submit, self.spool.source(job), out_tmp, self.spool.scratch(job),
+                      voice=job.voice, group=job.id, progress=self.report.job(job).progress)
+        fsync_file(fig["output"])  # on disk here, so that the commit (on the loop) is only renames
+        return fig
 
     # --- results ------------------------------------------------------------------
     def _collect(self, putting_back: bool = False) -> None:
