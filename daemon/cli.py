@@ -48,10 +48,11 @@ COMMANDS = {
     "models": ("daemon.models.cli:cli_models", "show (and fetch) the configured models",
                "Show which models are present (path, size, SHA-256); with --fetch, download the "
                "configured ones where a network exists."),
-    "install-service": ("daemon.systemd:install_service", "install the systemd unit and env file (as root)",
-                        "Copy systemd/voice-daemon.service to the unit folder with ExecStart pointing at this "
-                        "installation, install config/voice-daemon.env if none exists, and print the systemctl "
-                        "commands to run next."),
+    "install-service": ("daemon.deploy.install:install_service", "install the systemd unit and env file (as root)",
+                        "Write the systemd unit shipped in this package to the unit folder with ExecStart at this "
+                        "installation (and drop-ins for folders, or an installation, under /home or /root), the "
+                        "env-file template if none exists, and print each file written and the systemctl "
+                        "commands to run next.  --dry-run prints the same and writes nothing."),
     "config": ("daemon.cli:cli_config", "print the effective configuration",
                "Print every VOICE_DAEMON_* variable with its effective value (or, with --table, "
                "the Markdown table of defaults used in the README)."),
@@ -101,7 +102,7 @@ def _add_arguments(name: str, p: argparse.ArgumentParser) -> None:
                        help="the long workload's input and output: WAV at 24 kHz or MP3 128 kbit/s at 48 kHz")
         p.add_argument("--quick", action="store_true", help="a smaller workload (for a smoke test)")
         p.add_argument("--speech-dir", metavar="DIR",
-                       help="recordings to build the workload from (default: ../shared/data/speech beside the checkout)")
+                       help="the folder of speech recordings (WAV, FLAC) the workload is built from (required)")
     elif name == "models":
         p.add_argument("--fetch", action="store_true", help="download the configured models (needs a network)")
     elif name == "config":
@@ -110,6 +111,8 @@ def _add_arguments(name: str, p: argparse.ArgumentParser) -> None:
         p.add_argument("--dry-run", action="store_true", help="print what would be done, change nothing")
         p.add_argument("--worker", action="store_true",
                        help="install the Dask worker node's unit (voice-daemon-worker.service) instead")
+        p.add_argument("--scheduler", action="store_true",
+                       help="install the Dask scheduler's unit (voice-daemon-scheduler.service) instead")
         p.add_argument("--unit-dir", default="/etc/systemd/system", help="where the unit goes (default: %(default)s)")
         p.add_argument("--env-dir", default="/etc/voice-daemon", help="where the env file goes (default: %(default)s)")
         p.add_argument("--exec-path", help="the voice-daemon program ExecStart runs (default: this installation's)")
