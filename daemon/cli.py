@@ -12,15 +12,22 @@ import os
 import sys
 
 from daemon import __version__
+from daemon.deploy import sources
 from daemon.errors import UsageError, VoiceDaemonError
 from daemon.jobs import resolve
 from daemon.settings import SettingsError, describe, load_settings
 
 EPILOG = """\
+Inputs: audio (wav, flac, ogg, opus, mp3, m4a, aac) and the audio track of .mp4
+video; with the resynth engine also a .txt file, read aloud, and a transcript
+(.srt, .vtt, .txt) beside an audio file of the same name.
 Configuration comes from VOICE_DAEMON_* environment variables (and env files);
-`voice-daemon config` lists every variable with its default.  Exit codes: 0 ok,
-1 error, 2 usage, 65 bad input, 73 cannot write output, 78 bad configuration,
-141 the reader of the output went away (`voice-daemon config --table | head`).
+`voice-daemon config` lists every variable with its value and where it came from.
+Global options (--log-level, --log-format) go before or after the command.
+NO_COLOR set: no colours.  Exit codes: 0 ok, 1 error, 2 usage, 3 not running
+(`status`), 65 bad input, 73 cannot write output, 78 bad configuration,
+130 interrupted (Ctrl-C), 141 the reader of the output went away
+(`voice-daemon config --table | head`).
 """
 #: What a shell reports for a program killed by SIGPIPE (128 + 13).
 EXIT_BROKEN_PIPE = 141
@@ -67,21 +74,30 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"voice-daemon {__version__}")
-    parser.add_argument("--log-format", choices=["auto", "json", "console"],
-                        help="override VOICE_DAEMON_LOG_FORMAT")
-    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"],
-                        help="override VOICE_DAEMON_LOG_LEVEL")
+    _add_global_flags(parser, argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    common = argparse.ArgumentParser(add_help=False)
+    # After the command too (`voice-daemon config --log-level debug`); SUPPRESS: absent there, the
+    # value given before the command stays.
+    _add_global_flags(common, argparse.SUPPRESS)
     for name, (_handler, short, long) in COMMANDS.items():
-        p = sub.add_parser(name, help=short, description=long, epilog=EPILOG,
+        p = sub.add_parser(name, help=short, description=long, epilog=EPILOG, parents=[common],
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         _add_arguments(name, p)
     return parser
 
 
+def _add_global_flags(parser: argparse.ArgumentParser, default) -> None:
+    parser.add_argument("--log-format", choices=["auto", "json", "console"], default=default,
+                        help="override VOICE_DAEMON_LOG_FORMAT")
+    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default=default,
+                        help="override VOICE_DAEMON_LOG_LEVEL")
+
+
 def _add_arguments(name: str, p: argparse.ArgumentParser) -> None:
     if name == "convert":
-        p.add_argument("input", metavar="INPUT", help="audio file to convert (wav, flac, ogg, opus, mp3, m4a, aac)")
+        p.add_argument("input", metavar="INPUT", help="audio file to convert (wav, flac, ogg, opus, mp3, m4a, aac, "
+                                                      "the audio of an .mp4; resynth: also a .txt to read aloud)")
         p.add_argument("output", metavar="OUTPUT", help="file to write; its extension picks the format")
         p.add_argument("--engine", choices=["shift", "resynth"], help="override VOICE_DAEMON_ENGINE")
         p.add_argument("--voice", help="override VOICE_DAEMON_VOICE")
@@ -174,7 +190,9 @@ def _main(argv: list[str] | None) -> int:
     overrides = {field: getattr(args, flag) for flag, field in OVERRIDES.items()
                  if getattr(args, flag, None) is not None}
     try:
-        settings = load_settings(**overrides)
+        # the installed unit's folders for status/config/retry; the user's cache folder for convert
+        layered, args.sources = sources.layered(args.command, overrides)
+        settings = load_settings(**{**layered, **overrides})
     except SettingsError as exc:
         print(f"voice-daemon: configuration error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -205,6 +223,9 @@ def cli_config(settings, args) -> int:
         for var, default, text in describe():
             print(f"| `{var}` | `{default}` | {text} |" if default != "" else f"| `{var}` | (empty) | {text} |")
         return 0
-    for name, value in settings.model_dump().items():
-        print(f"{settings.env_name(name)}={value}")
+    origin = getattr(args, "sources", {})
+    rows = [(settings.env_name(name), sources.shown(value)) for name, value in settings.model_dump().items()]
+    width = max(len(f"{var}={value}") for var, value in rows)
+    for var, value in rows:  # `KEY=value  # source`: still a valid env file
+        print(f"{var}={value}".ljust(width) + f"  # {origin.get(var, 'default')}")
     return 0

@@ -227,6 +227,11 @@ class SettingsError(Exception):
         super().__init__(f"{variable}={value!s}{sep}{allowed}")
 
 
+def env_files(environ=None) -> tuple[Path, ...]:
+    """The env files read, in order (a later one wins): the system one if present, then VOICE_DAEMON_ENV_FILE."""
+    return _env_files(os.environ if environ is None else environ)
+
+
 def _env_files(environ) -> tuple[Path, ...]:
     files = []
     if SYSTEM_ENV_FILE.is_file():
