@@ -60,6 +60,10 @@ COMMANDS = {
                         "installation (and drop-ins for folders, or an installation, under /home or /root), the "
                         "env-file template if none exists, and print each file written and the systemctl "
                         "commands to run next.  --dry-run prints the same and writes nothing."),
+    "retry": ("daemon.spool.retry:cli_retry", "send failed inputs back through the inbox",
+              "Move each FAILED_FILE (a path, or a name as `status` lists it) from the failed folder to the "
+              "same place under the inbox, where the daemon takes it again, and remove its error.json.  "
+              "Exit 1 when a name is not a failed input (the others are still retried)."),
     "config": ("daemon.cli:cli_config", "print the effective configuration",
                "Print every VOICE_DAEMON_* variable with its effective value (or, with --table, "
                "the Markdown table of defaults used in the README)."),
@@ -132,6 +136,9 @@ def _add_arguments(name: str, p: argparse.ArgumentParser) -> None:
         p.add_argument("--unit-dir", default="/etc/systemd/system", help="where the unit goes (default: %(default)s)")
         p.add_argument("--env-dir", default="/etc/voice-daemon", help="where the env file goes (default: %(default)s)")
         p.add_argument("--exec-path", help="the voice-daemon program ExecStart runs (default: this installation's)")
+    elif name == "retry":
+        p.add_argument("files", nargs="*", metavar="FAILED_FILE", help="a failed input to convert again")
+        p.add_argument("--all", action="store_true", help="every input in the failed folder")
     elif name == "status":
         p.add_argument("--json", action="store_true", help="print JSON instead of a table")
         p.add_argument("--state-dir", metavar="DIR",
