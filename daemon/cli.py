@@ -133,6 +133,10 @@ def _add_arguments(name: str, p: argparse.ArgumentParser) -> None:
                        help="install the Dask worker node's unit (voice-daemon-worker.service) instead")
         p.add_argument("--scheduler", action="store_true",
                        help="install the Dask scheduler's unit (voice-daemon-scheduler.service) instead")
+        p.add_argument("--drop-group", metavar="GROUP",
+                       help="share the inbox, outbox and failed folder (under --drop-dir) with the members of GROUP")
+        p.add_argument("--drop-dir", metavar="DIR", default="/srv/voice-daemon",
+                       help="where --drop-group makes those folders (default: %(default)s)")
         p.add_argument("--unit-dir", default="/etc/systemd/system", help="where the unit goes (default: %(default)s)")
         p.add_argument("--env-dir", default="/etc/voice-daemon", help="where the env file goes (default: %(default)s)")
         p.add_argument("--exec-path", help="the voice-daemon program ExecStart runs (default: this installation's)")

@@ -8,6 +8,7 @@ the installation the command runs from; an installation under ``/home`` or ``/ro
 
 from __future__ import annotations
 
+import grp
 import os
 import re
 import sysconfig
@@ -24,6 +25,8 @@ ENV_NAME = "voice-daemon.env"
 DEFAULT_STATE = Path("/var/lib/voice-daemon")
 SYSTEM_UNIT_DIR = Path("/etc/systemd/system")
 SYSTEM_ENV_DIR = Path("/etc/voice-daemon")
+#: Where `--drop-group` puts the folders a group shares with the service (the unit may write there).
+DROP_DIR = Path("/srv/voice-daemon")
 #: Hidden from the service by ProtectHome=yes.
 HOMES = ("/home", "/root", "/run/user")
 
@@ -129,6 +132,32 @@ def folders_dropin(settings) -> str:
     return "\n".join(lines) + "\n"
 
 
+def drop_group_dropin(group: str, top: Path) -> str:
+    """A drop-in that shares the inbox, outbox and failed folder under ``top`` with ``group``.
+
+    The dynamic user's own state folder lies under /var/lib/private (mode 0700): no one else can
+    reach it.  These folders are root:GROUP with mode 2770 (setgid: whatever is put there belongs
+    to the group), the service joins the group, and its UMask=0027 keeps outputs group-readable."""
+    return "\n".join([
+        f"# Written by `voice-daemon install-service --drop-group {group}`: the members of {group} drop",
+        f"# files into {top}/inbox and read the results in {top}/outbox ({top}/failed: what failed).",
+        "[Service]", f"SupplementaryGroups={group}", f"ReadWritePaths={top}",
+        f"Environment=VOICE_DAEMON_INBOX={top}/inbox VOICE_DAEMON_OUTBOX={top}/outbox "
+        f"VOICE_DAEMON_FAILED_DIR={top}/failed"]) + "\n"
+
+
+def make_drop_folders(group: str, top: Path, dry: bool) -> None:
+    """root:GROUP, mode 2770: the group writes, new files and folders inherit the group."""
+    gid = grp.getgrnam(group).gr_gid
+    for name in ("inbox", "outbox", "failed"):
+        d = top / name
+        if not dry:
+            d.mkdir(parents=True, exist_ok=True)
+            os.chown(d, 0, gid)
+            os.chmod(d, 0o2770)
+        print(f"{'would make' if dry else 'folder':<11} {d} (root:{group}, mode 2770)")
+
+
 def plan(settings, args) -> list[tuple[Path, str, bool]]:
     """(path, text, replace) of every file to write; ``replace`` False keeps an existing file."""
     unit_dir = Path(getattr(args, "unit_dir", None) or SYSTEM_UNIT_DIR)
@@ -152,6 +181,9 @@ def plan(settings, args) -> list[tuple[Path, str, bool]]:
     dropins = [("installation.conf", installation_dropin(program))]
     if name != SCHEDULER_UNIT_NAME:
         dropins.append(("folders.conf", folders_dropin(settings)))
+    group = getattr(args, "drop_group", None)
+    if group and name == UNIT_NAME:
+        dropins.append(("group.conf", drop_group_dropin(group, Path(getattr(args, "drop_dir", None) or DROP_DIR))))
     actions += [(unit_dir / (name + ".d") / conf, text, True) for conf, text in dropins if text]
     if name != SCHEDULER_UNIT_NAME:  # the scheduler reads Dask's variables from its own scheduler.env
         actions.append((env_dir / ENV_NAME, template(ENV_NAME), False))
@@ -167,9 +199,20 @@ def install_service(settings, args) -> int:
     commands.  Raises InstallError when it cannot.
     """
     dry = bool(getattr(args, "dry_run", False))
+    group = getattr(args, "drop_group", None)
+    if group:
+        if getattr(args, "worker", False) or getattr(args, "scheduler", False):
+            raise InstallError("--drop-group shares the daemon's folders: use it without --worker/--scheduler")
+        try:
+            grp.getgrnam(group)
+        except KeyError:
+            raise InstallError(f"no group {group!r}: create it first (groupadd --system {group}) and add "
+                               f"the users who drop files (usermod -aG {group} USER)") from None
     actions = plan(settings, args)
     verb = "would write" if dry else "wrote"
     try:
+        if group:
+            make_drop_folders(group, Path(getattr(args, "drop_dir", None) or DROP_DIR), dry)
         for path, text, replace in actions:
             if path.exists() and not replace:
                 print(f"kept        {path} (exists; every variable is listed in {template_path(ENV_NAME)})")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import grp
 import os
 import re
+import stat
 import subprocess
 import sys
 from argparse import Namespace
@@ -250,3 +252,26 @@ def test_reload_sends_sighup_to_the_main_process():
     """Issue 11, fault 9: `systemctl reload` sends the SIGHUP the daemon reloads on."""
     lines = [line for line in UNIT.read_text().splitlines() if line.startswith("ExecReload=")]
     assert lines == ["ExecReload=/bin/kill -HUP $MAINPID"]
+
+
+def test_drop_group_shares_the_folders_with_a_group(tmp_path, capsys):
+    group = grp.getgrgid(os.getgid()).gr_name
+    top = tmp_path / "srv"
+    args = _args(tmp_path, drop_group=group, drop_dir=str(top))
+    assert systemd.install_service(Settings(), args) == 0
+    dropin = (tmp_path / "units" / "voice-daemon.service.d" / "group.conf").read_text()
+    assert f"SupplementaryGroups={group}\n" in dropin and f"ReadWritePaths={top}\n" in dropin
+    assert f"VOICE_DAEMON_INBOX={top}/inbox VOICE_DAEMON_OUTBOX={top}/outbox VOICE_DAEMON_FAILED_DIR={top}/failed" \
+        in dropin
+    for name in ("inbox", "outbox", "failed"):
+        st = (top / name).stat()
+        assert (stat.S_IMODE(st.st_mode), st.st_gid) == (0o2770, os.getgid()), name
+    assert f"folder      {top / 'inbox'} (root:{group}, mode 2770)" in capsys.readouterr().out
+
+
+def test_drop_group_must_exist_and_goes_with_the_daemons_unit(tmp_path):
+    rc, err = _refused(Settings(), _args(tmp_path, drop_group="no-such-group-here"))
+    assert rc == 1 and "groupadd --system no-such-group-here" in err
+    rc, err = _refused(Settings(), _args(tmp_path, drop_group="root", worker=True))
+    assert "without --worker" in err
+    assert not (tmp_path / "units").exists()
