@@ -5,8 +5,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-SYSTEM_PACKAGES := ffmpeg libmp3lame0 sox libsox-fmt-all espeak-ng festival festvox-ru chromium
-SYSTEM_COMMANDS := ffmpeg ffprobe sox espeak-ng festival text2wave chromium
+SYSTEM_PACKAGES := ffmpeg libmp3lame0 sox libsox-fmt-all espeak-ng festival festvox-ru chromium debootstrap systemd-container
+SYSTEM_COMMANDS := ffmpeg ffprobe sox espeak-ng festival text2wave chromium debootstrap systemd-nspawn
 # Files that prove a package no command proves (festvox-ru: Festival's Russian voice).
 SYSTEM_FILES := /usr/share/festival/voices/russian/msu_ru_nsh_clunits/festvox/msu_ru_nsh_clunits.scm
 PYTEST_ARGS ?=
