@@ -27,6 +27,9 @@ SYSTEM_UNIT_DIR = Path("/etc/systemd/system")
 SYSTEM_ENV_DIR = Path("/etc/voice-daemon")
 #: Where `--drop-group` puts the folders a group shares with the service (the unit may write there).
 DROP_DIR = Path("/srv/voice-daemon")
+#: Drop-ins install-service derives from the installation and the settings (rewritten every time).
+DERIVED = ("installation.conf", "folders.conf")
+MARK = "# Written by `voice-daemon install-service`"
 #: Hidden from the service by ProtectHome=yes.
 HOMES = ("/home", "/root", "/run/user")
 
@@ -184,7 +187,10 @@ def plan(settings, args) -> list[tuple[Path, str, bool]]:
     group = getattr(args, "drop_group", None)
     if group and name == UNIT_NAME:
         dropins.append(("group.conf", drop_group_dropin(group, Path(getattr(args, "drop_dir", None) or DROP_DIR))))
-    actions += [(unit_dir / (name + ".d") / conf, text, True) for conf, text in dropins if text]
+    # (path, None, True): a drop-in an earlier run wrote that no longer applies (another venv, the
+    # default folders) goes; group.conf, asked for by a flag, stays until the operator removes it.
+    actions += [(unit_dir / (name + ".d") / conf, text or None, True) for conf, text in dropins
+                if text or conf in DERIVED]
     if name != SCHEDULER_UNIT_NAME:  # the scheduler reads Dask's variables from its own scheduler.env
         actions.append((env_dir / ENV_NAME, template(ENV_NAME), False))
     return actions
@@ -214,6 +220,12 @@ def install_service(settings, args) -> int:
         if group:
             make_drop_folders(group, Path(getattr(args, "drop_dir", None) or DROP_DIR), dry)
         for path, text, replace in actions:
+            if text is None:
+                if path.is_file() and path.read_text().startswith(MARK):
+                    if not dry:
+                        path.unlink()
+                    print(f"{'would remove' if dry else 'removed':<11} {path} (no longer needed)")
+                continue
             if path.exists() and not replace:
                 print(f"kept        {path} (exists; every variable is listed in {template_path(ENV_NAME)})")
                 continue

@@ -146,3 +146,23 @@ def test_the_service_under_systemd(machine):
     assert left == [], left
     st = json.loads(m.sh(f"{VD} status --json", check=False).stdout)
     assert st["running_pid"] is None and st["done"] >= 2
+
+
+def test_an_installation_under_root_is_bound_into_the_service(machine):
+    """pyenv/pipx-style: the venv lives under /root, which ProtectHome= hides; install-service binds
+    it read-only instead of refusing.  (Its dependencies come from the first venv through a path
+    file, as in tests/e2e/test_wheel_install.py: installing torch again would take minutes.)"""
+    m = machine
+    site = "lib/python3.11/site-packages"
+    m.sh(f"python3 -m venv /root/venv && echo {container.VENV}/{site} > /root/venv/{site}/deps.pth && "
+         "/root/venv/bin/pip install -q --no-index --no-deps --ignore-installed /wheels/voice_daemon-*.whl")
+    out = m.sh("/root/venv/bin/voice-daemon install-service").stdout
+    assert "BindReadOnlyPaths=/root/venv" in out and "ExecStart=/root/venv/bin/voice-daemon run" in out, out
+    m.sh(f"systemctl daemon-reload && systemctl restart {UNIT}", timeout=400)
+    assert running(m)["ActiveState"] == "active"
+    assert "/root/venv/bin/voice-daemon" in m.show(UNIT, "ExecStart")["ExecStart"]
+    m.sh(f"runuser -u alice -- cp /clips/one.wav {SRV}/inbox/again.wav")
+    wait_until(lambda: m.sh(f"test -f {SRV}/outbox/again.wav", check=False).returncode == 0, 120,
+               message=m.sh(f"journalctl -u {UNIT} --no-pager | tail -20", check=False).stdout)
+    m.sh(f"systemctl stop {UNIT}", timeout=120)
+    assert running(m)["Result"] == "success"

@@ -275,3 +275,18 @@ def test_drop_group_must_exist_and_goes_with_the_daemons_unit(tmp_path):
     rc, err = _refused(Settings(), _args(tmp_path, drop_group="root", worker=True))
     assert "without --worker" in err
     assert not (tmp_path / "units").exists()
+
+
+def test_a_drop_in_that_no_longer_applies_is_removed_and_the_operators_own_are_kept(tmp_path, capsys):
+    settings = Settings(inbox="/srv/audio/in")
+    assert systemd.install_service(settings, _args(tmp_path)) == 0
+    dropins = tmp_path / "units" / "voice-daemon.service.d"
+    assert (dropins / "folders.conf").is_file()
+    (dropins / "mine.conf").write_text("[Service]\nNice=5\n")
+    capsys.readouterr()
+    assert systemd.install_service(Settings(), _args(tmp_path, dry_run=True)) == 0
+    assert f"would remove {dropins / 'folders.conf'}" in capsys.readouterr().out
+    assert (dropins / "folders.conf").is_file()
+    assert systemd.install_service(Settings(), _args(tmp_path)) == 0
+    assert not (dropins / "folders.conf").exists()
+    assert (dropins / "mine.conf").is_file()
