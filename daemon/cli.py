@@ -42,7 +42,9 @@ COMMANDS = {
             "quarantine failures in VOICE_DAEMON_FAILED_DIR.  Stops cleanly on SIGTERM/SIGINT."),
     "status": ("daemon.app:cli_status", "show queued, in-flight, done and failed jobs",
                "Read the state folders and print what is queued, in flight, done and failed, and "
-               "where the tasks run (with the dask backend: the scheduler's workers, connected and busy)."),
+               "where the tasks run (with the dask backend: the scheduler's workers, connected and busy).  "
+               "With the service installed, its folders come from the unit's Environment= lines and the env "
+               "file.  Exit 0 when a daemon runs, 3 when none does."),
     "worker": ("daemon.app:cli_worker", "run a Dask worker node for VOICE_DAEMON_BACKEND=dask",
                "Start --nworkers single-thread Dask worker processes that join the scheduler; the daemon's "
                "settings load the engine's models once in each.  Survives scheduler restarts; stops on "

@@ -59,7 +59,11 @@ def test_the_wheel_holds_the_units_the_env_template_and_the_licence(wheel):
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
     meta = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
     assert "License-Expression: GPL-3.0-or-later" in meta and "Classifier: Operating System :: POSIX :: Linux" in meta
-    assert "Provides-Extra: test" in meta and "pytest" not in meta.split("Provides-Extra: test")[0]
+    requires = [line for line in meta.splitlines() if line.startswith("Requires-Dist:")]
+    for tool in ("pytest", "ruff", "import-linter"):  # test tools only in the `test` extra
+        (line,) = [r for r in requires if r.split()[1].startswith(tool)]
+        assert 'extra == "test"' in line, line
+    assert any(r.startswith("Requires-Dist: torch==2.13.0") and "extra" not in r for r in requires)
     assert len(meta) < 20_000  # the short page for the package index, not the whole README
 
 
