@@ -87,7 +87,9 @@ def wheelhouse(wheel: Path) -> Path:
 
 def rootfs(house: Path, wheel: Path) -> Path:
     """Debian with systemd, and a venv in VENV holding the package's dependencies (not the package)."""
-    tree = CACHE / f"rootfs-{_key()}"
+    # keyed by the wheels it holds: a change to the pins of test tools keeps the tree
+    wheels = "".join(sorted(w.name for w in house.glob("*.whl"))) + INCLUDES + SUITE
+    tree = CACHE / f"rootfs-{hashlib.sha256(wheels.encode()).hexdigest()[:12]}"
     with _locked("rootfs"):
         if not (tree / ".ready").exists():
             tmp = CACHE / f".{tree.name}.tmp"
