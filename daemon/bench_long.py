@@ -43,9 +43,7 @@ def cli_bench_long(settings, args, make_pool: Callable[..., Any]) -> int:
     modes = [m.strip() for m in (args.modes or ",".join(MODES)).split(",") if m.strip()]
     if not modes or any(m not in MODES for m in modes):
         raise UsageError(f"the long workload runs the modes {', '.join(MODES)}")
-    speech = Path(getattr(args, "speech_dir", None) or bench.SPEECH)
-    if not speech.is_dir():
-        raise UsageError(f"no recordings at {speech}; pass --speech-dir DIR")
+    speech = bench.speech_folder(args)
     settings = settings.model_copy(update={"sample_rate": FORMATS[fmt]})
     seconds = getattr(args, "seconds", None) or SECONDS
     runners = {"sequential": run_sequential, "pool": partial(run_pool, make_pool=make_pool)}

@@ -32,6 +32,12 @@ def resolve_format(fmt: str, stream=None) -> str:
     return fmt
 
 
+def use_colour(stream) -> bool:
+    """Colours on a terminal, unless NO_COLOR is set to anything (no-color.org: a convention every
+    program reads from the environment, as systemd's variables are)."""
+    return bool(getattr(stream, "isatty", lambda: False)()) and not os.environ.get("NO_COLOR")
+
+
 def configure(fmt: str = "auto", level: str = "info", *, process: str = "main") -> dict:
     """Configure structlog (and stdlib logging, warnings, uncaught exceptions) once per process.
 
@@ -50,7 +56,7 @@ def configure(fmt: str = "auto", level: str = "info", *, process: str = "main") 
         renderer = structlog.processors.JSONRenderer(ensure_ascii=False, sort_keys=False)
         tail = [structlog.processors.format_exc_info, renderer]
     else:
-        tail = [structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())]
+        tail = [structlog.dev.ConsoleRenderer(colors=use_colour(sys.stderr))]
     structlog.configure(
         processors=[*shared, structlog.processors.StackInfoRenderer(), *tail],
         wrapper_class=structlog.make_filtering_bound_logger(lvl),

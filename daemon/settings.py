@@ -112,6 +112,7 @@ class Settings(BaseSettings):
     closed_settle_seconds: float = Field(0.1, ge=0, description="A file its writer closed (inotify's close-after-write, or renamed in) whose header matches its length is taken once unchanged this long (at most SETTLE_SECONDS).")
     overwrite: bool = Field(False, description="Overwrite an existing output instead of adding a numbered suffix.")
     keep_source: bool = Field(True, description="Archive the input under STATE_DIR/done/ (true) or delete it (false) after success.")
+    done_retention_days: float = Field(30.0, ge=0, description="Archived inputs in STATE_DIR/done/ older than this are deleted by the running daemon; 0 = keep them forever.")
     retry_backoff_seconds: float = Field(5.0, ge=0, description="First retry delay of a failed job (doubles each attempt).")
     shutdown_grace_seconds: float = Field(30.0, ge=0, description="On SIGTERM, how long running jobs may finish.")
     metrics_addr: str = Field("", description="`host:port` for the status page (/), /api/status, Prometheus /metrics and /healthz; empty = off.")
@@ -225,6 +226,11 @@ class SettingsError(Exception):
         # "must be …" reads as a sentence on its own; older "allowed: …" texts keep their prefix.
         sep = ": " if allowed.startswith("must ") else ": invalid; "
         super().__init__(f"{variable}={value!s}{sep}{allowed}")
+
+
+def env_files(environ=None) -> tuple[Path, ...]:
+    """The env files read, in order (a later one wins): the system one if present, then VOICE_DAEMON_ENV_FILE."""
+    return _env_files(os.environ if environ is None else environ)
 
 
 def _env_files(environ) -> tuple[Path, ...]:

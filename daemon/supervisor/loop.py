@@ -43,6 +43,7 @@ from daemon.errors import (
 )
 from daemon.spool import Job, JobState, Spool, fsync_file
 from daemon.spool.machine import Unfinished
+from daemon.spool.retention import DonePruner
 from daemon.spool.space import Space, disk_full_error
 from daemon.supervisor.events import CANDIDATE, FINISHED, POOL_BROKEN, Events, Signals
 from daemon.supervisor.later import Later
@@ -104,6 +105,7 @@ class Supervisor(Pausing):
         self.reloading = Reloading(self, reloader)
         self._executors = [ThreadPoolExecutor(max_workers=self.max_jobs, thread_name_prefix="job")]
         self._claim_errors: set[str] = set()
+        self.pruner = DonePruner()
 
     # --- called from other threads ------------------------------------------------
     def on_candidate(self, cand: Candidate) -> None:
@@ -349,8 +351,22 @@ class Supervisor(Pausing):
 
     # --- health -----------------------------------------------------------------------
     def _turn(self) -> None:
+        if self.pruner.due():
+            self._prune_done()
         self.report.turn(queued=len(self.schedule) + len(self.intake), running=len(self.running),
                          pool_stats=self.pool.stats(), space=self.space)
+
+
+    def _prune_done(self) -> None:
+        """Archived inputs past VOICE_DAEMON_DONE_RETENTION_DAYS go (a failure is logged, never fatal)."""
+        days = self.s.done_retention_days
+        try:
+            removed = self.pruner.prune(self.spool.done, days)
+        except OSError as exc:
+            self.log.warning("spool.done_prune_error", error=f"{type(exc).__name__}: {exc}", folder=str(self.spool.done))
+            return
+        if removed:
+            self.log.info("spool.done_pruned", removed=len(removed), older_than_days=days, oldest=removed[0])
 
 
 def _is_shutdown(exc: BaseException) -> bool:

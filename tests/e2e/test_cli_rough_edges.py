@@ -47,7 +47,7 @@ def test_a_reader_that_goes_away_ends_the_output_quietly(elsewhere):
 
 def test_status_from_another_folder_says_where_it_looked(elsewhere):
     proc = vd("status", cwd=elsewhere)
-    assert proc.returncode == 0
+    assert proc.returncode == 3  # not running, as `systemctl is-active` says it
     first, hint = proc.stdout.splitlines()[:2]
     assert first == f"daemon:      not running   (state folder {elsewhere / 'var' / 'state'})"
     assert "VOICE_DAEMON_STATE_DIR=var/state is relative to this folder" in hint and "--state-dir" in hint
@@ -86,13 +86,31 @@ def test_models_and_voices_with_the_shift_engine(elsewhere):
     assert list(elsewhere.iterdir()) == [], "neither leaves anything in the current folder"
 
 
-def test_voices_never_downloads_and_leaves_no_lock_file(elsewhere):
+def test_voices_never_downloads_and_leaves_no_lock_file(elsewhere, tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))  # the user's cache folder, not the current one
     proc = vd("voices", cwd=elsewhere, engine="resynth")
     assert proc.returncode == 78
     (line,) = proc.stderr.strip().splitlines()
-    assert line.startswith("voice-daemon: error: Silero TTS model not found at var/models/v4_ru.pt")
+    assert line.startswith(f"voice-daemon: error: Silero TTS model not found at {cache}/voice-daemon/models/v4_ru.pt")
     assert "voice-daemon models --fetch" in line
-    assert list(elsewhere.iterdir()) == [], "no var/models/.v4_ru.pt.lock, no folder"
+    assert list(elsewhere.iterdir()) == [], "nothing in the current folder"
+    assert not list(cache.rglob("*.lock")), "no lock file left behind"
+
+
+def test_user_commands_keep_models_in_the_users_cache_folder(elsewhere, tmp_path, monkeypatch):
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    config = vd("config", cwd=elsewhere).stdout
+    assert "VOICE_DAEMON_MODEL_DIR=var/models " in config  # the service's commands: the configured folder
+    proc = vd("models", cwd=elsewhere, engine="resynth")
+    assert f"{tmp_path / 'home' / '.cache' / 'voice-daemon' / 'models'}" in proc.stdout + proc.stderr
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    proc = vd("models", cwd=elsewhere, engine="resynth")
+    assert f"{tmp_path / 'xdg' / 'voice-daemon' / 'models'}" in proc.stdout + proc.stderr
+    given = vd("models", cwd=elsewhere, engine="resynth", model_dir=tmp_path / "mine")
+    assert f"{tmp_path / 'mine'}" in given.stdout + given.stderr  # a configured folder wins
+    assert list(elsewhere.iterdir()) == []
 
 
 def test_models_refuses_a_file_whose_sha256_does_not_match(elsewhere):

@@ -600,11 +600,11 @@ def test_status_never_fails_on_the_spool(spool, tmp_path):
     for args in (["--json"], []):
         proc = subprocess.run([sys.executable, "-m", "daemon", "status", *args], env=env, capture_output=True,
                               timeout=60)
-        assert proc.returncode == 0 and proc.stderr == b"", proc.stderr
+        assert proc.returncode == 3 and proc.stderr == b"", proc.stderr  # 3: no daemon runs
         out[bool(args)] = proc.stdout.decode("utf-8")  # strict: raw non-UTF-8 bytes would raise here
     st = json.loads(out[True])
     assert "damaged:     2" in out[False]
-    assert st["inbox_waiting"] == 1 and st["failed_inputs"] == ["caf\\xe9-\\xff.wav"]
+    assert st["inbox_waiting"] == 1 and [f["input"] for f in st["latest_failed"]] == ["caf\\xe9-\\xff.wav"]
     assert [q["input"] for q in st["queued"]] == ["caf\\xe9-\\xff.wav"]
     assert sorted(d["reason"] for d in st["damaged"]) == ["it holds a JSON list, not an object",
                                                          "its job manifest was lost"]
@@ -659,7 +659,7 @@ def test_status_counts_every_state(spool):
     assert st["inbox_waiting"] == 1
     assert [j["job_id"] for j in st["queued"]] == [queued.id]
     assert [j["job_id"] for j in st["in_flight"]] == [running.id]
-    assert st["done"] == 1 and st["failed"] == 1 and st["failed_inputs"] == ["f.wav"]
+    assert st["done"] == 1 and st["failed"] == 1 and [f["input"] for f in st["latest_failed"]] == ["f.wav"]
     assert st["running_pid"] is None
 
 
