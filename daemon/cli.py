@@ -204,4 +204,9 @@ def cli_config(settings, args) -> int:
         return 0
     for name, value in settings.model_dump().items():
         print(f"{settings.env_name(name)}={value}")
+    if settings.engine == "resynth" and settings.tts == "auto":
+        from daemon.models.voices import choose
+
+        tts, why = choose(settings)
+        print(f"# {settings.env_name('tts')}=auto speaks with {tts} here ({why}); `voice-daemon voices` lists them")
     return 0
