@@ -5,7 +5,7 @@ Recognises ``silero_vad_ru.wav`` (60 s) once with the multilingual Whisper base,
 voice speak those phrases into their slots (the resynth engine, timed phrases, one thread), and
 judges each output with the same Whisper base against its transcript of the source, as
 tests/integration/test_resynth_russian.py does.  RTF is the synthesis stage's seconds over the
-audio's seconds.  ``--repeat N`` runs each voice N times and prints the spread.
+audio's seconds, each voice warm.  ``--repeat N`` runs each voice N times and prints the spread.
 
     .venv/bin/python tools/voices_table.py [--voices anna,aleksandr] [--repeat 1]
 
@@ -59,6 +59,7 @@ def main() -> int:
     print("| --- | --- | --- | --- | ---: | ---: |")
     for name, tts, sex, licence in rows:
         eng = engine(tts=tts, language="ru", sample_rate=RATE, asr_model="none")
+        eng.tts.synthesize("Привет.", eng.tts.check_voice(name))  # RHVoice reads a voice's data at its first use
         rates, rtfs = [], []
         for _ in range(args.repeat):
             t0 = time.perf_counter()
