@@ -80,6 +80,8 @@ def test_a_fresh_install_converts_russian_with_a_female_offline_voice(tmp_path, 
     assert chosen["tts"] == "rhvoice" and "silero not usable" in chosen["why"]
     (loaded,) = [e for e in _events(proc.stderr, "model.loaded") if e.get("kind") == "rhvoice"]
     assert loaded["voice"] == "anna" and loaded["licence"] == "LGPL-2.1+"
+    (mapped,) = _events(proc.stderr, "tts.voice_mapped")  # the default kseniya, said to be spoken by anna
+    assert mapped["asked"] == "kseniya" and mapped["voice"] == "anna" and mapped["sex"] == "female"
     side = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))
     tts = {m["name"]: m for m in side["models"]}["tts"]
     assert tts["kind"] == "rhvoice" and tts["path"].endswith("/voices/anna")
@@ -97,3 +99,5 @@ def test_without_rhvoice_russian_falls_back_to_festival(tmp_path, speech_dir):
     proc, _out = _convert(tmp_path, speech_dir / "silero_vad_ru_num.wav", VOICE_DAEMON_RHVOICE_DATA=str(empty))
     (chosen,) = _events(proc.stderr, "tts.chosen")
     assert chosen["tts"] == "festival" and "silero, rhvoice not usable" in chosen["why"]
+    (mapped,) = _events(proc.stderr, "tts.voice_mapped")  # kseniya is female; Festival has a male voice: said
+    assert mapped["voice"] == "msu_ru_nsh_clunits" and "no female Festival voice" in mapped["why"]

@@ -48,6 +48,9 @@ class RHVoiceTTS:
         self.rate = RHVOICE_RATE
         self.max_chars = RHVOICE_MAX_CHARS
         self._samples: list[np.ndarray] = []
+        if self.voice != settings.voice.strip().lower():
+            log.get().info("tts.voice_mapped", asked=settings.voice, voice=self.voice,
+                           sex=self.installed[self.voice].sex, why="a Silero voice: RHVoice's voice of the same sex")
         t0 = time.perf_counter()
         self._engine = _start_engine(settings, self._play, self._set_rate)
         log.get().info("model.loaded", model="tts", kind="rhvoice", voice=self.voice,
