@@ -23,15 +23,22 @@ from helpers.speech_metrics import transcribe, wer
 RATE = 24000
 RHVOICE = dict(tts="rhvoice", language="ru", sample_rate=RATE)
 COPYRIGHT = Path("/usr/share/doc/rhvoice-russian/copyright")
-#: Round-trip WER of `anna` on silero_vad_ru.wav: 0.104 in each of 3 runs on this machine (spread 0.000:
-#: RHVoice and Whisper base at beam 5 are deterministic here); the bound leaves room for another CPU's
-#: rounding in Whisper's int8 kernels and stays under the goal of 0.20.
-ANNA_WER_BOUND = 0.15
+#: Round-trip WER of `anna` on silero_vad_ru.wav in 8 runs here (6 of tools/voices_table.py, 2 of this test):
+#: 0.078, 0.078, 0.087, 0.087, 0.096, 0.104, 0.104, 0.113 (spread 0.035; most likely Whisper's temperature
+#: fallback, which samples); the bound is the worst run plus about the spread, under the goal of 0.20.  Festival's male
+#: voice in 8 runs: 0.200–0.252.
+ANNA_WER_BOUND = 0.16
 
 
 @pytest.fixture(scope="module")
 def eng():
     return engine(**RHVOICE)
+
+
+@pytest.fixture(scope="module")
+def festival():
+    """Module-scoped: its `festival --pipe` process lives as long as the cached engine."""
+    return engine(tts="festival", language="ru", sample_rate=RATE)
 
 
 def _median_f0(audio: np.ndarray, rate: int) -> float:
@@ -117,13 +124,12 @@ def test_without_voices_the_backend_says_what_to_install(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_minute_of_russian_in_a_female_voice_meets_the_goal(eng, speech_dir):
+def test_a_minute_of_russian_in_a_female_voice_meets_the_goal(eng, festival, speech_dir):
     """Goal: WER ≤ 0.20 and no worse than Festival's male voice, on the same phrases."""
     src = load(speech_dir / "silero_vad_ru.wav", RATE)
     model = base_whisper()
     reference = transcribe(model, to16k(src, RATE), "ru")
     rates = {}
-    festival = engine(tts="festival", language="ru", sample_rate=RATE)
     for name, e, voice in (("anna", eng, "anna"), ("festival", festival, system_tts.FESTIVAL_RUSSIAN)):
         with capture_logs():
             out, _ = e.process(src, RATE, voice=voice)
