@@ -32,10 +32,12 @@ class Engine(Protocol):
 
 def voice_folders(settings) -> frozenset[str]:
     """The voices an inbox subfolder may name (``inbox/<voice>/x.wav``): those the synthesiser in
-    use has now (no Silero speaker without a Silero model) and the configured voice; with `shift`,
-    which has no voices, only the configured label."""
+    use has now (no Silero speaker without a Silero model) and the configured voice.  `shift` has no
+    voices: a folder named like a Silero speaker is only a label carried into its log lines."""
     if settings.engine == "shift":
-        return frozenset({settings.voice})
+        from daemon.settings import SILERO_SPEAKERS
+
+        return frozenset(SILERO_SPEAKERS) | {settings.voice}
     from daemon.models.voices import folder_names
 
     return folder_names(settings) | {settings.voice}
