@@ -101,3 +101,53 @@ def test_without_rhvoice_russian_falls_back_to_festival(tmp_path, speech_dir):
     assert chosen["tts"] == "festival" and "silero, rhvoice not usable" in chosen["why"]
     (mapped,) = _events(proc.stderr, "tts.voice_mapped")  # kseniya is female; Festival has a male voice: said
     assert mapped["voice"] == "msu_ru_nsh_clunits" and "no female Festival voice" in mapped["why"]
+
+
+def test_the_daemon_offers_voice_folders_of_the_voices_it_has(tmp_path, speech_dir):
+    """`run` with the default synthesiser: inbox/aleksandr/ speaks with RHVoice's male voice; inbox/aidar/
+    is only a subfolder (no Silero model has aidar here), spoken with the default voice (anna)."""
+    import signal
+
+    from helpers import wait_until
+
+    folders = {name: tmp_path / name for name in ("inbox", "outbox", "failed", "state")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VOICE_DAEMON_")}
+    env.update({"VOICE_DAEMON_LOG_FORMAT": "json", "VOICE_DAEMON_ENGINE": "resynth", "VOICE_DAEMON_WORKERS": "1",
+                "VOICE_DAEMON_MODEL_DIR": str(MODEL_DIR), "VOICE_DAEMON_SAMPLE_RATE": "24000",
+                "VOICE_DAEMON_INBOX": str(folders["inbox"]), "VOICE_DAEMON_OUTBOX": str(folders["outbox"]),
+                "VOICE_DAEMON_FAILED_DIR": str(folders["failed"]), "VOICE_DAEMON_STATE_DIR": str(folders["state"]),
+                "VOICE_DAEMON_SETTLE_SECONDS": "0.3"})
+    log = tmp_path / "daemon.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "daemon", "run"], cwd=ROOT, env=env, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_until(lambda: '"daemon.ready"' in log.read_text() or proc.poll() is not None, 300)
+        assert proc.poll() is None, log.read_text()[-3000:]
+        for voice in ("aleksandr", "aidar"):
+            (folders["inbox"] / voice).mkdir(parents=True, exist_ok=True)
+            tmp = tmp_path / f"{voice}.wav"
+            tmp.write_bytes((speech_dir / "silero_vad_ru_num.wav").read_bytes())
+            os.rename(tmp, folders["inbox"] / voice / "x.wav")
+        wait_until(lambda: len(_events(log.read_text(), "job.done")) + len(_events(log.read_text(), "job.failed")) >= 2,
+                   300, message="two jobs")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(120) == 0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(30)
+    done = {e["input"]: e for e in _events(log.read_text(), "job.done")}
+    assert done["aleksandr/x.wav"]["voice"] == "aleksandr"
+    assert done["aidar/x.wav"]["voice"] == "kseniya"  # not a voice folder: the configured voice
+    pitch = {v: _median_f0(folders["outbox"] / v / "x.wav") for v in ("aleksandr", "aidar")}
+    assert pitch["aidar"] > 1.4 * pitch["aleksandr"], pitch  # anna (female) vs aleksandr (male)
+
+
+def _median_f0(path: Path) -> float:
+    import numpy as np
+    import parselmouth
+
+    audio, rate = sf.read(str(path), dtype="float64")
+    f0 = parselmouth.Sound(audio, rate).to_pitch(pitch_floor=75, pitch_ceiling=500).selected_array["frequency"]
+    return float(np.median(f0[f0 > 0]))
