@@ -5,13 +5,22 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-SYSTEM_PACKAGES := ffmpeg libmp3lame0 sox libsox-fmt-all espeak-ng festival festvox-ru chromium debootstrap systemd-container
+SYSTEM_PACKAGES := ffmpeg libmp3lame0 sox libsox-fmt-all espeak-ng festival festvox-ru chromium debootstrap systemd-container \
+	librhvoice5 rhvoice-russian rhvoice-english
 SYSTEM_COMMANDS := ffmpeg ffprobe sox espeak-ng festival text2wave chromium debootstrap systemd-nspawn
-# Files that prove a package no command proves (festvox-ru: Festival's Russian voice).
-SYSTEM_FILES := /usr/share/festival/voices/russian/msu_ru_nsh_clunits/festvox/msu_ru_nsh_clunits.scm
+# Files that prove a package no command proves (festvox-ru: Festival's Russian voice; RHVoice's
+# library and one voice of each language and sex).
+SYSTEM_FILES := /usr/share/festival/voices/russian/msu_ru_nsh_clunits/festvox/msu_ru_nsh_clunits.scm \
+	/usr/lib/$(shell uname -m)-linux-gnu/libRHVoice.so.5 \
+	/usr/share/RHVoice/voices/anna/voice.info /usr/share/RHVoice/voices/aleksandr/voice.info \
+	/usr/share/RHVoice/voices/slt/voice.info /usr/share/RHVoice/voices/bdl/voice.info
+# RHVoice lives in Debian's non-free component: sysdeps adds it to the sources when a package needs it.
+DEBIAN_SOURCES := /etc/apt/sources.list.d/debian.sources
+NON_FREE_PACKAGE := rhvoice-russian
 PYTEST_ARGS ?=
 # What a server needs (`make install`): no test tools, no browser.  python3-venv: Debian's venv module.
-RUNTIME_PACKAGES := python3-venv ffmpeg libmp3lame0 espeak-ng festival festvox-ru
+RUNTIME_PACKAGES := python3-venv ffmpeg libmp3lame0 espeak-ng festival festvox-ru \
+	librhvoice5 rhvoice-russian rhvoice-english
 RUNTIME_COMMANDS := ffmpeg ffprobe espeak-ng festival text2wave
 # Where `make install` puts the service's own venv (install-service points the unit at it).
 PREFIX ?= /opt/voice-daemon/venv
@@ -34,7 +43,12 @@ define ensure_packages
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing system packages:$$missing"; \
-	    export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq --no-install-recommends $(2) >/dev/null; \
+	    export DEBIAN_FRONTEND=noninteractive; apt-get update -qq || exit 1; \
+	    if ! apt-cache show $(NON_FREE_PACKAGE) >/dev/null 2>&1 && test -f $(DEBIAN_SOURCES); then \
+	      echo "enabling Debian's non-free component in $(DEBIAN_SOURCES) (RHVoice's voices live there)"; \
+	      sed -i -E '/^Components:/{/ non-free( |$$)/!s/$$/ non-free/}' $(DEBIAN_SOURCES) && apt-get update -qq || exit 1; \
+	    fi; \
+	    apt-get install -y -qq --no-install-recommends $(2) >/dev/null; \
 	  else \
 	    echo "missing:$$missing -- install them with: sudo apt-get install $(2)" >&2; exit 1; \
 	  fi; \

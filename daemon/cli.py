@@ -241,4 +241,9 @@ def cli_config(settings, args) -> int:
     width = max(len(f"{var}={value}") for var, value in rows)
     for var, value in rows:  # `KEY=value  # source`: still a valid env file
         print(f"{var}={value}".ljust(width) + f"  # {origin.get(var, 'default')}")
+    if settings.engine == "resynth" and settings.tts == "auto":
+        from daemon.models.voices import choose
+
+        tts, why = choose(settings)
+        print(f"# {settings.env_name('tts')}=auto speaks with {tts} here ({why}); `voice-daemon voices` lists them")
     return 0

@@ -31,11 +31,16 @@ class Engine(Protocol):
 
 
 def voice_folders(settings) -> frozenset[str]:
-    """The voices an inbox subfolder may name (``inbox/<voice>/x.wav``): the Silero speakers
-    and the configured voice."""
-    from daemon.settings import SILERO_SPEAKERS
+    """The voices an inbox subfolder may name (``inbox/<voice>/x.wav``): those the synthesiser in
+    use has now (no Silero speaker without a Silero model) and the configured voice.  `shift` has no
+    voices: a folder named like a Silero speaker is only a label carried into its log lines."""
+    if settings.engine == "shift":
+        from daemon.settings import SILERO_SPEAKERS
 
-    return frozenset(SILERO_SPEAKERS) | {settings.voice}
+        return frozenset(SILERO_SPEAKERS) | {settings.voice}
+    from daemon.models.voices import folder_names
+
+    return folder_names(settings) | {settings.voice}
 
 
 def load_engine(settings) -> Engine:
@@ -66,7 +71,19 @@ def voice_problem(settings, voice: str, *, explicit: bool = True) -> str | None:
     if settings.engine == "shift":
         return None if not explicit else ("the shift engine has no voices: it shifts pitch and formants "
                                           "(--semitones, --formant); voices need --engine resynth")
-    if settings.tts == "piper":
+    from daemon.models.voices import rhvoice_for, tts_of
+
+    tts = tts_of(settings)
+    if tts == "rhvoice":
+        if rhvoice_for(settings, voice) is not None:
+            return None
+        from daemon.models.system_tts import rhvoice_voices
+
+        names = sorted(rhvoice_voices(settings.rhvoice_data))
+        return f"not an RHVoice voice; valid: {', '.join(names)}, or a Silero name (its sex is kept)" if names else None
+    if tts in ("festival", "espeak"):
+        return None  # their backends check the name against what is installed when they start
+    if tts == "piper":
         names = _piper_voices(settings)
         if names is None or voice in names or (len(names) == 1 and not explicit):
             return None

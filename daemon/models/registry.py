@@ -25,7 +25,8 @@ _SILERO_ID = re.compile(r"^v\d+(?:_\d+)?_[a-z]+$")
 NO_ASR = "none"
 DEFAULT_SILERO_ID = "v4_ru"
 #: What the Silero error offers instead: the synthesisers that run without downloaded weights.
-OFFLINE_TTS = ("VOICE_DAEMON_TTS=festival (Russian, Debian packages festival festvox-ru), "
+OFFLINE_TTS = ("VOICE_DAEMON_TTS=auto (the best synthesiser usable here), VOICE_DAEMON_TTS=rhvoice (Russian and English, "
+               "both sexes, Debian non-free packages), VOICE_DAEMON_TTS=festival (Russian, Debian packages festival festvox-ru), "
                "VOICE_DAEMON_TTS=espeak (any language espeak-ng has) or VOICE_DAEMON_TTS=piper (English)")
 
 
@@ -177,8 +178,21 @@ def espeak_ref(settings) -> ModelRef:
     return ModelRef("tts", "espeak-ng", str(data or ""), settings.env_name("tts"), weights=weights)
 
 
+def rhvoice_ref(settings) -> ModelRef:
+    from daemon.models.voices import rhvoice_for
+
+    voice = rhvoice_for(settings, settings.voice)
+    info = system_tts.rhvoice_voices(settings.rhvoice_data).get(voice or "")
+    if info is None or system_tts.rhvoice_lib() is None:
+        return ModelRef("tts", "rhvoice", str(settings.rhvoice_data), settings.env_name("rhvoice_data"))
+    return ModelRef("tts", "rhvoice", str(info.folder), settings.env_name("tts"), weights=info.weights)
+
+
 def tts_ref(settings) -> ModelRef:
-    return {"piper": piper_ref, "festival": festival_ref, "espeak": espeak_ref}.get(settings.tts, silero_ref)(settings)
+    from daemon.models.voices import tts_of
+
+    refs = {"piper": piper_ref, "festival": festival_ref, "espeak": espeak_ref, "rhvoice": rhvoice_ref}
+    return refs.get(tts_of(settings), silero_ref)(settings)
 
 
 def configured(settings) -> list[ModelRef]:
@@ -218,6 +232,9 @@ def missing_message(ref: ModelRef) -> str:
         return (f"Festival voice {ref.path} is not installed: install the Debian packages "
                 f"{system_tts.FESTIVAL_PACKAGES} (`make sysdeps` does, as root), or set {ref.variable} to "
                 f"another synthesiser (espeak, piper, silero)")
+    if ref.kind == "rhvoice":
+        return (f"RHVoice voice not found in {ref.path}: as root run `{system_tts.RHVOICE_INSTALL}` (or "
+                f"`make sysdeps`), or set VOICE_DAEMON_TTS to another synthesiser (festival, espeak, piper)")
     if ref.kind == "espeak-ng":
         return (f"espeak-ng has no voice data at {ref.weights or '(espeak-ng not installed)'}: install the Debian "
                 f"package espeak-ng, or set {ref.variable} to another synthesiser (festival, piper, silero)")

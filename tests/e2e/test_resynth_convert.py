@@ -112,12 +112,18 @@ def test_voices_lists_the_configured_tts_speakers(tmp_path):
     from helpers.fake_silero import build_fake_silero
 
     proc = _cli("voices", VOICE_DAEMON_TTS="piper")
-    assert proc.returncode == 0 and proc.stdout.split() == ["en_US-joe-medium"]
-    # Silero: the stand-in torch.package (the real weights cannot be downloaded here).
+    assert proc.returncode == 0 and proc.stdout.startswith("synthesiser: piper (VOICE_DAEMON_TTS=piper)")
+    assert [line.split()[1:3] for line in proc.stdout.splitlines() if line.startswith("*")] == [
+        ["en_US-joe-medium", "piper"]]
+    # Silero: the stand-in torch.package (the real weights cannot be downloaded here); a model file
+    # present is what TTS=auto takes first for Russian.
     model = build_fake_silero(tmp_path / "v4_ru.pt")
     proc = _cli("voices", VOICE_DAEMON_TTS_MODEL=str(model), VOICE_DAEMON_VOICE="baya")
     assert proc.returncode == 0, proc.stderr
-    assert "* baya" in proc.stdout.splitlines() and "kseniya" in proc.stdout
+    assert proc.stdout.startswith("synthesiser: silero (auto, language ru: the best usable here)")
+    starred = [line.split() for line in proc.stdout.splitlines() if line.startswith("*")]
+    assert starred == [["*", "baya", "silero", "ru", "female", "CC-BY-NC-SA-4.0"]]
+    assert "kseniya" in proc.stdout
     proc = _cli("voices", VOICE_DAEMON_TTS_MODEL=str(model), VOICE_DAEMON_VOICE="alice")
     assert proc.returncode == 78 and "VOICE_DAEMON_VOICE=alice" in proc.stderr
 
@@ -129,7 +135,8 @@ def test_models_shows_presence_hashes_and_what_to_do(tmp_path):
     assert set(rows) == {"vad", "asr", "stress", "tts"}
     assert all(r[2] == "yes" and len(r[5]) == 64 for r in rows.values())
     # The default Silero model is not on disk and (here) cannot be fetched: exit 78 with the fix.
-    proc = _cli("models", "--fetch", VOICE_DAEMON_MODEL_DIR=str(tmp_path / "m"), VOICE_DAEMON_TTS_MODEL="v0_xx")
+    proc = _cli("models", "--fetch", VOICE_DAEMON_MODEL_DIR=str(tmp_path / "m"), VOICE_DAEMON_TTS_MODEL="v0_xx",
+                VOICE_DAEMON_TTS="silero")
     assert proc.returncode == 78
     assert "VOICE_DAEMON_TTS_MODEL" in proc.stderr and str(tmp_path / "m" / "v0_xx.pt") in proc.stderr
 

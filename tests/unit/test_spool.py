@@ -25,7 +25,7 @@ def make_settings(tmp_path: Path, **kw) -> Settings:
 
 @pytest.fixture
 def spool(tmp_path):
-    sp = Spool(make_settings(tmp_path), voices=voice_folders(make_settings(tmp_path)))
+    sp = Spool(make_settings(tmp_path), voices={"baya", "kseniya"})
     sp.ensure_dirs()
     return sp
 
@@ -114,7 +114,15 @@ def test_the_voices_a_folder_may_name_are_given_by_the_builder(tmp_path):
     assert sp.claim(drop(sp, "bob")).voice is None  # a file, not a folder
     default = Spool(make_settings(tmp_path / "2", voice="alice"))  # without voices=: the configured one
     assert default.voices == {"alice"}
-    assert {"alice", "baya", "kseniya"} <= voice_folders(default.s)  # what the daemon passes
+    assert {"alice", "baya", "kseniya"} <= voice_folders(default.s)  # what the daemon passes (`shift`: labels)
+
+
+def test_voice_folders_offer_only_the_voices_a_model_has(tmp_path):
+    model = tmp_path / "v4_ru.pt"
+    silero = make_settings(tmp_path, engine="resynth", tts="silero", tts_model=str(model), voice="alice")
+    assert "aidar" not in voice_folders(silero)  # no Silero model file: no Silero speaker is offered
+    model.write_bytes(b"present")  # only presence is looked at here; the worker loads and checks it
+    assert {"alice", "aidar", "baya", "kseniya"} <= voice_folders(silero)
 
 
 def test_transcripts_travel_with_their_audio(spool):
