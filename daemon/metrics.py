@@ -9,6 +9,11 @@ thing the supervisor knows.  ``start()`` serves ``/metrics`` and ``/healthz`` on
 503 before the first tick, when the loop has not ticked for ``stall_seconds``, when no
 worker has been ready for that long (or ``workers_ok()`` says no), or while intake is
 paused because the output or state folder is full (status ``paused``).
+
+What goes wrong with a client (it hangs up before the answer, resets, stalls past the idle
+timeout, sends something that is not HTTP) is one JSON event each (``http.client_error``),
+never a traceback on stderr, and at most ``CLIENT_ERROR_BURST`` of them per
+``CLIENT_ERROR_WINDOW`` seconds (the next one says how many were held back).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 import socket
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -32,6 +38,10 @@ DURATION_BUCKETS = (0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, math.
 OUTCOMES = ("done", "failed", "retried")
 #: A connection that sends nothing for this long is closed: each open one holds a thread.
 IDLE_TIMEOUT_SECONDS = 10.0
+#: Client faults logged per window; the rest are counted in the next one logged.
+CLIENT_ERROR_BURST, CLIENT_ERROR_WINDOW = 10, 60.0
+#: A client that went away: its fault, not the server's (logged at info level).
+CLIENT_GONE = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, TimeoutError)
 
 
 class MetricsError(VoiceDaemonError):
@@ -273,6 +283,26 @@ def split_addr(addr: str) -> tuple[str, int]:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    throttle = log.Throttle(CLIENT_ERROR_BURST, CLIENT_ERROR_WINDOW)  # replaced per server in MetricsServer
+
+    def handle_error(self, request, client_address):
+        """socketserver prints a traceback on stderr here: one throttled JSON event instead."""
+        exc = sys.exc_info()[1]
+        client_error(self.throttle, client_address, f"{type(exc).__name__}: {exc}",
+                     gone=isinstance(exc, CLIENT_GONE))
+
+
+def client_error(throttle: log.Throttle, client_address, error: str, *, gone: bool, request: str | None = None) -> None:
+    """``http.client_error``: info for a client's own fault (it hung up, stalled, sent garbage), error
+    for one the server raised; dropped beyond the throttle's burst, counted in ``held_back``."""
+    logged, held = throttle.allow()
+    if not logged:
+        return
+    client = client_address[0] if isinstance(client_address, tuple) and client_address else str(client_address)
+    fields = {"client": client, "error": error[:300], "held_back": held}
+    if request:
+        fields["request"] = request[:200]
+    (log.get("metrics").info if gone else log.get("metrics").error)("http.client_error", **fields)
 
 
 class MetricsServer:
@@ -284,6 +314,7 @@ class MetricsServer:
             self.httpd = server_cls((host, port), _handler(metrics, idle_timeout))
         except OSError as exc:
             raise MetricsError(f"VOICE_DAEMON_METRICS_ADDR={host}:{port}: cannot listen: {exc.strerror or exc}") from exc
+        self.httpd.throttle = log.Throttle(CLIENT_ERROR_BURST, CLIENT_ERROR_WINDOW)
         self.host, self.port = self.httpd.server_address[:2]
         self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.2},
                                        name="metrics-http", daemon=True)
@@ -339,6 +370,12 @@ def _handler(metrics: Metrics, idle_timeout: float):
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
+
+        def log_error(self, fmt, *args):
+            """A request that is not HTTP (400, 414, 501) or a client silent past the idle timeout:
+            http.server would print it on stderr."""
+            client_error(self.server.throttle, self.client_address, fmt % args,
+                         gone=True, request=getattr(self, "requestline", None))
 
         def log_message(self, fmt, *args):  # quiet: scrapes every few seconds would flood the journal
             log.get("metrics").debug("metrics.request", client=self.client_address[0], request=fmt % args)
