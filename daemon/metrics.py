@@ -8,7 +8,8 @@ thing the supervisor knows.  ``start()`` serves ``/metrics`` and ``/healthz`` on
 ``/healthz`` answers 200 while the supervisor loop ticks and the workers are alive,
 503 before the first tick, when the loop has not ticked for ``stall_seconds``, when no
 worker has been ready for that long (or ``workers_ok()`` says no), or while intake is
-paused because the output or state folder is full (status ``paused``).
+paused because the output or state folder is full (status ``paused``), or while a file or job
+waits for room there (status ``waiting_for_space``; the others go on).
 
 What goes wrong with a client (it hangs up before the answer, resets, stalls past the idle
 timeout, sends something that is not HTTP) is one JSON event each (``http.client_error``),
@@ -69,6 +70,7 @@ class Metrics:
         self._counts = dict.fromkeys(OUTCOMES, 0)
         self._full: dict[str, str] = {}  # folder -> why it is full
         self._free: dict[str, int | None] = {}
+        self._waits: list[dict] = []  # files and jobs waiting for room (supervisor/room.py)
         self._figures = {"audio_seconds_total": 0.0, "worker_restarts_total": 0, "workers_configured": 0,
                          "workers_alive": 0, "workers_busy": 0}
         #: more pages served beside /metrics and /healthz: path -> () -> (status, content type, body)
@@ -118,6 +120,8 @@ class Metrics:
                                namespace=ns, registry=r)
         for folder in ("outbox", "state"):
             self.disk_full.labels(folder).set(0)
+        self.waiting = Gauge("jobs_waiting_for_space", "Files and jobs waiting for room in the outbox or state "
+                             "folder (the others go on).", namespace=ns, registry=r)
         Gauge("intake_paused", "1 while no new file is taken because a folder is full.", namespace=ns, registry=r
               ).set_function(lambda: 1.0 if self._full else 0.0)
         Gauge("healthy", "1 when /healthz answers 200.", namespace=ns, registry=r
@@ -197,6 +201,11 @@ class Metrics:
             self.disk_full.labels(folder).set(1 if folder in full else 0)
         self._full, self._free = dict(full), dict(free)
 
+    def observe_waits(self, waits: list[dict]) -> None:
+        """What waits for space: input, folder, path, needs_bytes, free_bytes, since, reason."""
+        self._waits = waits
+        self.waiting.set(len(waits))
+
     def watcher_seen(self) -> None:
         self._last_seen = self.clock()  # a float store: safe from the watcher's thread
 
@@ -233,6 +242,9 @@ class Metrics:
         if self._full:
             status = "paused" if status == "ok" else status
             problems += [f"intake paused: {why}" for why in self._full.values()]
+        if self._waits:
+            status = "waiting_for_space" if status == "ok" else status
+            problems += [f"{w['input']} waits for space: {w['reason']}" for w in self._waits]
         body = {
             "status": status,
             "problems": problems,
@@ -241,6 +253,7 @@ class Metrics:
             **self._now,
             "jobs": dict(self._counts),
             "disk_free_bytes": dict(self._free),
+            "waiting_for_space": list(self._waits),
         }
         return not problems, body
 

@@ -25,6 +25,7 @@ class Pausing:
         if err is None and (not _unexplained(exc) or self.space.low() is None):
             return False  # libsndfile's "System error." counts as a full disk only where one is
         full = self._pause(err)
+        self._grow_need(job, full.folder)  # its estimate was short: it waits for more the next time
         why = f"{full.reason}; tried again when there is space"
         if job.state == JobState.RUNNING:
             try:
