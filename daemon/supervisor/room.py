@@ -59,7 +59,7 @@ class Room:
     """The waiting-for-space half of ``Supervisor``; see there for the attributes it uses."""
 
     def _init_room(self) -> None:
-        self.waits: dict[str, Wait] = {}       # input rel -> what it waits for
+        self.waits: dict[str, Wait] = {}       # "inbox:<rel>" or "job:<id>" -> what it waits for
         self._needs: dict[str, Need] = {}      # job id -> its need (grown after running out)
         self._next_room_look = 0.0
         self._publish_waits()  # made full size now, while there is room: see there
@@ -103,13 +103,15 @@ class Room:
                 + (", or choose a smaller format (VOICE_DAEMON_OUTPUT_FORMAT)." if folder == "outbox" else "."))
 
     def _hold(self, rel: str, item, folder: str, needs: int, free: int) -> None:
-        if rel not in self.waits:
-            wait = self.waits[rel] = Wait(rel, folder, str(self.space.folders[folder]), needs, free, item)
+        """``item`` (a Candidate in the inbox, or a claimed Job) waits for room."""
+        key = f"job:{item.id}" if hasattr(item, "id") else f"inbox:{rel}"
+        if key not in self.waits:
+            wait = self.waits[key] = Wait(rel, folder, str(self.space.folders[folder]), needs, free, item)
             self.log.warning("job.waiting_for_space", input=rel, job_id=getattr(item, "id", None), folder=folder,
                              path=wait.path, needs_bytes=needs, free_bytes=free, reason=wait.reason())
             self._publish_waits()
         else:
-            self.waits[rel].item, self.waits[rel].free = item, free
+            self.waits[key].item, self.waits[key].free = item, free
 
     def _look_at_room(self) -> None:
         """Release what fits now, in the order it began to wait."""
@@ -117,16 +119,16 @@ class Room:
             return
         self._next_room_look = time.monotonic() + LOOK_SECONDS
         changed = False
-        for rel, wait in list(self.waits.items()):
+        for key, wait in list(self.waits.items()):
             is_job = hasattr(wait.item, "id")
-            need = self._job_need(wait.item) if is_job else self._ext_need(wait.item.path, rel)
+            need = self._job_need(wait.item) if is_job else self._ext_need(wait.item.path, wait.input)
             verdict, folder, needs, free = self._room(need)
             if verdict == "wait":
                 wait.folder, wait.needs, wait.free = folder, needs, free
                 continue
-            del self.waits[rel]
+            del self.waits[key]
             changed = True
-            self.log.info("job.space_available", input=rel, job_id=getattr(wait.item, "id", None),
+            self.log.info("job.space_available", input=wait.input, job_id=getattr(wait.item, "id", None),
                           waited_seconds=round(time.time() - wait.since, 3))
             if is_job:
                 self.schedule.add(wait.item)  # "never" too: dispatch fails it with the reason
