@@ -154,9 +154,13 @@ class Spool(Recovery):
 
     # --- run ----------------------------------------------------------------
     def output_ext(self, job: Job) -> str:
+        return self.ext_for(job.name)
+
+    def ext_for(self, name: str) -> str:
+        """The output's format for an input called ``name``."""
         fmt = self.s.output_format
         if fmt == "same":
-            fmt = SAME_FORMAT.get(Path(job.name).suffix.lower(), "wav")
+            fmt = SAME_FORMAT.get(Path(name).suffix.lower(), "wav")
         return fmt
 
     def start(self, job: Job) -> Path:

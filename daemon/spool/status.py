@@ -64,12 +64,24 @@ def collect_status(settings) -> dict:
     reports = sorted(p for p in _walk(sp.failed_dir, problems) if p.name.endswith(ERROR_SUFFIX))
     waiting = sum(1 for p in _walk(sp.inbox, problems)
                   if classify(p.relative_to(sp.inbox).as_posix())[0] == "audio")
-    return {"version": __version__, "running_pid": daemon_pid(settings), "inbox_waiting": waiting,
-            "queued": queued, "in_flight": in_flight, "damaged": damaged, "done": len(done),
+    pid = daemon_pid(settings)
+    return {"version": __version__, "running_pid": pid, "inbox_waiting": waiting,
+            "queued": queued, "waiting_for_space": _waits(sp.state) if pid else [],
+            "in_flight": in_flight, "damaged": damaged, "done": len(done),
             "latest_done": [_done_item(sp.done / name) for name in reversed(done[-LATEST:])],
             "failed": len(reports), "latest_failed": _latest_failed(sp.failed_dir, reports),
             "folders": {k: printable(v) for k, v in folder_paths(settings).items()},
             "record": read_record(sp.state), "problems": problems}
+
+
+def _waits(state: Path) -> list[dict]:
+    """What the running daemon said waits for space (``space.json``, written by its loop)."""
+    try:
+        data = json.loads((state / "space.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    waits = data.get("waiting_for_space") if isinstance(data, dict) else None
+    return [w for w in waits if isinstance(w, dict)] if isinstance(waits, list) else []
 
 
 def _why(exc: BaseException) -> str:
@@ -154,6 +166,10 @@ def cli_status(settings, args, backend: dict | None = None, backend_line: str | 
         print(f"status page: http://{addr}/")
     print(f"inbox:       {st['inbox_waiting']} audio file(s) waiting   ({folders['inbox']})")
     print(f"queued:      {len(st['queued'])}")
+    if st["waiting_for_space"]:
+        print(f"waiting for space: {len(st['waiting_for_space'])}   (the others go on)")
+        for item in st["waiting_for_space"]:
+            print(f"  {item.get('input')!r}: {item.get('reason')}")
     if pid:
         print(f"in flight:   {len(st['in_flight'])}")
     else:

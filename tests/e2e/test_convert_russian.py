@@ -50,7 +50,7 @@ def test_russian_with_numbers_through_the_warm_pool(tmp_path, speech_dir):
     festivals = [e for e in _events(proc.stderr, "model.loaded") if e.get("kind") == "festival"]
     assert len(festivals) == 2 and len({e["festival_pid"] for e in festivals}) == 2  # one per worker
     assert len({e["pid"] for e in festivals}) == 2
-    wait_until(lambda: not any(alive(e["festival_pid"]) for e in festivals), 10,  # gone with their workers
+    wait_until(lambda: not any(alive(e["festival_pid"]) for e in festivals), 60,  # gone with their workers
                message="a Festival process outlived its worker")
     side = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))
     assert side["output"] == out.name

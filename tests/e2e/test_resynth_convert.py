@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -151,3 +152,23 @@ def test_missing_model_stops_convert_with_one_clear_message(tmp_path, speech_dir
     assert proc.returncode == 78, proc.stderr[-2000:]
     assert "VOICE_DAEMON_PIPER_VOICE" in proc.stderr and str(tmp_path / "nope.onnx") in proc.stderr
     assert not (tmp_path / "o.wav").exists()
+
+
+def test_the_same_input_gives_the_same_bytes_on_a_busy_machine(tmp_path, speech_dir):
+    """What is spoken and how it is fitted must not depend on how busy the machine is: the same
+    file converted on a quiet machine and with both cores kept busy by another process (two
+    `yes > /dev/null`) gives byte-identical outputs.  Two workers and 5 s chunks, so which worker
+    converts which chunk, and what it converted before, changes between the runs."""
+    src = speech_dir / "silero_vad_en_num.wav"
+    quiet, busy = tmp_path / "quiet.wav", tmp_path / "busy.wav"
+    env = {"VOICE_DAEMON_CHUNK_SECONDS": "5", "VOICE_DAEMON_SAMPLE_RATE": "22050"}
+    said = convert(src, quiet, tmp_path, **env).stdout
+    hogs = [subprocess.Popen(["yes"], stdout=subprocess.DEVNULL) for _ in range(2)]
+    try:
+        convert(src, busy, tmp_path, **env)
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+    assert re.search(r"\b([2-9]|\d\d+) chunks, 2 processes", said), said  # several chunks on two workers
+    assert quiet.read_bytes() == busy.read_bytes()

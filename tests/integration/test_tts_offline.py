@@ -53,7 +53,7 @@ def test_a_festival_that_dies_is_restarted_for_the_phrase():
     try:
         old = festival.process.pid
         os.kill(old, signal.SIGKILL)
-        wait_until(lambda: not alive(old), 10)
+        wait_until(lambda: not alive(old), 60)
         audio = festival.synthesize("Ещё раз.", "kseniya")
         assert len(audio) > 0 and festival.process.pid != old and alive(festival.process.pid)
     finally:

@@ -103,8 +103,11 @@ class PiperTTS:
         from piper.config import SynthesisConfig
 
         base = self.voice.config.length_scale or 1.0
+        # No noise: the voice's random draws come from one generator per onnxruntime session that
+        # no seed resets, so with noise a phrase would sound different after other jobs (or on
+        # another worker).  Without it the same text always gives the same samples.
         cfg = SynthesisConfig(speaker_id=self._ids.get(voice), length_scale=base * length,
-                              normalize_audio=False)
+                              noise_scale=0.0, noise_w_scale=0.0, normalize_audio=False)
         parts = []
         for piece in textmod.split_text(textmod.strip_stress(text), self.max_chars):
             for chunk in self.voice.synthesize(piece, cfg):
