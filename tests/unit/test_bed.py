@@ -14,7 +14,7 @@ import soundfile as sf
 
 from daemon.audio import bed
 from daemon.audio.resample import resample
-from tests.helpers import beds
+from helpers import beds
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEECH = ROOT.parent / "shared" / "data" / "speech"
