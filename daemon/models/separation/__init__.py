@@ -12,7 +12,6 @@ Nothing here imports torch at module level: the parent lists the model without l
 
 from __future__ import annotations
 
-import hashlib
 from importlib import metadata
 from pathlib import Path
 
@@ -42,27 +41,6 @@ def checkpoint_path() -> Path | None:
         return None
     prefix = Path(str(dist.locate_file(_PREFIX)))
     return prefix if prefix.with_name("model.index").is_file() else None
-
-
-def _files(prefix: Path) -> list[Path]:
-    return [prefix.with_name(prefix.name + ".index"), prefix.with_name(prefix.name + ".data-00000-of-00001")]
-
-
-def describe(prefix: Path | None = None) -> dict:
-    """Name, path, size, SHA-256 of the weights (the data file), licence and source: without loading it."""
-    prefix = prefix or checkpoint_path()
-    data = _files(prefix)[1] if prefix else None
-    present = data is not None and data.is_file()
-    digest = None
-    if present:
-        h = hashlib.sha256()
-        with open(data, "rb") as f:
-            while block := f.read(1 << 20):
-                h.update(block)
-        digest = h.hexdigest()
-    return {"name": "separation", "kind": "spleeter-2stems", "path": str(data) if data else "",
-            "present": present, "size": data.stat().st_size if present else None, "sha256": digest,
-            "licence": LICENCE, "source": SOURCE}
 
 
 def _hann(n: int) -> np.ndarray:
@@ -95,7 +73,14 @@ class Separator:
         return cls(TwoStems(Checkpoint(prefix)).eval(), prefix)
 
     def models(self) -> list[dict]:
-        return [describe(self._prefix)]
+        """What was loaded: name, path, size, SHA-256, licence and source (as ``voice-daemon models``)."""
+        from dataclasses import replace
+
+        from daemon.models import registry
+
+        data = self._prefix.with_name(self._prefix.name + ".data-00000-of-00001")
+        ref = replace(registry.separation_ref(), path=str(self._prefix.parent), weights=str(data))
+        return [registry.describe(ref)]
 
     def vocals(self, audio: np.ndarray, rate: int) -> np.ndarray:
         """Mono float32 samples at ``rate`` -> the voice stem, float32, same length, same rate.
@@ -127,7 +112,7 @@ class Separator:
         out = np.zeros(len(padded), dtype=np.float32)
         # One segment at a time: memory is the input, the output and one segment's STFT.
         for start in range(0, frames, SEGMENT):
-            spec = np.fft.rfft(windows[start:start + SEGMENT] * self._window, axis=1).astype(np.complex64)
+            spec = np.fft.rfft(windows[start:start + SEGMENT] * self._window, axis=1).astype(np.complex64, copy=False)
             mask = np.zeros(spec.shape, dtype=np.float32)
             mask[:, :BINS] = self._mask(np.abs(spec[:, :BINS]))
             self._overlap_add(spec * mask, out, start)
@@ -150,7 +135,7 @@ class Separator:
 
     def _overlap_add(self, spec: np.ndarray, out: np.ndarray, first: int) -> None:
         """tf.signal.inverse_stft's overlap-add of windowed frames (times Spleeter's 2/3) into ``out``."""
-        chunks = np.fft.irfft(spec, n=FRAME, axis=1).astype(np.float32) * (self._window * _WINDOW_GAIN)
+        chunks = np.fft.irfft(spec, n=FRAME, axis=1).astype(np.float32, copy=False) * (self._window * _WINDOW_GAIN)
         for i, chunk in enumerate(chunks, first):
             out[i * HOP:i * HOP + FRAME] += chunk
 
