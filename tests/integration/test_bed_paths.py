@@ -61,7 +61,8 @@ def test_every_input(runner, mixed, tmp_path, name, opts):
 @pytest.mark.parametrize("ext", ["wav", "flac", "ogg", "mp3", "m4a"])
 def test_every_output(runner, mixed, tmp_path, ext):
     out = tmp_path / f"out.{ext}"
-    run_job(runner.submit, mixed, out, tmp_path / "work")
+    fig = run_job(runner.submit, mixed, out, tmp_path / "work")
+    assert fig["check"]["peak_dbfs"] > -20  # the output check read the mixed-back output before publishing
     assert abs(media.duration(out) - media.duration(mixed)) < 0.08  # codec padding at most
     assert _sidecar(out)["kept_chunks"] >= 2
 
