@@ -6,7 +6,8 @@
 
 The speech mask is 0 between phrases, so there the voice is exactly zero, the bed is the chunk
 itself and the output equals the input sample for sample; it rises to 1 over each phrase (the
-VAD's windows widened by ``HANG_S`` and ramped), where the separator's voice stem is converted.
+windows where the VAD hears speech in the chunk or in the voice stem, widened by ``HANG_S`` and
+ramped), where the separator's voice stem is converted.
 The bed is ``chunk − voice``, not the separator's accompaniment: what the separator's masks do
 not cover (above about 11 kHz) stays in the bed.
 
@@ -151,11 +152,15 @@ class BedStage:
             if not keep:
                 result, info = convert(audio)
                 return result, {**info, "bed": {"mode": self.mode, "kept": False, **figures}}
-        mask = speech_mask(probs, len(audio), rate, self.threshold)
-        if not mask.any():  # no speech: the whole chunk is bed; the engine hears silence
-            voice = np.zeros_like(audio)
+        if not (probs >= self.threshold).any():  # no speech: the whole chunk is bed; the engine hears silence
+            mask = voice = np.zeros_like(audio)
         else:
-            voice = mask * self.separator.vocals(audio, rate).astype(np.float32)
+            stem = self.separator.vocals(audio, rate).astype(np.float32)
+            # Speech where the VAD hears it in the chunk or in the voice stem: a soft onset under
+            # loud music is still taken out with the voice (and the recogniser hears it).
+            probs = np.maximum(probs, vad_probabilities(self.vad, at_vad_rate(stem, rate)))
+            mask = speech_mask(probs, len(audio), rate, self.threshold)
+            voice = mask * stem
         bed = audio - voice
         converted, info = convert(voice)
         converted = np.asarray(converted, dtype=np.float32)
