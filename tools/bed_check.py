@@ -3,7 +3,8 @@
 Mixes the shared recordings with generated music beds (tests/helpers/beds.py) 6 to 12 dB below the
 speech and runs the workers' bed stage on them in this process, with ``keep``:
 shift on 30 s of silero_vad_en.wav, resynth (Piper English) on fw_jfk.flac; then ``auto`` on the
-clean recordings against ``drop``.  Takes a few minutes on one core.
+clean recordings against ``drop``.  Takes a few minutes on one core.  The separation's own cost:
+tools/separation_check.py.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ def _row(label: str, fig: dict, seconds: float) -> None:
 
 
 def main() -> None:
-    from daemon import pipeline
     from daemon.settings import Settings
 
     speech = load(SPEECH / "silero_vad_en.wav", RATE)[: 30 * RATE]
@@ -40,14 +40,6 @@ def main() -> None:
             t0 = time.perf_counter()
             fig = bed_goals.shift_goals(keeper, speech, beds.make_bed(30, RATE, seed), bed_db)
             _row(f"  bed {bed_db} dB seed {seed}:", fig, time.perf_counter() - t0)
-    # The separation's cost on this machine, one thread, 30 s at 48 kHz.
-    sep = pipeline._state()["bed"].separator
-    mixed = beds.mix(speech, beds.make_bed(30, RATE, 0), 9)[0]
-    t0 = time.perf_counter()
-    sep.vocals(mixed, RATE)
-    print(f"separation: {time.perf_counter() - t0:.2f} s for 30 s at 48 kHz on one thread "
-          f"(real-time factor {(time.perf_counter() - t0) / 30:.3f})")
-
     print("auto on clean speech: same samples as drop, no separation")
     for name in ("silero_vad_en.wav", "silero_vad_ru.wav", "silero_vad_de.wav", "silero_vad_es.wav", "fw_jfk.flac"):
         print(f"  {name}:", bed_goals.auto_against_drop(keeper, load(SPEECH / name, RATE)[: 30 * RATE]), flush=True)

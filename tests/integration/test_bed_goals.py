@@ -33,7 +33,7 @@ def test_shift_keeps_the_bed(shift_keeper, en, bed_db):
     fig = bed_goals.shift_goals(shift_keeper, en, beds.make_bed(30, RATE, seed=0), bed_db)
     print(bed_goals.figures(fig))
     assert fig["kept"]
-    assert fig["between_sisdr"] >= 30        # goal 20 dB; measured 46 to 97 dB
+    assert fig["between_sisdr"] >= 30        # goal 20 dB; measured 46.8 to 96.9 dB
     assert abs(fig["f0_ratio"] - 1) <= 0.05  # goal ±5 %; measured within 1 %
     assert fig["residual_all_db"] >= 15      # goal 15 dB; measured 18.1 to 22.2 dB (no ducking)
     assert fig["bed_sisdr"] >= 8             # measured 10.2 to 13.6 dB
@@ -59,8 +59,7 @@ def test_resynth_keeps_the_bed_and_the_words(speech_dir):
                                   lambda a: transcribe(whisper(), a))
     print(bed_goals.figures(fig))
     assert fig["kept"]
-    assert fig["between_sisdr"] >= 30                  # goal 20 dB; measured 65 to 226 dB
-    assert fig["bed_sisdr"] >= 8                       # goal 8 dB; measured 8.6 to 13.1 dB
-    # The goal is +0.05; measured +0.045 (one word of 22) in 7 of 9 mixes, +0.091 (two words) in 2.
-    assert fig["wer_bed"] <= fig["wer_clean"] + 0.1
-    assert fig["residual_all_db"] >= 15                # goal 15 dB; measured 18.6 to 21.6 dB
+    assert fig["between_sisdr"] >= 30                  # goal 20 dB; measured 56.2 to 84.0 dB
+    assert fig["bed_sisdr"] >= 8                       # goal 8 dB; measured 9.0 to 13.1 dB
+    assert fig["wer_bed"] <= fig["wer_clean"] + 0.05   # goal; measured +0.045 (one word of 22) in all 9 mixes
+    assert fig["residual_all_db"] >= 15                # goal 15 dB; measured 18.7 to 21.6 dB
