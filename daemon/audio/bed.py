@@ -23,7 +23,6 @@ import numpy as np
 
 from daemon.audio.resample import resample
 
-MODES = ("auto", "keep", "drop")
 VAD_RATE, WINDOW, CONTEXT = 16000, 512, 64  # Silero VAD's rate, window and context (audio/vad.py)
 HANG_S = 0.2          # speech mask widened this much each side of the VAD's speech windows
 #: auto keeps the bed when what lies between phrases is at most this far below the speech (the
