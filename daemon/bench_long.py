@@ -53,7 +53,10 @@ def cli_bench_long(settings, args, make_pool: Callable[..., Any]) -> int:
         if not Path(bed).is_file():
             raise UsageError(f"--bed {bed}: no such file (a music recording to mix under the speech)")
         settings = settings.model_copy(update={"background": "keep"})
-    seconds = getattr(args, "seconds", None) or SECONDS
+    seconds = getattr(args, "seconds", None)
+    seconds = SECONDS if seconds is None else seconds
+    if seconds <= 0:
+        raise UsageError(f"--seconds {seconds:g}: the long workload needs a length above 0")
     runners = {"sequential": run_sequential, "pool": partial(run_pool, make_pool=make_pool)}
     with tempfile.TemporaryDirectory(prefix="voice-daemon-bench-long-") as tmp:
         files = [build_long(speech, Path(tmp) / "in", fmt, settings.sample_rate, seconds, bed=bed)]

@@ -102,6 +102,8 @@ def _add_arguments(name: str, p: argparse.ArgumentParser) -> None:
         p.add_argument("--bed", metavar="MUSIC",
                        help="the long workload: mix MUSIC (looped, 9 dB below the speech) under the recording and "
                             "keep the bed (VOICE_DAEMON_BACKGROUND=keep)")
+        p.add_argument("--seconds", type=float, metavar="S",
+                       help="the long workload's length in seconds (default: 1800)")
         p.add_argument("--quick", action="store_true", help="a smaller workload (for a smoke test)")
         p.add_argument("--speech-dir", metavar="DIR",
                        help="recordings to build the workload from (default: ../shared/data/speech beside the checkout)")
