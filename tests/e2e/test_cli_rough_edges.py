@@ -78,7 +78,8 @@ def test_status_state_dir_finds_a_running_daemon_and_its_folders(elsewhere, tmp_
 def test_models_and_voices_with_the_shift_engine(elsewhere):
     models = vd("models", cwd=elsewhere)
     assert models.returncode == 0, models.stderr
-    assert [line.split()[0] for line in models.stdout.splitlines()[1:-1]] == ["vad"]  # nothing shift does not use
+    rows = [line.split()[0] for line in models.stdout.splitlines()[1:] if not line.startswith("(")]
+    assert rows == ["vad", "separation"]  # nothing shift does not use (the separation: where the bed is kept)
     assert "Silero" not in models.stderr
     voices = vd("voices", cwd=elsewhere)
     assert voices.returncode == 0 and voices.stdout == ""
