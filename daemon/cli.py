@@ -12,14 +12,20 @@ import os
 import sys
 
 from daemon import __version__
+from daemon.deploy import sources
 from daemon.errors import UsageError, VoiceDaemonError
 from daemon.jobs import resolve
 from daemon.settings import SettingsError, describe, load_settings
 
 EPILOG = """\
+Inputs: audio (wav, flac, ogg, opus, mp3, m4a, aac) and the audio track of .mp4
+video; with the resynth engine also a .txt file, read aloud, and a transcript
+(.srt, .vtt, .txt) beside an audio file of the same name.
 Configuration comes from VOICE_DAEMON_* environment variables (and env files);
-`voice-daemon config` lists every variable with its default.  Exit codes: 0 ok,
-1 error, 2 usage, 65 bad input, 73 cannot write output, 78 bad configuration,
+`voice-daemon config` lists every variable with its value and where it came from.
+Global options (--log-level, --log-format) go before or after the command.
+NO_COLOR set: no colours.  Exit codes: 0 ok, 1 error, 2 usage, 3 not running
+(`status`), 65 bad input, 73 cannot write output, 78 bad configuration,
 130 interrupted (Ctrl-C), 141 the reader of the output went away
 (`voice-daemon config --table | head`).
 """
@@ -36,7 +42,9 @@ COMMANDS = {
             "quarantine failures in VOICE_DAEMON_FAILED_DIR.  Stops cleanly on SIGTERM/SIGINT."),
     "status": ("daemon.app:cli_status", "show queued, in-flight, done and failed jobs",
                "Read the state folders and print what is queued, in flight, done and failed, and "
-               "where the tasks run (with the dask backend: the scheduler's workers, connected and busy)."),
+               "where the tasks run (with the dask backend: the scheduler's workers, connected and busy).  "
+               "With the service installed, its folders come from the unit's Environment= lines and the env "
+               "file.  Exit 0 when a daemon runs, 3 when none does."),
     "worker": ("daemon.app:cli_worker", "run a Dask worker node for VOICE_DAEMON_BACKEND=dask",
                "Start --nworkers single-thread Dask worker processes that join the scheduler; the daemon's "
                "settings load the engine's models once in each.  Survives scheduler restarts; stops on "
@@ -49,10 +57,15 @@ COMMANDS = {
     "models": ("daemon.models.cli:cli_models", "show (and fetch) the configured models",
                "Show which models are present (path, size, SHA-256); with --fetch, download the "
                "configured ones where a network exists."),
-    "install-service": ("daemon.systemd:install_service", "install the systemd unit and env file (as root)",
-                        "Copy systemd/voice-daemon.service to the unit folder with ExecStart pointing at this "
-                        "installation, install config/voice-daemon.env if none exists, and print the systemctl "
-                        "commands to run next."),
+    "install-service": ("daemon.deploy.install:install_service", "install the systemd unit and env file (as root)",
+                        "Write the systemd unit shipped in this package to the unit folder with ExecStart at this "
+                        "installation (and drop-ins for folders, or an installation, under /home or /root), the "
+                        "env-file template if none exists, and print each file written and the systemctl "
+                        "commands to run next.  --dry-run prints the same and writes nothing."),
+    "retry": ("daemon.spool.retry:cli_retry", "send failed inputs back through the inbox",
+              "Move each FAILED_FILE (a path, or a name as `status` lists it) from the failed folder to the "
+              "same place under the inbox, where the daemon takes it again, and remove its error.json.  "
+              "Exit 1 when a name is not a failed input (the others are still retried)."),
     "config": ("daemon.cli:cli_config", "print the effective configuration",
                "Print every VOICE_DAEMON_* variable with its effective value (or, with --table, "
                "the Markdown table of defaults in docs/reference/configuration.md)."),
@@ -67,22 +80,30 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"voice-daemon {__version__}")
-    parser.add_argument("--log-format", choices=["auto", "json", "console"],
-                        help="override VOICE_DAEMON_LOG_FORMAT")
-    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"],
-                        help="override VOICE_DAEMON_LOG_LEVEL")
+    _add_global_flags(parser, argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    common = argparse.ArgumentParser(add_help=False)
+    # After the command too (`voice-daemon config --log-level debug`); SUPPRESS: absent there, the
+    # value given before the command stays.
+    _add_global_flags(common, argparse.SUPPRESS)
     for name, (_handler, short, long) in COMMANDS.items():
-        p = sub.add_parser(name, help=short, description=long, epilog=EPILOG,
+        p = sub.add_parser(name, help=short, description=long, epilog=EPILOG, parents=[common],
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         _add_arguments(name, p)
     return parser
 
 
+def _add_global_flags(parser: argparse.ArgumentParser, default) -> None:
+    parser.add_argument("--log-format", choices=["auto", "json", "console"], default=default,
+                        help="override VOICE_DAEMON_LOG_FORMAT")
+    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default=default,
+                        help="override VOICE_DAEMON_LOG_LEVEL")
+
+
 def _add_arguments(name: str, p: argparse.ArgumentParser) -> None:
     if name == "convert":
-        p.add_argument("input", metavar="INPUT", help="audio file to convert (wav, flac, ogg, opus, mp3, m4a, aac, the audio of an mp4), "
-                            "or a .txt to read aloud (--engine resynth)")
+        p.add_argument("input", metavar="INPUT", help="audio file to convert (wav, flac, ogg, opus, mp3, m4a, aac, "
+                                                      "the audio of an .mp4; resynth: also a .txt to read aloud)")
         p.add_argument("output", metavar="OUTPUT", help="file to write; its extension picks the format")
         p.add_argument("--engine", choices=["shift", "resynth"], help="override VOICE_DAEMON_ENGINE")
         p.add_argument("--voice", help="override VOICE_DAEMON_VOICE")
@@ -101,9 +122,14 @@ def _add_arguments(name: str, p: argparse.ArgumentParser) -> None:
                        help="batch: many files (default); long: one 30-minute file, one core against every core")
         p.add_argument("--format", choices=("wav", "mp3"), default="wav",
                        help="the long workload's input and output: WAV at 24 kHz or MP3 128 kbit/s at 48 kHz")
+        p.add_argument("--bed", metavar="MUSIC",
+                       help="the long workload: mix MUSIC (looped, 9 dB below the speech) under the recording and "
+                            "keep the bed (VOICE_DAEMON_BACKGROUND=keep)")
+        p.add_argument("--seconds", type=float, metavar="S",
+                       help="the long workload's length in seconds (default: 1800)")
         p.add_argument("--quick", action="store_true", help="a smaller workload (for a smoke test)")
         p.add_argument("--speech-dir", metavar="DIR",
-                       help="recordings to build the workload from (default: ../shared/data/speech beside the checkout)")
+                       help="the folder of speech recordings (WAV, FLAC) the workload is built from (required)")
     elif name == "models":
         p.add_argument("--fetch", action="store_true", help="download the configured models (needs a network)")
     elif name == "config":
@@ -112,9 +138,18 @@ def _add_arguments(name: str, p: argparse.ArgumentParser) -> None:
         p.add_argument("--dry-run", action="store_true", help="print what would be done, change nothing")
         p.add_argument("--worker", action="store_true",
                        help="install the Dask worker node's unit (voice-daemon-worker.service) instead")
+        p.add_argument("--scheduler", action="store_true",
+                       help="install the Dask scheduler's unit (voice-daemon-scheduler.service) instead")
+        p.add_argument("--drop-group", metavar="GROUP",
+                       help="share the inbox, outbox and failed folder (under --drop-dir) with the members of GROUP")
+        p.add_argument("--drop-dir", metavar="DIR", default="/srv/voice-daemon",
+                       help="where --drop-group makes those folders (default: %(default)s)")
         p.add_argument("--unit-dir", default="/etc/systemd/system", help="where the unit goes (default: %(default)s)")
         p.add_argument("--env-dir", default="/etc/voice-daemon", help="where the env file goes (default: %(default)s)")
         p.add_argument("--exec-path", help="the voice-daemon program ExecStart runs (default: this installation's)")
+    elif name == "retry":
+        p.add_argument("files", nargs="*", metavar="FAILED_FILE", help="a failed input to convert again")
+        p.add_argument("--all", action="store_true", help="every input in the failed folder")
     elif name == "status":
         p.add_argument("--json", action="store_true", help="print JSON instead of a table")
         p.add_argument("--state-dir", metavar="DIR",
@@ -173,7 +208,9 @@ def _main(argv: list[str] | None) -> int:
     overrides = {field: getattr(args, flag) for flag, field in OVERRIDES.items()
                  if getattr(args, flag, None) is not None}
     try:
-        settings = load_settings(**overrides)
+        # the installed unit's folders for status/config/retry; the user's cache folder for convert
+        layered, args.sources = sources.layered(args.command, overrides)
+        settings = load_settings(**{**layered, **overrides})
     except SettingsError as exc:
         print(f"voice-daemon: configuration error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -204,6 +241,14 @@ def cli_config(settings, args) -> int:
         for var, default, text in describe():
             print(f"| `{var}` | `{default}` | {text} |" if default != "" else f"| `{var}` | (empty) | {text} |")
         return 0
-    for name, value in settings.model_dump().items():
-        print(f"{settings.env_name(name)}={value}")
+    origin = getattr(args, "sources", {})
+    rows = [(settings.env_name(name), sources.shown(value)) for name, value in settings.model_dump().items()]
+    width = max(len(f"{var}={value}") for var, value in rows)
+    for var, value in rows:  # `KEY=value  # source`: still a valid env file
+        print(f"{var}={value}".ljust(width) + f"  # {origin.get(var, 'default')}")
+    if settings.engine == "resynth" and settings.tts == "auto":
+        from daemon.models.voices import choose
+
+        tts, why = choose(settings)
+        print(f"# {settings.env_name('tts')}=auto speaks with {tts} here ({why}); `voice-daemon voices` lists them")
     return 0

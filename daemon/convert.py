@@ -23,7 +23,7 @@ from daemon import log
 from daemon.audio import io as aio
 from daemon.audio.publish import publish_file, write_sidecar_content
 from daemon.capabilities import Capabilities
-from daemon.engines import capabilities as engine_capabilities
+from daemon.engines import abilities
 from daemon.errors import InputError, OutputError
 from daemon.jobs import Task, TaskResult, resolve
 from daemon.stream import Steps, run_job
@@ -69,7 +69,7 @@ class InlineRunner:
 def job_runner(settings, capabilities: Capabilities | None = None) -> Callable[..., dict]:
     """``run_job`` as the settings want it: an engine that understands transcripts is given the
     one found beside the input.  The VAD may run as far ahead of the chunks as the workers can use."""
-    caps = capabilities or engine_capabilities(settings)
+    caps = capabilities or abilities(settings.engine)
     return partial(run_job, transcripts=caps.reads_transcripts, parallelism=settings.workers)
 
 
@@ -116,7 +116,7 @@ def check_voice(settings, flag: str | None = None) -> None:
         if (problem := voice_problem(settings, flag)) is not None:
             raise UsageError(f"--voice {flag}: {problem}")
         return
-    if not engine_capabilities(settings).has_voices:
+    if not abilities(settings.engine).has_voices:
         return  # VOICE_DAEMON_VOICE is only a label there
     explicit = "voice" in settings.model_fields_set
     if (problem := voice_problem(settings, settings.voice, explicit=explicit)) is not None:

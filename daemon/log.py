@@ -15,6 +15,7 @@ import logging
 import os
 import sys
 import threading
+import time
 import warnings
 
 import structlog
@@ -30,6 +31,12 @@ def resolve_format(fmt: str, stream=None) -> str:
     if fmt == "auto":
         return "console" if getattr(stream, "isatty", lambda: False)() else "json"
     return fmt
+
+
+def use_colour(stream) -> bool:
+    """Colours on a terminal, unless NO_COLOR is set to anything (no-color.org: a convention every
+    program reads from the environment, as systemd's variables are)."""
+    return bool(getattr(stream, "isatty", lambda: False)()) and not os.environ.get("NO_COLOR")
 
 
 def configure(fmt: str = "auto", level: str = "info", *, process: str = "main") -> dict:
@@ -50,7 +57,7 @@ def configure(fmt: str = "auto", level: str = "info", *, process: str = "main") 
         renderer = structlog.processors.JSONRenderer(ensure_ascii=False, sort_keys=False)
         tail = [structlog.processors.format_exc_info, renderer]
     else:
-        tail = [structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())]
+        tail = [structlog.dev.ConsoleRenderer(colors=use_colour(sys.stderr))]
     structlog.configure(
         processors=[*shared, structlog.processors.StackInfoRenderer(), *tail],
         wrapper_class=structlog.make_filtering_bound_logger(lvl),
@@ -132,3 +139,29 @@ def _add_process(role: str):
 
 def get(name: str | None = None):
     return structlog.get_logger(name) if name else structlog.get_logger()
+
+
+class Throttle:
+    """At most ``burst`` events per ``window`` seconds, counting the ones held back, so that a
+    flood of one kind of event (bad clients of the status server) cannot flood the log.
+    Thread-safe: each HTTP connection has its own thread."""
+
+    def __init__(self, burst: int = 10, window: float = 60.0, clock=time.monotonic):
+        self.burst, self.window, self.clock = burst, window, clock
+        self._lock = threading.Lock()
+        self._start = -float("inf")
+        self._sent = 0
+        self._held = 0
+
+    def allow(self) -> tuple[bool, int]:
+        """(log this one?, how many were held back since the last one logged)."""
+        with self._lock:
+            now = self.clock()
+            if now - self._start >= self.window:
+                self._start, self._sent = now, 0
+            if self._sent >= self.burst:
+                self._held += 1
+                return False, 0
+            self._sent += 1
+            held, self._held = self._held, 0
+            return True, held

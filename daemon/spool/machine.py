@@ -172,7 +172,11 @@ class Spool:
 
     # --- run ----------------------------------------------------------------
     def output_ext(self, job: Job) -> str:
-        return self.capabilities.output_ext(job.name)
+        return self.ext_for(job.name)
+
+    def ext_for(self, name: str) -> str:
+        """The output's format for an input called ``name`` (the engine's capabilities say)."""
+        return self.capabilities.output_ext(name)
 
     def start(self, job: Job) -> Path:
         """Record a new attempt; return the temp output path (inside the outbox).

@@ -57,6 +57,15 @@ def free_bytes(path: Path) -> int | None:
     return blocks * st.f_frsize
 
 
+def total_bytes(path: Path) -> int | None:
+    """The size of the volume ``path`` is on: what no file bigger than can ever be written there."""
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return None
+    return st.f_blocks * st.f_frsize
+
+
 @dataclass
 class Full:
     folder: str        # "outbox", "state"

@@ -15,6 +15,7 @@ import json
 import os
 from pathlib import Path
 
+from daemon import __version__
 from daemon.audio.names import classify
 from daemon.spool.folders import ERROR_SUFFIX, folder_paths
 from daemon.spool.lock import daemon_pid, read_record
@@ -26,6 +27,8 @@ from daemon.spool.record import IN_FLIGHT, iso, read_job
 SERVICE_STATE_DIR = Path("/var/lib/voice-daemon/state")
 LATEST = 5          # done jobs listed
 LATEST_FAILED = 20  # failed inputs listed
+#: `status` exits so when no daemon holds the state folder (LSB, as `systemctl is-active`).
+EXIT_NOT_RUNNING = 3
 
 
 def status_settings(settings):
@@ -59,16 +62,26 @@ def collect_status(settings) -> dict:
         (in_flight if job.state in IN_FLIGHT else queued).append(item)
     done = [p.name for p in _listdir(sp.done, problems)]
     reports = sorted(p for p in _walk(sp.failed_dir, problems) if p.name.endswith(ERROR_SUFFIX))
-    failed = [printable(p.relative_to(sp.failed_dir).as_posix()[: -len(ERROR_SUFFIX)]) for p in reports]
     waiting = sum(1 for p in _walk(sp.inbox, problems)
                   if classify(p.relative_to(sp.inbox).as_posix())[0] == "audio")
-    return {"running_pid": daemon_pid(settings), "inbox_waiting": waiting, "queued": queued,
-            "in_flight": in_flight, "damaged": damaged, "done": len(done), "last_done": done[-LATEST:],
+    pid = daemon_pid(settings)
+    return {"version": __version__, "running_pid": pid, "inbox_waiting": waiting,
+            "queued": queued, "waiting_for_space": _waits(sp.state) if pid else [],
+            "in_flight": in_flight, "damaged": damaged, "done": len(done),
             "latest_done": [_done_item(sp.done / name) for name in reversed(done[-LATEST:])],
-            "failed": len(failed), "failed_inputs": failed[-LATEST_FAILED:],
-            "latest_failed": _latest_failed(sp.failed_dir, reports),
+            "failed": len(reports), "latest_failed": _latest_failed(sp.failed_dir, reports),
             "folders": {k: printable(v) for k, v in folder_paths(settings).items()},
             "record": read_record(sp.state), "problems": problems}
+
+
+def _waits(state: Path) -> list[dict]:
+    """What the running daemon said waits for space (``space.json``, written by its loop)."""
+    try:
+        data = json.loads((state / "space.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    waits = data.get("waiting_for_space") if isinstance(data, dict) else None
+    return [w for w in waits if isinstance(w, dict)] if isinstance(waits, list) else []
 
 
 def _why(exc: BaseException) -> str:
@@ -110,7 +123,7 @@ def _done_item(job_dir: Path) -> dict:
 
 
 def _latest_failed(failed_dir: Path, reports: list[Path]) -> list[dict]:
-    """The newest error reports (by their time on disk), each with its reason."""
+    """The newest error reports (by their time on disk, newest first), each with its reason."""
     def mtime(p: Path) -> float:
         try:
             return p.stat().st_mtime
@@ -118,7 +131,7 @@ def _latest_failed(failed_dir: Path, reports: list[Path]) -> list[dict]:
             return 0.0
 
     out = []
-    for p in sorted(reports, key=mtime, reverse=True)[:LATEST]:
+    for p in sorted(reports, key=mtime, reverse=True)[:LATEST_FAILED]:
         try:
             report = json.loads(p.read_text(encoding="utf-8", errors="replace"))
         except (OSError, ValueError):
@@ -137,9 +150,10 @@ def cli_status(settings, args, backend: dict | None = None, backend_line: str | 
     st = collect_status(settings)
     if backend is not None:
         st["backend"] = backend
+    code = 0 if st["running_pid"] else EXIT_NOT_RUNNING
     if getattr(args, "json", False):
         print(json.dumps(st, ensure_ascii=False, indent=2))
-        return 0
+        return code
     pid, folders = st["running_pid"], st["folders"]
     print(f"daemon:      {'running, pid ' + str(pid) if pid else 'not running'}   (state folder {folders['state_dir']})")
     if not pid:
@@ -152,6 +166,10 @@ def cli_status(settings, args, backend: dict | None = None, backend_line: str | 
         print(f"status page: http://{addr}/")
     print(f"inbox:       {st['inbox_waiting']} audio file(s) waiting   ({folders['inbox']})")
     print(f"queued:      {len(st['queued'])}")
+    if st["waiting_for_space"]:
+        print(f"waiting for space: {len(st['waiting_for_space'])}   (the others go on)")
+        for item in st["waiting_for_space"]:
+            print(f"  {item.get('input')!r}: {item.get('reason')}")
     if pid:
         print(f"in flight:   {len(st['in_flight'])}")
     else:
@@ -168,7 +186,7 @@ def cli_status(settings, args, backend: dict | None = None, backend_line: str | 
         print(f"  {item['input']!r}: {item['reason'] or '(no reason recorded)'}")
     for problem in st["problems"]:
         print(f"problem:     {problem}")
-    return 0
+    return code
 
 
 def _where_else(settings, state: Path) -> list[str]:

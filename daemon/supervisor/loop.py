@@ -44,12 +44,14 @@ from daemon.errors import (
 )
 from daemon.spool import Job, JobState, Spool, fsync_file
 from daemon.spool.machine import Unfinished
+from daemon.spool.retention import DonePruner
 from daemon.spool.space import Space, disk_full_error
 from daemon.supervisor.events import CANDIDATE, FINISHED, POOL_BROKEN, Events, Signals
 from daemon.supervisor.later import Later
 from daemon.supervisor.pause import Pausing, passes
 from daemon.supervisor.reload import Reloading
 from daemon.supervisor.report import Reporter
+from daemon.supervisor.room import Room
 from daemon.supervisor.schedule import Schedule
 from daemon.watcher import Candidate
 
@@ -82,7 +84,7 @@ def describe_error(exc: BaseException) -> tuple[str, str, bool]:
     return f"Unexpected {type(exc).__name__}: {exc}.", "internal", bool(getattr(exc, "retryable", True))
 
 
-class Supervisor(Pausing):
+class Supervisor(Pausing, Room):
     """Every collaborator is given (``daemon/app.py`` builds them): ``run_job(submit, src, out_tmp,
     work_dir, voice=, group=, progress=)`` converts one job through ``pool.submit``; ``clock`` is
     the wall clock of the spool's retry times; ``observers`` hear each job's moments (see report.py);
@@ -102,10 +104,12 @@ class Supervisor(Pausing):
         self.intake: deque[Candidate] = deque()  # handed over by the watcher, not yet claimed
         self.running: dict[str, Running] = {}
         self.space = Space({"outbox": spool.outbox, "state": spool.state})
+        self._init_room()
         self.later = Later()
         self.reloading = Reloading(self, reloader)
         self._executors = [ThreadPoolExecutor(max_workers=self.max_jobs, thread_name_prefix="job")]
         self._claim_errors: set[str] = set()
+        self.pruner = DonePruner()
 
     # --- called from other threads ------------------------------------------------
     def on_candidate(self, cand: Candidate) -> None:
@@ -140,6 +144,7 @@ class Supervisor(Pausing):
                 if stop_at is None:
                     self.reloading.step()
                     self._look_at_space()
+                    self._look_at_room()
                     self._take_intake()
                     self._dispatch()
                 self._collect()
@@ -184,6 +189,8 @@ class Supervisor(Pausing):
                 deadlines.append(now + due - self.clock())  # a full house wakes on a finished job instead
             if (later := self.later.next_due()) is not None:
                 deadlines.append(later)
+            if (room := self._room_next_due()) is not None:
+                deadlines.append(room)
         return max(0.0, min(deadlines) - now)
 
     def _begin_stop(self, watcher) -> None:
@@ -217,6 +224,11 @@ class Supervisor(Pausing):
                 self.report.heartbeat()
                 return
             cand = self.intake.popleft()
+            need = self._ext_need(cand.path, cand.rel) if cand.verdict == "ready" else None
+            verdict, folder, needs, free = self._room(need)
+            if verdict == "wait":  # stays in the inbox; what comes after it goes on
+                self._hold(cand.rel, cand, folder, needs, free)
+                continue
             try:
                 job = self.spool.claim(cand.path)
             except Unfinished as exc:  # moved in, not recorded as queued: finished once it can be
@@ -234,7 +246,9 @@ class Supervisor(Pausing):
                 continue
             if job is None:
                 continue  # claimed already, or removed by the user
-            if cand.verdict == "ready":
+            if verdict == "never":
+                self._quarantine(job, self._never_fits(folder, needs, free), "space")
+            elif cand.verdict == "ready":
                 self._enqueue(job)
             else:
                 self._quarantine(job, f"The input {cand.reason}.", "intake")
@@ -251,6 +265,13 @@ class Supervisor(Pausing):
 
     def _dispatch(self) -> None:
         while not self.space.paused and self._slots() > 0 and (job := self.schedule.pop()) is not None:
+            verdict, folder, needs, free = self._room(self._job_need(job))
+            if verdict == "never":
+                self._quarantine(job, self._never_fits(folder, needs, free), "space")
+                continue
+            if verdict == "wait":  # out of the queue until it fits; the next job goes on
+                self._hold(job.rel, job, folder, needs, free)
+                continue
             try:
                 out_tmp = self.spool.start(job)
             except (OSError, OutputError) as exc:  # the output's folder is blocked, or a disk is full
@@ -296,6 +317,7 @@ class Supervisor(Pausing):
             self._commit_failed(r, fig, exc)
             return
         self.later.done(job.id)
+        self._needs.pop(job.id, None)
         self.report.job(job).done(published.output.relative_to(self.spool.outbox).as_posix(),
                                   time.monotonic() - r.started, fig, sidecar=published.sidecar)
 
@@ -343,6 +365,7 @@ class Supervisor(Pausing):
             self.report.job(job).error("job.quarantine_error", exc)
             return
         self.later.done(job.id)
+        self._needs.pop(job.id, None)
         self.report.job(job).failed(dest.relative_to(self.spool.failed_dir).as_posix(), stage, cause)
 
     def _put_back(self, job: Job, why: str) -> None:
@@ -355,8 +378,22 @@ class Supervisor(Pausing):
 
     # --- health -----------------------------------------------------------------------
     def _turn(self) -> None:
+        if self.pruner.due():
+            self._prune_done()
         self.report.turn(queued=len(self.schedule) + len(self.intake), running=len(self.running),
-                         pool_stats=self.pool.stats(), space=self.space)
+                         pool_stats=self.pool.stats(), space=self.space, waits=self.waiting_for_space())
+
+
+    def _prune_done(self) -> None:
+        """Archived inputs past VOICE_DAEMON_DONE_RETENTION_DAYS go (a failure is logged, never fatal)."""
+        days = self.s.done_retention_days
+        try:
+            removed = self.pruner.prune(self.spool.done, days)
+        except OSError as exc:
+            self.log.warning("spool.done_prune_error", error=f"{type(exc).__name__}: {exc}", folder=str(self.spool.done))
+            return
+        if removed:
+            self.log.info("spool.done_pruned", removed=len(removed), older_than_days=days, oldest=removed[0])
 
 
 def _is_shutdown(exc: BaseException) -> bool:

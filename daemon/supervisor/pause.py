@@ -24,7 +24,15 @@ class Pausing:
         err = disk_full_error(exc)
         if err is None and (not _unexplained(exc) or self.space.low() is None):
             return False  # libsndfile's "System error." counts as a full disk only where one is
+        if err is not None and err.filename and self.space.which(err.filename) is None:
+            # Not this host's outbox or state folder: a cluster node's temporary space.  Pausing here
+            # would not free it; the attempt fails (counted, so a node that stays full cannot hold the
+            # job for ever) with the path in its cause, and the operator is told where.
+            self.report.job(job).log.warning("job.node_out_of_space", path=str(err.filename),
+                                             cause=(err.strerror or "").lower())
+            return False
         full = self._pause(err)
+        self._grow_need(job, full.folder)  # its estimate was short: it waits for more the next time
         why = f"{full.reason}; tried again when there is space"
         if job.state in (JobState.RUNNING, JobState.COMMITTING):  # committing: nothing reached the outbox
             try:

@@ -20,7 +20,7 @@ from typing import Callable, Iterable, Protocol
 
 from daemon import log
 from daemon.capabilities import Capabilities
-from daemon.engines import capabilities as engine_capabilities
+from daemon.engines import abilities
 from daemon.spool import error_report_path
 from daemon.spool.space import free_bytes
 
@@ -37,7 +37,7 @@ class Reporter:
     def __init__(self, settings, notifier, metrics, *, monotonic: Callable[[], float] = time.monotonic,
                  observers: Iterable[JobObserver] = (), capabilities: Capabilities | None = None):
         self.s, self.notifier, self.metrics = settings, notifier, metrics
-        self.capabilities = capabilities or engine_capabilities(settings)
+        self.capabilities = capabilities or abilities(settings.engine)
         self.monotonic = monotonic
         self.observers = list(observers)
         self.log = log.get("supervisor")
@@ -81,9 +81,10 @@ class Reporter:
         self._jobs.pop(job.id, None)
 
     # --- the daemon's figures ------------------------------------------------------
-    def turn(self, *, queued: int, running: int, pool_stats: dict, space=None) -> None:
+    def turn(self, *, queued: int, running: int, pool_stats: dict, space=None, waits: list[dict] = ()) -> None:
         """Once per turn of the loop: metrics, the watchdog heartbeat when due, the STATUS line.
-        ``space``: the daemon's ``Space`` (which folder is full, if any)."""
+        ``space``: the daemon's ``Space`` (which folder is full, if any); ``waits``: the files and
+        jobs waiting for room (``room.py``)."""
         self._turn_at = self.monotonic()
         self.metrics.set_queue(queued)
         self.metrics.set_in_flight(running)
@@ -93,10 +94,13 @@ class Reporter:
         if space is not None:
             self.metrics.observe_space({name: free_bytes(path) for name, path in space.folders.items()},
                                        {name: full.reason for name, full in space.full.items()})
+        self.metrics.observe_waits(list(waits))
         self.heartbeat()  # WATCHDOG=1 when due: proves this loop is not stuck
         status = (f"{queued} queued, {running} converting, {self.counts['done']} done, "
                   f"{self.counts['failed']} failed; workers {pool_stats.get('ready', '?')}/"
                   f"{pool_stats.get('workers', '?')} ready")
+        if waits:
+            status = f"{status}; {len(waits)} waiting for space"
         if paused:
             status = f"paused, {paused}; {status}"
         if status != self._last_status:

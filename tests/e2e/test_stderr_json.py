@@ -3,7 +3,8 @@
 Real processes each time: what used to print plain lines was numpy (a NaN/Inf input through the
 `shift` engine), torch (loading a Silero model: the stand-in of tests/helpers/fake_silero.py is a
 real torch.package), watchdog's stdlib logging, and multiprocessing's resource tracker (a worker
-killed while tqdm's semaphore existed).
+killed while tqdm's semaphore existed), and the status server's clients that hang up early, stall or
+send something that is not HTTP.
 """
 
 from __future__ import annotations
@@ -11,14 +12,18 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import textwrap
+import urllib.request
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 from test_daemon import cut
+from test_faults import free_port
 
 from helpers import live_in_group, wait_until
 from helpers.fake_silero import build_fake_silero
@@ -134,3 +139,42 @@ def test_the_shift_engine_takes_nan_and_inf_without_a_numpy_warning(speech_dir):
             y = shift_voice(x, rate, 4.0, 1.15)
             assert len(y) == len(x) and y.dtype == np.float32 and np.isfinite(y).all()
         assert np.mean(np.abs(shift_voice(audio, rate, 4.0, 1.15)) > 0.99) < 0.001
+
+
+def _hang_up(port: int, request: bytes) -> None:
+    """Send ``request`` and close at once with a reset (SO_LINGER 0), before the answer comes."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.sendall(request)
+    s.close()
+
+
+def test_clients_that_hang_up_stall_or_send_garbage_log_a_bounded_number_of_json_events(daemon):
+    """A client that closed its connection before /healthz was answered printed a traceback on
+    stderr (BrokenPipeError through socketserver's handle_error): 20 such clients, 416 plain lines."""
+    from daemon.metrics import CLIENT_ERROR_BURST, IDLE_TIMEOUT_SECONDS
+
+    port = free_port()
+    d = daemon(metrics_addr=f"127.0.0.1:{port}", workers=1)
+    d.start()
+    # Two clients that connect and say nothing: dropped after the idle timeout, one event each.
+    stalled = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(2)]
+    timed_out = lambda: [e for e in d.events("http.client_error") if "timed out" in e["error"]]  # noqa: E731
+    wait_until(lambda: len(timed_out()) == 2, IDLE_TIMEOUT_SECONDS * 6, message="both stalled clients dropped")
+    for s in stalled:
+        s.close()
+    for i in range(60):  # then a flood: hang-ups before the answer, and requests that are not HTTP
+        if i % 3 == 2:
+            _hang_up(port, b"\x00\xff not http at all\r\n\r\n")
+        else:
+            _hang_up(port, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n" if i % 2 else b"GET /healthz HTTP/1.0\r\n\r\n")
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=30) as r:  # still answering
+        assert r.status in (200, 503)
+    assert d.stop() == 0
+    assert not_json(d.text()) == []
+    errors = d.events("http.client_error")
+    # The flood was heard (a reset, a broken pipe or a 400), and held to the burst per window.
+    assert len(errors) > 2, d.text()[-3000:]
+    assert len(errors) <= CLIENT_ERROR_BURST, [e["error"] for e in errors]
+    assert all(e["level"] == "info" and e["client"] == "127.0.0.1" for e in errors)
+    assert "Traceback" not in d.text()

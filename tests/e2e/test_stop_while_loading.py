@@ -3,7 +3,10 @@
 The real `voice-daemon run` / `convert` processes load the real resynth engine; its Silero TTS
 model is the test stand-in (tests/helpers/fake_silero.py, a real torch.package) made to take
 60 s to load, longer than systemd's patience with a stop (TimeoutStopSec=90 less the grace).
-Each worker notes its pid in a file as that load begins: the signal is sent only then.
+Each worker notes its pid in a file as that load begins: the signal is sent only then.  "At once"
+is measured by what happened, not by a clock (a loaded machine makes any number of seconds wrong):
+the program and every process of its group were gone while the load was still running (no worker
+noted its end, none reported ready).
 """
 
 from __future__ import annotations
@@ -12,7 +15,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -22,8 +24,10 @@ from helpers.fake_silero import build_fake_silero
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKERS = 2
-LOAD_SECONDS = 60
-STOP_WITHIN = 5.0  # seconds from the signal to the program's exit
+LOAD_SECONDS = 120
+#: Only how long the test waits for the exit before calling it hung: whether the exit came "at once"
+#: is judged by the load not having ended, however slow the machine.
+GIVE_UP_AFTER = LOAD_SECONDS * 0.75
 
 
 @pytest.fixture
@@ -50,7 +54,9 @@ def loading_pids(marker: Path) -> list[int]:
 
 def stop_while_loading(args: list[str], env: dict, marker: Path, log: Path, sig: int) -> tuple[int, list[int], str]:
     """Start ``voice-daemon *args``, wait until every worker is inside its slow load, send ``sig``;
-    (exit code, the workers' pids, the log).  Fails if the program is not gone within STOP_WITHIN."""
+    (exit code, the workers' pids, the log).  Fails if the program or any process of its group was
+    still there when a worker's load ended, i.e. if it waited for the models instead of stopping."""
+    loaded = Path(f"{marker}.loaded")
     with open(log, "wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "daemon", *args], cwd=ROOT, env=env, stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True)
@@ -61,18 +67,16 @@ def stop_while_loading(args: list[str], env: dict, marker: Path, log: Path, sig:
         workers = loading_pids(marker)
         assert all(os.path.exists(f"/proc/{pid}") for pid in workers)
         proc.send_signal(sig)
-        sent = time.monotonic()
         try:
-            code = proc.wait(STOP_WITHIN)
+            code = proc.wait(GIVE_UP_AFTER)
         except subprocess.TimeoutExpired:
-            pytest.fail(f"still running {STOP_WITHIN} s after the signal:\n{log.read_text()[-3000:]}")
-        assert time.monotonic() - sent < STOP_WITHIN
-        # No orphan: nothing of its process group outlives it (the workers included).  What the
-        # kernel still reaps (a killed worker, multiprocessing's resource tracker seeing its pipe
-        # close) may take a moment on a loaded machine: allowed within the same 5 s.
-        left = STOP_WITHIN - (time.monotonic() - sent)
-        wait_until(lambda: live_in_group(proc.pid) == [], max(0.5, left),
+            pytest.fail(f"still running {GIVE_UP_AFTER} s after the signal:\n{log.read_text()[-3000:]}")
+        # No orphan: nothing of its process group outlives it (the workers included); what the kernel
+        # still reaps (a killed worker, the resource tracker) may take a moment on a loaded machine.
+        wait_until(lambda: live_in_group(proc.pid) == [] or loading_pids(loaded), GIVE_UP_AFTER,
                    message=f"no process of the group left: {live_in_group(proc.pid)}\n{log.read_text()[-3000:]}")
+        assert loading_pids(loaded) == [], "a worker finished loading: the program waited for the models"
+        assert live_in_group(proc.pid) == []
         return code, workers, log.read_text()
     finally:
         if proc.poll() is None or live_in_group(proc.pid):
@@ -98,4 +102,5 @@ def test_ctrl_c_while_the_models_load_stops_convert_at_once(tmp_path, slow_model
         tmp_path / "convert.log", signal.SIGINT)
     assert code == 130, text[-3000:]
     assert "voice-daemon: interrupted" in text
+    assert '"event": "pool.worker_ready"' not in text  # acted on while the models loaded
     assert not out.exists() and not list(tmp_path.glob(".out*"))

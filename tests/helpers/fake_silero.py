@@ -103,6 +103,8 @@ import os as _os, time as _time
 with open({marker!r}, "a") as _f:
     _f.write(f"{{_os.getpid()}}\\n")
 _time.sleep({seconds!r})
+with open({marker!r} + ".loaded", "a") as _f:
+    _f.write(f"{{_os.getpid()}}\\n")
 """
 
 
@@ -110,7 +112,8 @@ def build_fake_silero(path, *, load_seconds: float = 0.0, loading_marker=None) -
     """Write the stand-in model to ``path`` (a ``.pt`` torch.package) and return it.
 
     ``load_seconds``: a model that takes that long to load, appending the loading process's pid
-    to ``loading_marker`` as it begins (lets a test stop a program while its models load)."""
+    to ``loading_marker`` as it begins and to ``loading_marker`` + ``.loaded`` as it ends (lets a test
+    stop a program while its models load, and tell whether it waited for the load)."""
     from torch.package import PackageExporter
 
     path = Path(path)

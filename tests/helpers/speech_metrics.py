@@ -41,7 +41,8 @@ def onset_errors(source: list[float], output: list[float]) -> list[float]:
 
 
 def transcribe(model, audio16k: np.ndarray, language: str = "en") -> str:
-    segments, _ = model.transcribe(audio16k, language=language, beam_size=5, condition_on_previous_text=False)
+    segments, _ = model.transcribe(audio16k, language=language, beam_size=5, condition_on_previous_text=False,
+                                   temperature=0.0)  # no sampling fallback: the same audio, the same words
     return " ".join(s.text.strip() for s in segments)
 
 
@@ -70,7 +71,7 @@ def spoken_onsets(audio16k: np.ndarray, model, language: str, min_pause_ms: int 
     from daemon.engines.resynth.asr import speech_regions
 
     segments, _ = model.transcribe(audio16k, language=language, beam_size=5, word_timestamps=True,
-                                   condition_on_previous_text=False)
+                                   condition_on_previous_text=False, temperature=0.0)
     words = [(w.start, w.end) for s in segments for w in (s.words or [])]
     return [a for a, b in speech_regions(audio16k, min_pause_ms=min_pause_ms)
             if any(min(b, we) - max(a, ws) > -0.3 for ws, we in words)]

@@ -24,7 +24,7 @@ class Clock:
 
 def get(url: str) -> tuple[int, str, str]:
     try:
-        with urllib.request.urlopen(url, timeout=10) as r:
+        with urllib.request.urlopen(url, timeout=60) as r:
             return r.status, r.headers.get("Content-Type", ""), r.read().decode()
     except urllib.error.HTTPError as e:
         return e.code, e.headers.get("Content-Type", ""), e.read().decode()
@@ -69,7 +69,7 @@ def test_openmetrics_on_request(served):
     _m, server, _clock = served
     req = urllib.request.Request(server.url + "/metrics",
                                  headers={"Accept": "application/openmetrics-text; version=1.0.0"})
-    with urllib.request.urlopen(req, timeout=10) as r:
+    with urllib.request.urlopen(req, timeout=60) as r:
         assert r.headers["Content-Type"].startswith("application/openmetrics-text")
         assert r.read().decode().rstrip().endswith("# EOF")
 

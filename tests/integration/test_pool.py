@@ -369,7 +369,7 @@ def test_close_lets_a_running_task_finish_within_grace(make_pool, tmp_path):
     wait_until(lambda: pool.stats()["busy"] == 1, timeout=30)
     closer = threading.Thread(target=pool.close, kwargs={"grace": 60})
     closer.start()
-    wait_until(lambda: pool.stats()["closed"], timeout=10)
+    wait_until(lambda: pool.stats()["closed"], timeout=60)
     gate.touch()
     closer.join(60)
     assert not closer.is_alive()

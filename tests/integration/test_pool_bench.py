@@ -23,10 +23,9 @@ def test_tree_rss_counts_this_process():
 @pytest.mark.slow
 def test_bench_runs_every_mode_and_reports(tmp_path, monkeypatch, capsys, speech_dir):
     monkeypatch.setitem(bench.WORKLOADS, "quick", [("tiny", 8.0, 2), ("longer", 20.0, 1)])
-    monkeypatch.setattr(bench, "SPEECH", speech_dir)
     settings = load_settings(workers=2, sample_rate=16000, chunk_seconds=5.0, log_level="warning")
     out = tmp_path / "bench.json"
-    args = argparse.Namespace(modes=",".join(bench.MODES), quick=True, json=str(out))
+    args = argparse.Namespace(modes=",".join(bench.MODES), quick=True, json=str(out), speech_dir=str(speech_dir))
 
     assert app.cli_bench(settings, args) == 0
 
@@ -55,10 +54,10 @@ def test_bench_runs_every_mode_and_reports(tmp_path, monkeypatch, capsys, speech
 @pytest.mark.slow
 def test_bench_long_runs_both_modes_and_accounts_for_the_stages(tmp_path, monkeypatch, capsys, speech_dir):
 
-    monkeypatch.setattr(bench, "SPEECH", speech_dir)
     settings = load_settings(workers=2, chunk_seconds=10.0, log_level="warning")
     out = tmp_path / "long.json"
-    args = argparse.Namespace(modes=None, json=str(out), workload="long", format="mp3", seconds=150.0)
+    args = argparse.Namespace(modes=None, json=str(out), workload="long", format="mp3", seconds=150.0,
+                              speech_dir=str(speech_dir))
 
     assert app.cli_bench(settings, args) == 0
 

@@ -1,7 +1,7 @@
 """Russian in, Russian out, offline (issue 13): Whisper base (joined from its two packages) → numbers as
 words → Festival's Russian voice → fitted to the source's timeline.  All real models, no network.
 
-Goals measured here: silero_vad_ru.wav re-recognised by the same base model has WER ≤ 0.25 against the
+Goals measured here: silero_vad_ru.wav re-recognised by the same base model has WER ≤ 0.22 against the
 base model's transcript of the source, phrase onsets within 0.25 s, duration exact; in
 silero_vad_ru_num.wav the numbers come back as the same numbers.  One full-minute run; the rest use
 the 6.7 s recording.
@@ -55,7 +55,9 @@ def test_a_minute_of_russian_meets_the_goals(eng, speech_dir):
     errors = onset_errors(spoken_onsets(src16, model, "ru"), onsets(out16, 100))
     print(f"\nWER {rate:.3f}, onset errors {[round(e, 2) for e in errors]}\n  ref: {reference}\n  out: {hyp}")
     print("stage RTF (1 thread):", _stage_rtf(chunks[0]))
-    assert rate <= 0.25, hyp
+    # 0.195 in each of 3 runs (two on a quiet machine, one with both cores kept busy): spread 0.000, the
+    # output is byte-identical whatever the load.  The margin is for another CPU's int8 kernels.
+    assert rate <= 0.22, hyp
     assert max(errors) <= 0.25, errors
     assert len(info["phrases"]) >= 10
     said = [p for p in info["phrases"] if "normalized" in p]

@@ -135,7 +135,7 @@ def test_missing_or_broken_model_is_one_clear_error(tmp_path):
 
     # An id that no server has: here (no network) and in CI (HTTP 404) alike, nothing is fetched.
     with pytest.raises(ModelError) as exc:
-        ResynthEngine(settings(tts_model="v0_xx", model_dir=tmp_path, language="ru", asr_model="none"))
+        ResynthEngine(settings(tts="silero", tts_model="v0_xx", model_dir=tmp_path, language="ru", asr_model="none"))
     msg = str(exc.value)
     assert "VOICE_DAEMON_TTS_MODEL" in msg and str(tmp_path / "v0_xx.pt") in msg
     assert not (tmp_path / "v0_xx.pt").exists() and not list(tmp_path.glob("*.part"))  # nothing half-downloaded

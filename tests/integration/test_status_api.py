@@ -21,7 +21,7 @@ POOL = {"workers": 2, "alive": 2, "ready": 1, "busy": 1, "starting": 1, "restart
 
 
 def get(url: str) -> tuple[int, str, bytes]:
-    with urllib.request.urlopen(url, timeout=10) as r:
+    with urllib.request.urlopen(url, timeout=60) as r:
         return r.status, r.headers.get("Content-Type", ""), r.read()
 
 

@@ -78,9 +78,10 @@ def test_a_blocked_output_path_fails_at_once_naming_the_file(settings, speech_di
     assert (Path(settings.outbox) / "z.wav").read_bytes() == b"an earlier output"
 
 
-def test_a_full_state_disk_pauses_intake_and_resumes_by_itself(settings, speech_dir):
-    """Fault 7 (the state folder): a claim that cannot write its job there pauses intake, /healthz
-    says why, and the files are taken once space returns; nothing fails."""
+def test_a_full_state_disk_holds_the_files_that_do_not_fit_and_takes_them_once_there_is_room(settings, speech_dir):
+    """Fault 7 (the state folder): files whose work files do not fit what the state folder has free
+    stay in the inbox, /healthz says which waits for how much in which folder, and they are taken
+    once space returns; nothing fails."""
     state = Path(settings.state_dir)
     with tmpfs(state, "4m"):
         (state / "marks").mkdir()
@@ -89,16 +90,21 @@ def test_a_full_state_disk_pauses_intake_and_resumes_by_itself(settings, speech_
             filler = fill(state)
             for name in ("a.wav", "b.wav"):
                 drop(speech_dir, settings, name)
-            wait_until(lambda: run.sup.space.paused, 60)
+            wait_until(lambda: sorted(w.input for w in run.sup.waits.values()) == ["a.wav", "b.wav"], 60)
             metrics = run.sup.report.metrics
-            wait_until(lambda: "paused" in run.sup.report._last_status, 30)
+            wait_until(lambda: "2 waiting for space" in run.sup.report._last_status, 30)
             ok, health = metrics.health()
-            assert not ok and health["status"] == "paused"
-            assert any(f"the state folder {state} is full: no space left on device" in p for p in health["problems"])
+            assert not ok and health["status"] == "waiting_for_space"
+            waits = {w["input"]: w for w in health["waiting_for_space"]}
+            assert waits["a.wav"]["folder"] == "state" and waits["a.wav"]["path"] == str(state)
+            assert waits["a.wav"]["needs_bytes"] > waits["a.wav"]["free_bytes"] == 0
+            assert any(p.startswith("a.wav waits for space: its work files need about") for p in health["problems"])
+            assert json.loads((state / "space.json").read_text())["waiting_for_space"][0]["folder"] == "state"
             assert sorted(p.name for p in Path(settings.inbox).iterdir()) == ["a.wav", "b.wav"]  # not taken
             filler.unlink()
             wait_until(lambda: sorted(p.name for p in Path(settings.outbox).iterdir()) == ["a.wav", "b.wav"], 90)
-            assert not run.sup.space.paused and metrics.health()[0]
+            wait_until(lambda: metrics.health()[0], 30)
+            assert not run.sup.waits
         finally:
             assert run.stop() == 0
         assert list(Path(settings.failed_dir).iterdir()) == [] and list((state / "work").iterdir()) == []

@@ -1,4 +1,4 @@
-"""systemd/voice-daemon.service: verified, scored, and its seccomp rules tried on the real workload.
+"""daemon/deploy/voice-daemon.service: verified, scored, and its seccomp rules tried on the real workload.
 
 No systemd runs as PID 1 here, so the unit cannot be started.  `systemd-analyze`
 checks it offline, and the two directives that can break torch (SystemCallFilter=,
@@ -21,7 +21,7 @@ import pytest
 import soundfile as sf
 
 ROOT = Path(__file__).resolve().parents[2]
-UNIT = ROOT / "systemd" / "voice-daemon.service"
+UNIT = ROOT / "daemon" / "deploy" / "voice-daemon.service"
 MAX_EXPOSURE = 2.5
 # The issue's hardening list: each must pass `systemd-analyze security`'s own check.
 REQUIRED_HARDENING = [
@@ -52,7 +52,7 @@ def unit_directives(text: str) -> dict[str, list[str]]:
 
 def runnable_copy(tmp_path: Path) -> Path:
     """The unit with ExecStart= at a binary that exists here (verify checks that it does)."""
-    from daemon.systemd import render_unit
+    from daemon.deploy.install import render_unit
 
     script = ROOT / ".venv" / "bin" / "voice-daemon"
     command = f"{script} run" if script.is_file() else f"{sys.executable} -m daemon run"
@@ -117,7 +117,7 @@ def test_unit_has_what_the_issue_asks():
     assert "-/etc/voice-daemon/voice-daemon.env" in d["EnvironmentFile"]
     assert one.get("DynamicUser") == "yes" or one.get("User")
     assert one["StateDirectory"] == "voice-daemon" and d["ReadWritePaths"]
-    assert one["ExecStart"] == "/opt/voice-daemon/.venv/bin/voice-daemon run"
+    assert one["ExecStart"] == "/opt/voice-daemon/venv/bin/voice-daemon run"
     assert one["CapabilityBoundingSet"] == "" and one["SystemCallFilter"] == "@system-service"
     # EnvironmentFile= must come after Environment= to override the defaults set there
     text = UNIT.read_text()
@@ -304,8 +304,8 @@ def _unit_says(key: str, value: str) -> bool:
     return unit_directives(UNIT.read_text()).get(key, [""])[-1] == value
 
 
-# --- the worker node's unit (systemd/voice-daemon-worker.service) -------------------------
-WORKER_UNIT = ROOT / "systemd" / "voice-daemon-worker.service"
+# --- the worker node's unit (daemon/deploy/voice-daemon-worker.service) -------------------------
+WORKER_UNIT = ROOT / "daemon" / "deploy" / "voice-daemon-worker.service"
 #: Directives both units must set alike: the worker node is hardened as the daemon is.
 SHARED_HARDENING = [
     "NoNewPrivileges", "ProtectSystem", "ProtectHome", "PrivateTmp", "PrivateDevices", "DevicePolicy",
@@ -317,12 +317,12 @@ SHARED_HARDENING = [
 ]
 
 
-SCHEDULER_UNIT = ROOT / "systemd" / "voice-daemon-scheduler.service"
+SCHEDULER_UNIT = ROOT / "daemon" / "deploy" / "voice-daemon-scheduler.service"
 
 
 def runnable_cluster_copy(tmp_path: Path, unit: Path) -> Path:
     """The worker's or the scheduler's unit with ExecStart= at programs that exist here."""
-    from daemon.systemd import render_unit
+    from daemon.deploy.install import render_unit
 
     bin_dir = Path(sys.executable).parent
     if unit == WORKER_UNIT:
@@ -350,11 +350,11 @@ def test_cluster_units_are_hardened_as_the_daemon():
     worker = {k: v[-1] for k, v in unit_directives(WORKER_UNIT.read_text()).items()}
     scheduler = {k: v[-1] for k, v in unit_directives(SCHEDULER_UNIT.read_text()).items()}
     main = {k: v[-1] for k, v in unit_directives(UNIT.read_text()).items()}
-    assert worker["ExecStart"] == "/opt/voice-daemon/.venv/bin/voice-daemon worker"
+    assert worker["ExecStart"] == "/opt/voice-daemon/venv/bin/voice-daemon worker"
     assert worker["Restart"] == "on-failure" and worker["KillMode"] == "mixed" and worker["OOMPolicy"] == "continue"
     assert "-/etc/voice-daemon/voice-daemon.env" in unit_directives(WORKER_UNIT.read_text())["EnvironmentFile"]
     assert {k: worker.get(k) for k in SHARED_HARDENING} == {k: main.get(k) for k in SHARED_HARDENING}
-    assert scheduler["ExecStart"].startswith("/opt/voice-daemon/.venv/bin/dask scheduler ")
+    assert scheduler["ExecStart"].startswith("/opt/voice-daemon/venv/bin/dask scheduler ")
     assert "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES=0" in unit_directives(SCHEDULER_UNIT.read_text())["Environment"]
     same = [k for k in SHARED_HARDENING if k != "UMask"]
     assert {k: scheduler.get(k) for k in same} == {k: main.get(k) for k in same}

@@ -33,3 +33,9 @@ def test_bench_without_recordings_is_a_usage_error(tmp_path):
     assert proc.returncode == 2
     (line,) = proc.stderr.strip().splitlines()
     assert line.startswith(f"voice-daemon bench: no recordings at {missing}; pass --speech-dir DIR")
+
+
+def test_bench_looks_for_recordings_only_where_told():
+    proc = vd("bench", "--quick")
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("voice-daemon bench: no recordings given: pass --speech-dir DIR")

@@ -25,10 +25,10 @@ def test_the_summary_counts_in_words():
 
 
 def test_voices_each_engine_accepts():
-    silero = Settings(engine="resynth")
+    silero = Settings(engine="resynth", tts="silero")
     assert voice_problem(silero, "aidar") is None
     assert "valid: aidar, baya, kseniya, xenia, eugene, random" in voice_problem(silero, "nobody")
-    own = Settings(engine="resynth", tts_model="/models/my-silero.pt")
+    own = Settings(engine="resynth", tts="silero", tts_model="/models/my-silero.pt")
     assert voice_problem(own, "anyone") is None  # only loading that model can tell: the worker checks
     piper = Settings(engine="resynth", tts="piper")
     assert voice_problem(piper, "en_US-joe-medium") is None
@@ -40,9 +40,9 @@ def test_voices_each_engine_accepts():
 
 def test_check_voice_names_the_flag_or_the_variable():
     with pytest.raises(UsageError, match=r"^--voice nobody: not a speaker"):
-        check_voice(Settings(engine="resynth", voice="nobody"), "nobody")
+        check_voice(Settings(engine="resynth", tts="silero", voice="nobody"), "nobody")
     with pytest.raises(SettingsError, match=r"^VOICE_DAEMON_VOICE=nobody: must be a voice the engine has"):
-        check_voice(Settings(engine="resynth", voice="nobody"))
+        check_voice(Settings(engine="resynth", tts="silero", voice="nobody"))
     check_voice(Settings(engine="shift", voice="nobody"))  # a label for shift: fine from the environment
     check_voice(Settings(engine="resynth", tts="piper"))   # Piper with the default voice
 

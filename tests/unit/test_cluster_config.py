@@ -77,13 +77,13 @@ def test_status_says_where_the_tasks_run(tmp_path):
     env = {"VOICE_DAEMON_STATE_DIR": str(tmp_path / "state"), "VOICE_DAEMON_INBOX": str(tmp_path / "in"),
            "VOICE_DAEMON_OUTBOX": str(tmp_path / "out"), "VOICE_DAEMON_FAILED_DIR": str(tmp_path / "failed")}
     local = vd("status", **env, VOICE_DAEMON_WORKERS="3")
-    assert local.returncode == 0 and "backend:     local pool of 3 worker process(es)" in local.stdout
+    assert local.returncode == 3 and "backend:     local pool of 3 worker process(es)" in local.stdout
     # Nothing listens on this port: the scheduler is reported unreachable, status still answers.
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     away = vd("status", "--json", **env, VOICE_DAEMON_BACKEND="dask", VOICE_DAEMON_DASK_SCHEDULER=f"tcp://127.0.0.1:{port}")
-    assert away.returncode == 0, away.stderr
+    assert away.returncode == 3, away.stderr  # no daemon runs: status still answers, exits 3
     backend = json.loads(away.stdout)["backend"]
     assert backend["backend"] == "dask" and backend["scheduler"] == f"tcp://127.0.0.1:{port}"
     assert backend["reachable"] is False and backend["error"]

@@ -146,10 +146,10 @@ def _sidecar(tmp_path: Path) -> Path:
 
 
 def _unit_file(tmp_path: Path) -> Path:
-    from daemon import systemd
+    from daemon.deploy import install
 
     path = tmp_path / "units" / "voice-daemon.service"
-    systemd._write(path, "[Service]\n", mode=0o644)
+    install._write(path, "[Service]\n", mode=0o644)
     return path
 
 

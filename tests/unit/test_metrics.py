@@ -187,3 +187,16 @@ def test_a_full_folder_pauses_health_and_shows_in_the_disk_figures():
     m.observe_space({"outbox": 9_000_000, "state": 5_000_000}, {})
     assert m.health()[0] and value(m, "voice_daemon_intake_paused") == 0
     assert value(m, "voice_daemon_disk_full", folder="outbox") == 0
+
+
+def test_the_throttle_holds_back_beyond_its_burst_and_says_how_many_it_held():
+    from daemon.log import Throttle
+
+    now = [0.0]
+    t = Throttle(burst=3, window=60.0, clock=lambda: now[0])
+    assert [t.allow() for _ in range(5)] == [(True, 0)] * 3 + [(False, 0)] * 2
+    now[0] = 59.9
+    assert t.allow() == (False, 0)
+    now[0] = 60.0  # a new window: the first one logged carries the three held back
+    assert t.allow() == (True, 3)
+    assert t.allow() == (True, 0)

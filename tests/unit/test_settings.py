@@ -91,6 +91,8 @@ def test_bad_values_are_said_as_a_person_would(env, var, value, says):
 def test_rate_the_engine_cannot_produce(env):
     env.setenv("VOICE_DAEMON_ENGINE", "resynth")
     env.setenv("VOICE_DAEMON_SAMPLE_RATE", "22050")
+    assert load_settings().tts == "auto"  # the default: whatever it picks is resampled when needed
+    env.setenv("VOICE_DAEMON_TTS", "silero")
     with pytest.raises(SettingsError, match="VOICE_DAEMON_SAMPLE_RATE=22050: must be 8000, 24000 or 48000 with "
                                             "VOICE_DAEMON_ENGINE=resynth and VOICE_DAEMON_TTS=silero"):
         load_settings()

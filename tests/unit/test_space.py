@@ -86,3 +86,31 @@ def test_a_folder_full_again_soon_after_it_came_back_is_looked_at_less_often(tmp
     assert delays == [1.0, 2.0, 4.0, 8.0, 8.0]
     clock.now += 61
     assert space.mark(enospc).delay == 1.0  # long after: a new story
+
+
+def test_a_full_disk_on_a_cluster_node_fails_the_attempt_and_pauses_nothing_here(tmp_path):
+    """ENOSPC in a path that is neither this host's outbox nor its state folder (a Dask node's
+    temporary space): pausing this daemon would not free it, so the attempt fails with its cause."""
+    from types import SimpleNamespace
+
+    from structlog.testing import capture_logs
+
+    from daemon.errors import TaskError
+    from daemon.supervisor.pause import Pausing
+    from daemon.supervisor.report import Reporter
+
+    class Sup(Pausing):
+        space = Space({"outbox": tmp_path / "outbox", "state": tmp_path / "state"})
+        report = Reporter(SimpleNamespace(engine="resynth", voice="kseniya"), None, None)
+
+    job = SimpleNamespace(id="j1", rel="a.wav", voice=None, attempts=1)
+    try:
+        raise TaskError("the task failed", kind="exception") from OSError(errno.ENOSPC, "No space left on device",
+                                                                           "/tmp/dask-scratch/x.npy")
+    except TaskError as exc:
+        err = exc
+    with capture_logs() as logs:
+        assert Sup()._out_of_space(job, err) is False
+    assert not Sup.space.paused
+    (event,) = [e for e in logs if e["event"] == "job.node_out_of_space"]
+    assert event["path"] == "/tmp/dask-scratch/x.npy" and event["cause"] == "no space left on device"

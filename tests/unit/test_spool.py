@@ -25,7 +25,7 @@ def make_settings(tmp_path: Path, **kw) -> Settings:
 
 @pytest.fixture
 def spool(tmp_path):
-    sp = Spool(make_settings(tmp_path), capabilities=capabilities(make_settings(tmp_path)))
+    sp = Spool(make_settings(tmp_path), capabilities=capabilities(make_settings(tmp_path), voices={"baya", "kseniya"}))
     sp.ensure_dirs()
     return sp
 
@@ -115,7 +115,15 @@ def test_the_voices_a_folder_may_name_are_given_by_the_builder(tmp_path):
     assert sp.claim(drop(sp, "bob")).voice is None  # a file, not a folder
     default = Spool(make_settings(tmp_path / "2", voice="alice"))  # without capabilities=: the configured one
     assert default.capabilities.voice_folders == {"alice"}
-    assert {"alice", "baya", "kseniya"} <= voice_folders(default.s)  # what the daemon passes
+    assert {"alice", "baya", "kseniya"} <= voice_folders(default.s)  # what the daemon passes (`shift`: labels)
+
+
+def test_voice_folders_offer_only_the_voices_a_model_has(tmp_path):
+    model = tmp_path / "v4_ru.pt"
+    silero = make_settings(tmp_path, engine="resynth", tts="silero", tts_model=str(model), voice="alice")
+    assert "aidar" not in voice_folders(silero)  # no Silero model file: no Silero speaker is offered
+    model.write_bytes(b"present")  # only presence is looked at here; the worker loads and checks it
+    assert {"alice", "aidar", "baya", "kseniya"} <= voice_folders(silero)
 
 
 def test_transcripts_travel_with_their_audio(spool):
@@ -662,11 +670,11 @@ def test_status_never_fails_on_the_spool(spool, tmp_path):
     for args in (["--json"], []):
         proc = subprocess.run([sys.executable, "-m", "daemon", "status", *args], env=env, capture_output=True,
                               timeout=60)
-        assert proc.returncode == 0 and proc.stderr == b"", proc.stderr
+        assert proc.returncode == 3 and proc.stderr == b"", proc.stderr  # 3: no daemon runs
         out[bool(args)] = proc.stdout.decode("utf-8")  # strict: raw non-UTF-8 bytes would raise here
     st = json.loads(out[True])
     assert "damaged:     2" in out[False]
-    assert st["inbox_waiting"] == 1 and st["failed_inputs"] == ["caf\\xe9-\\xff.wav"]
+    assert st["inbox_waiting"] == 1 and [f["input"] for f in st["latest_failed"]] == ["caf\\xe9-\\xff.wav"]
     assert [q["input"] for q in st["queued"]] == ["caf\\xe9-\\xff.wav"]
     assert sorted(d["reason"] for d in st["damaged"]) == ["it holds a JSON list, not an object",
                                                          "its job manifest was lost"]
@@ -721,7 +729,7 @@ def test_status_counts_every_state(spool):
     assert st["inbox_waiting"] == 1
     assert [j["job_id"] for j in st["queued"]] == [queued.id]
     assert [j["job_id"] for j in st["in_flight"]] == [running.id]
-    assert st["done"] == 1 and st["failed"] == 1 and st["failed_inputs"] == ["f.wav"]
+    assert st["done"] == 1 and st["failed"] == 1 and [f["input"] for f in st["latest_failed"]] == ["f.wav"]
     assert st["running_pid"] is None
 
 

@@ -20,6 +20,10 @@ MIN_PAUSE_MS = 200
 MAX_PHRASE_S = 8.0
 #: Words farther than this from any speech region (edge to edge) are taken for hallucinations.
 MAX_WORD_DISTANCE = 2.0
+#: Beam search only: faster-whisper's fallback to sampling at higher temperatures draws from
+#: CTranslate2's per-thread generator, seeded at random and never reset, so the words (and what
+#: is spoken) would change from run to run and with what the worker recognised before.
+DECODE_TEMPERATURE = 0.0
 #: Words this close to each other belong to one phrase, wherever Whisper put them.
 WORD_GAP = 0.3
 
@@ -51,7 +55,7 @@ class Recognizer:
         """Words with times (seconds) and the language."""
         segments, info = self.model.transcribe(
             audio16k, language=self.language, word_timestamps=True, beam_size=5,
-            vad_filter=False, condition_on_previous_text=False)
+            vad_filter=False, condition_on_previous_text=False, temperature=DECODE_TEMPERATURE)
         out = []
         for seg in segments:
             for w in seg.words or []:

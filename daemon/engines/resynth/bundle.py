@@ -25,7 +25,7 @@ from daemon.models.loaders import set_threads
 @dataclass(frozen=True)
 class ResynthModels:
     settings: Any
-    tts: Any                  # SileroTTS, PiperTTS, FestivalTTS or EspeakTTS
+    tts: Any                  # SileroTTS, PiperTTS, RHVoiceTTS, FestivalTTS or EspeakTTS
     stresser: Stresser | None
     asr: Any | None           # Recognizer, or None with VOICE_DAEMON_ASR_MODEL=none
 
@@ -44,7 +44,7 @@ class ResynthModels:
         return models
 
     def _warm_up(self) -> None:
-        word = "Привет." if self.tts.name in ("silero", "festival") else "Hello."
+        word = "Привет." if self.tts.name in ("silero", "festival", "rhvoice") else "Hello."
         self.tts.synthesize(self.stresser(word) if self.stresser else word,
                             self.tts.check_voice(self.settings.voice))
         if self.asr is not None:

@@ -30,6 +30,8 @@ ESPEAK_MAX_CHARS = 2000
 WORDS_PER_MINUTE = 165
 #: Voice by language when LANGUAGE=auto and the text's language is not known.
 FALLBACK = ("ru", "en")
+#: espeak-ng's female variant, added to the language for a female Silero name (the default ``kseniya``).
+FEMALE = "+f3"
 
 
 class EspeakTTS:
@@ -53,9 +55,12 @@ class EspeakTTS:
         return [code for code, _ in system_tts.espeak_voices()]
 
     def check_voice(self, voice: str) -> str:
-        """An espeak-ng language code; "" (by language) for a Silero speaker name, the default voice."""
+        """An espeak-ng language code; "" (by language) for a Silero speaker name, the default voice,
+        with espeak-ng's female variant (``+f3``) for a female one."""
         if voice in SILERO_SPEAKERS or not voice:
-            return ""
+            from daemon.models.voices import SILERO_SEX
+
+            return FEMALE if SILERO_SEX.get(voice) == "female" else ""
         code = system_tts.espeak_voice(voice)
         if code is None:
             raise ModelError(f"{self.variable}={voice}: not an espeak-ng voice; valid: a language code "
@@ -63,12 +68,12 @@ class EspeakTTS:
         return code
 
     def voice_for(self, voice: str, text: str, language: str | None) -> str:
-        if voice:
+        if voice and voice != FEMALE:
             return voice
         for lang in (self.language, language):
             if lang and lang != "auto" and system_tts.espeak_voice(lang):
-                return system_tts.espeak_voice(lang)
-        return FALLBACK[0] if textmod.has_cyrillic(text) else FALLBACK[1]
+                return system_tts.espeak_voice(lang) + voice
+        return (FALLBACK[0] if textmod.has_cyrillic(text) else FALLBACK[1]) + voice
 
     def synthesize(self, text: str, voice: str, *, length: float = 1.0, language: str | None = None) -> np.ndarray:
         from daemon.engines.resynth.tts import join_pieces

@@ -163,6 +163,12 @@ class FestivalTTS:
         self._dir = tempfile.mkdtemp(prefix="voice-daemon-festival-")
         self.process = FestivalProcess(self.voice, self._dir)
         self._finalizer = weakref.finalize(self, _cleanup, self.process, self._dir)
+        if settings.voice in SILERO_SPEAKERS and self.voice != settings.voice:
+            from daemon.models.voices import SILERO_SEX
+
+            log.get().info("tts.voice_mapped", asked=settings.voice, voice=self.voice, sex="male",
+                           why="a Silero voice: Festival's Russian voice" + (
+                               " (no female Festival voice is installed)" if SILERO_SEX[settings.voice] == "female" else ""))
         t0 = time.perf_counter()
         self.process.start()
         log.get().info("model.loaded", model="tts", kind="festival", voice=self.voice, festival_pid=self.process.pid,

@@ -106,6 +106,9 @@ def stretch(audio: np.ndarray, rate: int, factor: float, pitch=None) -> np.ndarr
         for t, hz in zip(*pitch):
             call(tier, "Add point", float(t), float(hz))
         call([manip, tier], "Replace pitch tier")
+    # Overlap-add draws random numbers for unvoiced stretches: a fixed seed per phrase makes the
+    # result independent of what the worker ran before (as the shift engine does per chunk).
+    parselmouth.praat.run("random_initializeWithSeedUnsafelyButPredictably (1)")
     out = call(manip, "Get resynthesis (overlap-add)")
     return np.asarray(out.values[0], dtype=np.float32)
 

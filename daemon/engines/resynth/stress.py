@@ -16,7 +16,9 @@ def stress_needed(settings) -> bool:
         return True
     if settings.stress == "off":
         return False
-    return settings.tts == "silero" and settings.language in ("ru", "auto")
+    from daemon.models.voices import tts_of
+
+    return tts_of(settings) == "silero" and settings.language in ("ru", "auto")
 
 
 class Stresser:

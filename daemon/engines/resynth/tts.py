@@ -1,5 +1,5 @@
-"""Speech synthesis backends: Silero (torch.package) and Piper (onnxruntime); Festival and espeak-ng
-live beside them (``festival.py``, ``espeak.py``).
+"""Speech synthesis backends: Silero (torch.package) and Piper (onnxruntime); RHVoice, Festival and
+espeak-ng live beside them (``rhvoice.py``, ``festival.py``, ``espeak.py``).
 
 A backend turns text into mono float32 audio at its native rate.  Text goes to
 the model in pieces below its per-call limit (``text.split_text``), joined by a
@@ -103,8 +103,11 @@ class PiperTTS:
         from piper.config import SynthesisConfig
 
         base = self.voice.config.length_scale or 1.0
+        # No noise: the voice's random draws come from one generator per onnxruntime session that
+        # no seed resets, so with noise a phrase would sound different after other jobs (or on
+        # another worker).  Without it the same text always gives the same samples.
         cfg = SynthesisConfig(speaker_id=self._ids.get(voice), length_scale=base * length,
-                              normalize_audio=False)
+                              noise_scale=0.0, noise_w_scale=0.0, normalize_audio=False)
         parts = []
         for piece in textmod.split_text(textmod.strip_stress(text), self.max_chars):
             for chunk in self.voice.synthesize(piece, cfg):
@@ -131,12 +134,21 @@ def join_pieces(parts: list[np.ndarray], rate: int) -> np.ndarray:
 
 
 def load_backend(settings):
-    if settings.tts == "festival":
+    """The synthesiser VOICE_DAEMON_TTS names, or the one ``auto`` picks here (logged as ``tts.chosen``)."""
+    from daemon.models.voices import choose
+
+    tts, why = choose(settings)
+    log.get().info("tts.chosen", tts=tts, why=why, voice=settings.voice)
+    if tts == "rhvoice":
+        from daemon.engines.resynth.rhvoice import RHVoiceTTS
+
+        return RHVoiceTTS(settings)
+    if tts == "festival":
         from daemon.engines.resynth.festival import FestivalTTS
 
         return FestivalTTS(settings)
-    if settings.tts == "espeak":
+    if tts == "espeak":
         from daemon.engines.resynth.espeak import EspeakTTS
 
         return EspeakTTS(settings)
-    return PiperTTS(settings) if settings.tts == "piper" else SileroTTS(settings)
+    return PiperTTS(settings) if tts == "piper" else SileroTTS(settings)
