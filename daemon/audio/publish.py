@@ -60,11 +60,19 @@ def publish_file(src: str | Path, output: str | Path) -> Path:
     return out
 
 
-def write_sidecar(out: Path, phrases: list[dict], models: list[dict]) -> str | None:
-    """For engines that report phrases (resynth): ``NAME.json`` beside the output."""
-    if not phrases and not models:
+def write_sidecar(out: Path, phrases: list[dict], models: list[dict], speakers: dict | None = None) -> str | None:
+    """For engines that report phrases (resynth) or a file whose speakers were found:
+    ``NAME.json`` beside the output (``speakers``: its ``speakers`` and ``turns`` lists)."""
+    if not phrases and not models and not speakers:
         return None
     path = Path(out).with_suffix(".json")
-    durable.write_text(path, json.dumps({"output": Path(out).name, "phrases": phrases, "models": models},
-                                        ensure_ascii=False, indent=2), tmp=path.with_name(f".{path.name}.tmp"))
+    body = {"output": Path(out).name, **(speakers or {}), "phrases": phrases, "models": models}
+    durable.write_text(path, json.dumps(body, ensure_ascii=False, indent=2), tmp=path.with_name(f".{path.name}.tmp"))
+    return str(path)
+
+
+def write_rttm(out: Path, text: str) -> str:
+    """``NAME.rttm`` beside the output (the speakers' turns, NIST RTTM)."""
+    path = Path(out).with_suffix(".rttm")
+    durable.write_text(path, text, tmp=path.with_name(f".{path.name}.tmp"))
     return str(path)

@@ -21,6 +21,7 @@ from daemon.engines.resynth.asr import ASR_RATE, group_phrases
 from daemon.engines.resynth.bundle import ResynthModels
 from daemon.engines.resynth.text import clean
 from daemon.engines.resynth.transcript import is_timed
+from daemon.engines.voices import turn_of
 from daemon.errors import InputError
 
 #: Level for a phrase whose source slot is silent (a transcript cue over music, say).
@@ -65,10 +66,14 @@ class ResynthEngine:
         phrases = self._phrases(audio, sample_rate, hints, seconds)
         out = np.zeros(len(audio), dtype=np.float32)
         starts, ends = [p["start"] for p in phrases], [p["end"] for p in phrases]
-        done = []
+        done, turns = [], (hints or {}).get("speakers") or []
+        voices = {t["voice"]: self.tts.check_voice(t["voice"]) for t in turns}
         for i, ph in enumerate(phrases):
-            done.append(self._render(ph, fitmod.room(starts, i, total, ends), audio, sample_rate, speaker, out,
-                                     seconds))
+            turn = turn_of(turns, ph["start"], ph["end"])
+            done.append(self._render(ph, fitmod.room(starts, i, total, ends), audio, sample_rate,
+                                     voices[turn["voice"]] if turn else speaker, out, seconds))
+            if turn:
+                done[-1].update(speaker=turn["speaker"], voice=turn["voice"])
         log.get().debug("resynth.chunk", audio_seconds=round(total, 3), phrases=len(done),
                         **{f"{stage}_seconds": round(t, 4) for stage, t in seconds.items()})
         return out, {"phrases": done, "models": self.models()}

@@ -13,6 +13,7 @@ recognised in each chunk.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
@@ -53,14 +54,19 @@ class EspeakTTS:
         return [code for code, _ in system_tts.espeak_voices()]
 
     def check_voice(self, voice: str) -> str:
-        """An espeak-ng language code; "" (by language) for a Silero speaker name, the default voice."""
+        """An espeak-ng language code, with a ``+variant`` if one is named (``ru+f3``: another voice
+        for each speaker); "" (by language) for a Silero speaker name, the default voice."""
         if voice in SILERO_SPEAKERS or not voice:
             return ""
-        code = system_tts.espeak_voice(voice)
+        name, _, variant = voice.partition("+")
+        code = system_tts.espeak_voice(name)
         if code is None:
             raise ModelError(f"{self.variable}={voice}: not an espeak-ng voice; valid: a language code "
                              f"such as {', '.join(self.speakers()[:12])}… (`espeak-ng --voices` lists all)")
-        return code
+        if variant and variant.lower() not in _variants(self.exe):
+            raise ModelError(f"{self.variable}={voice}: {variant!r} is not an espeak-ng variant; valid: "
+                             f"{', '.join(sorted(_variants(self.exe))[:12])}… (`espeak-ng --voices=variant`)")
+        return f"{code}+{_variants(self.exe)[variant.lower()]}" if variant else code
 
     def voice_for(self, voice: str, text: str, language: str | None) -> str:
         if voice:
@@ -94,3 +100,15 @@ class EspeakTTS:
 
     def close(self) -> None:
         self._finalizer()
+
+
+@functools.cache
+def _variants(exe: str) -> dict[str, str]:
+    """The variants espeak-ng knows (``f3``, ``m1``, ``Alex`` …) by their lower-case names."""
+    try:
+        out = subprocess.run([exe, "--voices=variant"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    names = [cols[-1].split("/")[-1] for line in out.splitlines()[1:]
+             if (cols := line.split()) and cols[-1].startswith("!v/")]
+    return {n.lower(): n for n in names}
