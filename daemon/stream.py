@@ -98,6 +98,8 @@ class _Stream:
         self.out = None
         self.speakers: JobSpeakers | None = None
         self.speaker_model: dict | None = None   # the speaker model's description, for the sidecar
+        self.to_embed: list[tuple[Chunk, list]] = []  # chunks planned, their speakers task not yet submitted
+        self.embedding = 0                            # speakers tasks submitted and not yet back
 
     # ---- the loop ------------------------------------------------------------------------------
     def run(self) -> dict:
@@ -219,6 +221,15 @@ class _Stream:
                 continue
             # Its speakers first: the chunk runs once it and every chunk before it have theirs.
             wins = self.speakers.plan(c.index, c.start, c.end, *self.planner.probs_between(c.start, c.end))
+            self.to_embed.append((c, wins))
+        self._embed_next()
+
+    def _embed_next(self) -> None:
+        """A few speakers tasks at a time: a chunk's run, submitted when its speakers are in,
+        then waits in the queue behind these few, not behind the whole file's."""
+        while self.to_embed and self.embedding < self.parallelism:
+            c, wins = self.to_embed.pop(0)
+            self.embedding += 1
             self._go("speakers", "daemon.pipeline:chunk_speakers",
                      {"audio": self.audio, "rate": self.rate, "start": c.start, "windows": wins},
                      sum(e - s for s, e in wins) / self.rate, c)
@@ -226,9 +237,11 @@ class _Stream:
     def _on_speakers(self, chunk: Chunk, res: TaskResult, v: dict) -> None:
         self.chunk_steps[chunk.index] = self._step("speakers", res, [self.chunk_steps[chunk.index]])
         self.speaker_model = v["model"]
+        self.embedding -= 1
         offsets = {i: c.start / self.rate for i, c in self.chunks.items()}
         for i, turns in self.speakers.embedded(chunk.index, v["embeddings"], offsets).items():
             self._run_chunk(self.chunks[i], turns)
+        self._embed_next()
 
     def _run_chunk(self, c: Chunk, turns: list[dict] | None) -> None:
         start_s, end_s = c.start / self.rate, c.end / self.rate

@@ -44,6 +44,8 @@ class ResynthEngine:
         self.bundle = bundle or ResynthModels.load(settings)
         self.asr, self.tts, self.stresser = self.bundle.asr, self.bundle.tts, self.bundle.stresser
         self._models: list[dict] | None = None
+        for v in settings.voice_list:  # a wrong name in VOICE_DAEMON_VOICES stops the worker at start
+            self.tts.check_voice(v)
         log.get().info("resynth.ready", tts=self.tts.name, voice_model=self.tts.ref.path,
                        asr=self.asr.ref.path if self.asr else None, stress=self.stresser is not None,
                        seconds=round(time.perf_counter() - t0, 3))

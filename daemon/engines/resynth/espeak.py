@@ -54,12 +54,13 @@ class EspeakTTS:
         return [code for code, _ in system_tts.espeak_voices()]
 
     def check_voice(self, voice: str) -> str:
-        """An espeak-ng language code, with a ``+variant`` if one is named (``ru+f3``: another voice
-        for each speaker); "" (by language) for a Silero speaker name, the default voice."""
+        """An espeak-ng language code, with a ``+variant`` if one is named (``ru+f3``; ``+f3``: the
+        variant in each phrase's language): a voice for each speaker; "" (by language) for a Silero
+        speaker name, the default voice."""
         if voice in SILERO_SPEAKERS or not voice:
             return ""
         name, _, variant = voice.partition("+")
-        code = system_tts.espeak_voice(name)
+        code = system_tts.espeak_voice(name) if name else ""
         if code is None:
             raise ModelError(f"{self.variable}={voice}: not an espeak-ng voice; valid: a language code "
                              f"such as {', '.join(self.speakers()[:12])}… (`espeak-ng --voices` lists all)")
@@ -69,8 +70,11 @@ class EspeakTTS:
         return f"{code}+{_variants(self.exe)[variant.lower()]}" if variant else code
 
     def voice_for(self, voice: str, text: str, language: str | None) -> str:
-        if voice:
+        if voice and not voice.startswith("+"):
             return voice
+        return self._language_voice(text, language) + voice
+
+    def _language_voice(self, text: str, language: str | None) -> str:
         for lang in (self.language, language):
             if lang and lang != "auto" and system_tts.espeak_voice(lang):
                 return system_tts.espeak_voice(lang)

@@ -1,0 +1,88 @@
+"""Speakers found on real recordings, through the real stage functions, CAM++ and a real spawn pool.
+
+    - a conversation of four people (alternating turns of 2–15 s, tools/conversation.py): four
+      speakers, diarization error rate within the bound (tools/der.py), each chunk's engine given
+      its turns with each speaker's own shift; the pool's output, sidecar and RTTM byte for byte
+      those of one task after another in this process (the speakers do not depend on the order
+      tasks finish in);
+    - one person's 60 s: one speaker.
+No timing is asserted: the machine is shared (tools/speakers_check.py prints the cost).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from daemon import app
+from daemon.convert import InlineRunner, run_job
+from daemon.settings import load_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tools"))
+import conversation  # noqa: E402
+import der  # noqa: E402
+
+#: Measured with tools/speakers_check.py on four 200 s conversations (seeds 1–4): DER 0.8–4.1 %.
+MAX_DER = 0.10
+
+
+@pytest.fixture(scope="module")
+def settings():
+    return load_settings(engine="shift", sample_rate=16000, chunk_seconds=20, workers=2, speakers="on", rttm=True,
+                         log_level="warning")
+
+
+@pytest.fixture(scope="module")
+def talk(tmp_path_factory):
+    wav = tmp_path_factory.mktemp("talk") / "talk.wav"
+    turns = conversation.make(wav, 120.0, seed=1)
+    assert len({p for *_, p in turns}) == 4
+    return wav
+
+
+@pytest.fixture(scope="module")
+def pool(settings):
+    p = app.build_pool(settings).start()
+    yield p
+    p.close()
+
+
+def test_four_people_are_four_speakers_the_same_whatever_the_order(settings, pool, talk, tmp_path):
+    (tmp_path / "seq").mkdir()
+    (tmp_path / "pool").mkdir()
+    seq, par = tmp_path / "seq" / "talk.wav", tmp_path / "pool" / "talk.wav"
+    fig_seq = run_job(InlineRunner(settings).submit, talk, seq, tmp_path / "w-seq", parallelism=1)
+    fig = run_job(pool.submit, talk, par, tmp_path / "w-pool", parallelism=2, keep_steps=True)
+    assert fig["chunks"] == fig_seq["chunks"] >= 5
+    assert fig["speakers"] == 4
+    assert par.read_bytes() == seq.read_bytes()
+    assert Path(fig["rttm"]).read_text() == Path(fig_seq["rttm"]).read_text()
+    side = json.loads(Path(fig["sidecar"]).read_text())
+    assert [s["speaker"] for s in side["speakers"]] == [1, 2, 3, 4]
+    assert len({s["voice"] for s in side["speakers"]}) == 4           # a shift of their own each
+    assert side["models"][0]["kind"] == "campplus" and len(side["models"][0]["sha256"]) == 64
+    r = der.der(der.read_rttm(f"{talk}.ref.rttm"), der.read_rttm(fig["rttm"]), speech=_speech(talk))
+    assert r["der"] <= MAX_DER, r
+    steps = fig["steps"]
+    # A chunk waits for its own speakers (and those before it), not for the whole file's.
+    first_chunk = min(s["t0"] for s in steps if s["stage"] == "chunk")
+    assert first_chunk < max(s["t1"] for s in steps if s["stage"] == "speakers")
+    assert sum(s["stage"] == "speakers" for s in steps) == fig["chunks"]
+
+
+def test_one_person_is_one_speaker(settings, pool, speech_dir, tmp_path):
+    fig = run_job(pool.submit, speech_dir / "silero_vad_en.wav", tmp_path / "one.wav", tmp_path / "w")
+    side = json.loads(Path(fig["sidecar"]).read_text())
+    assert fig["speakers"] == 1 and len(side["speakers"]) == 1 and side["speakers"][0]["seconds"] > 30
+    assert {line.split()[7] for line in Path(fig["rttm"]).read_text().splitlines()} == {"speaker1"}
+
+
+def _speech(wav: Path) -> np.ndarray:
+    from speakers_check import speech_mask
+
+    return speech_mask(wav)
