@@ -301,7 +301,7 @@ class _Stream:
             models.append(self.speaker_model)
         sidecar = write_sidecar(out, phrases, models, found)
         if self.speakers and self.speakers.write_rttm:
-            rttm = write_rttm(out, self.speakers.rttm(Path(out).stem))
+            rttm = write_rttm(out, self.speakers.rttm(Path(self.input).stem))  # the file as its owner named it
         self._parent_step("publish", t1, time.time(), [check_step])
         duration = self.total / self.rate
         return {

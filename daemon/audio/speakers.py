@@ -24,6 +24,8 @@ from daemon.audio.plan import silences
 #: Embedding windows: this long, this far apart (seconds; overlapping windows cost twice as much and
 #: scored no better on the test conversations); a shorter stretch of speech is one window.
 WINDOW_S, HOP_S = 1.5, 1.5
+#: How much farther than the threshold a short group may be from a speaker and still join them.
+SHORT_REACH = 1.5
 #: Speech shorter than this gets no window of its own: it takes its neighbour's speaker.
 MIN_SPAN_S = 0.3
 
@@ -142,12 +144,15 @@ class SpeakerTracker:
         return turns
 
     def _join(self, total: np.ndarray, seconds: float) -> _Voiceprint:
-        """The voiceprint this group belongs to (the nearest within the threshold), or a new one."""
+        """The voiceprint this group belongs to (the nearest within the threshold), or a new one.
+        A group with less than ``min_seconds`` of speech (a noisier embedding) joins a speaker
+        within ``SHORT_REACH`` times the threshold rather than start a voiceprint of its own."""
         c = total / (np.linalg.norm(total) or 1.0)
-        best, best_d = None, self.threshold
+        best, best_d = None, np.inf
         for p in self.prints:
             d = 1.0 - float(c @ p.centroid())
-            if d < best_d:
+            reach = self.threshold * (SHORT_REACH if seconds < self.min_seconds and p.speaker else 1.0)
+            if d < reach and d < best_d:
                 best, best_d = p, d
         if best is None:
             best = _Voiceprint(np.zeros_like(total), 0.0)
