@@ -86,3 +86,56 @@ def _speech(wav: Path) -> np.ndarray:
     from speakers_check import speech_mask
 
     return speech_mask(wav)
+
+
+def test_shift_gives_each_speaker_their_own_setting(speech_dir):
+    """Two turns of one recording, two speakers: each moved by its own semitones (Praat's pitch)."""
+    import soundfile as sf
+
+    from daemon.engines.shift import median_f0, shift_speakers
+
+    audio, rate = sf.read(speech_dir / "silero_vad_en.wav", dtype="float32", frames=16000 * 20)
+    turns = [{"start": 0.0, "end": 9.8, "speaker": 1, "voice": "+4/1"},
+             {"start": 10.2, "end": 20.0, "speaker": 2, "voice": "-4/1"}]
+    out = shift_speakers(audio, rate, turns)
+    assert len(out) == len(audio)
+    for (a, b), semitones in (((0, 10), 4), ((10, 20), -4)):
+        ratio = median_f0(out[a * rate:b * rate], rate) / median_f0(audio[a * rate:b * rate], rate)
+        assert abs(12 * np.log2(ratio) - semitones) < 1.0, (a, ratio)  # measured within 0.3 semitones
+
+
+def test_resynth_speaks_each_turn_in_its_speakers_voice():
+    """A timed transcript (no recognition), two speakers' turns with two espeak-ng variants: each
+    phrase is spoken in its turn's voice, nearest (CAM++) to that voice's own reading."""
+    import io
+    import subprocess
+
+    import soundfile as sf
+
+    from daemon.audio.resample import resample
+    from daemon.models.speaker import SpeakerEmbedder
+    from helpers import resynth_models
+
+    eng = resynth_models.engine(tts="espeak", asr_model="none", language="en", voices="+m1,+f3")
+    rate = 48000
+    texts = ["the weather will be fine tomorrow morning", "we should leave before the evening train"]
+    hints = {"timed": True,
+             "phrases": [{"start": 0.5, "end": 3.0, "text": texts[0]}, {"start": 4.0, "end": 6.5, "text": texts[1]}],
+             "speakers": [{"start": 0.4, "end": 3.1, "speaker": 1, "voice": "+m1"},
+                          {"start": 3.9, "end": 6.6, "speaker": 2, "voice": "+f3"}]}
+    out, info = eng.process(np.zeros(7 * rate, np.float32), rate, voice="kseniya", hints=hints)
+    assert [(p["speaker"], p["voice"]) for p in info["phrases"]] == [(1, "+m1"), (2, "+f3")]
+    model = SpeakerEmbedder(eng.settings)
+
+    def embed(a, r):
+        return model.embed([resample(a, r, 16000)])[0]
+
+    refs = []
+    for variant in ("m1", "f3"):
+        wav = subprocess.run(["espeak-ng", "-v", f"en+{variant}", "--stdout", " ".join(texts)], capture_output=True,
+                             check=True).stdout
+        a, r = sf.read(io.BytesIO(wav), dtype="float32")
+        refs.append(embed(a, r))
+    for k, (a, b) in enumerate(((0.5, 3.0), (4.0, 6.5))):
+        e = embed(out[int(a * rate):int(b * rate)], rate)
+        assert int(np.argmax([e @ r for r in refs])) == k
