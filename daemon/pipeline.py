@@ -33,6 +33,7 @@ from daemon.audio.decode import decode_stream, read_frames
 from daemon.audio.publish import publish, write_sidecar
 from daemon.audio.stitch import write_frames
 from daemon.errors import InputError, ModelError
+from daemon.models import registry
 
 _PROCESS_STATE: dict[str, Any] = {}
 _THREAD = threading.local()
@@ -54,6 +55,8 @@ def init_worker(settings, *, per_thread: bool = False) -> dict:
     state = {"settings": settings}
     try:
         state["vad"] = vad.SplitVad() if per_thread else vad.load_split()
+        if settings.speakers_on:  # loaded by the first speakers task; missing, it stops the worker now
+            registry.require(registry.speaker_ref(settings))
         engine = load_engine(settings)
     except ModelError:
         raise

@@ -40,10 +40,12 @@ def cli_voices(settings, args) -> int:
 
 
 def needed(settings) -> list[registry.ModelRef]:
-    """The models the configured engine loads: `shift` needs only the VAD."""
+    """The models the configured engine loads (`shift` needs only the VAD), and the speaker model
+    where speakers are on."""
+    speakers = [registry.speaker_ref(settings)] if settings.speakers_on else []
     if settings.engine == "shift":
-        return [registry.vad_ref(settings)]
-    return registry.configured(settings)
+        return [registry.vad_ref(settings), *speakers]
+    return [*registry.configured(settings), *speakers]
 
 
 def _chosen_voice(settings) -> str:
