@@ -24,7 +24,9 @@ from daemon.audio.plan import silences
 #: Embedding windows: this long, this far apart (seconds; overlapping windows cost twice as much and
 #: scored no better on the test conversations); a shorter stretch of speech is one window.
 WINDOW_S, HOP_S = 1.5, 1.5
-#: How much farther than the threshold a short group may be from a speaker and still join them.
+#: A voice heard only in stretches shorter than the minimum becomes a speaker once it has enough
+#: speech only if it is this many times the threshold away from every speaker (else it is taken
+#: for a known voice heard badly).
 SHORT_REACH = 1.5
 #: Speech shorter than this gets no window of its own: it takes its neighbour's speaker.
 MIN_SPAN_S = 0.3
@@ -132,8 +134,9 @@ class SpeakerTracker:
         for t in _turns(spans, wins, local):
             seconds[t["speaker"]] += t["end"] - t["start"]
         prints = [self._join(emb[local == g].sum(axis=0), float(seconds[g])) for g in range(local.max() + 1)]
-        for p in prints:   # in order of first appearance in the chunk
-            if p.speaker is None and p.seconds >= self.min_seconds:
+        for g, p in enumerate(prints):   # in order of first appearance in the chunk
+            if p.speaker is None and p.seconds >= self.min_seconds and (seconds[g] >= self.min_seconds
+                                                                        or self._distinct(p)):
                 p.speaker = self._new_speaker()
         if not any(p.speaker for p in self.prints):  # nobody yet: the chunk's most heard voice speaks
             max(prints, key=lambda p: p.seconds).speaker = self._new_speaker()
@@ -144,15 +147,12 @@ class SpeakerTracker:
         return turns
 
     def _join(self, total: np.ndarray, seconds: float) -> _Voiceprint:
-        """The voiceprint this group belongs to (the nearest within the threshold), or a new one.
-        A group with less than ``min_seconds`` of speech (a noisier embedding) joins a speaker
-        within ``SHORT_REACH`` times the threshold rather than start a voiceprint of its own."""
+        """The voiceprint this group belongs to (the nearest within the threshold), or a new one."""
         c = total / (np.linalg.norm(total) or 1.0)
-        best, best_d = None, np.inf
+        best, best_d = None, self.threshold
         for p in self.prints:
             d = 1.0 - float(c @ p.centroid())
-            reach = self.threshold * (SHORT_REACH if seconds < self.min_seconds and p.speaker else 1.0)
-            if d < reach and d < best_d:
+            if d < best_d:
                 best, best_d = p, d
         if best is None:
             best = _Voiceprint(np.zeros_like(total), 0.0)
@@ -160,6 +160,13 @@ class SpeakerTracker:
         best.total = best.total + total
         best.seconds += seconds
         return best
+
+    def _distinct(self, p: _Voiceprint) -> bool:
+        """A voiceprint heard only in short stretches becomes a speaker only if it is clearly
+        nobody known: farther than ``SHORT_REACH`` times the threshold from every speaker."""
+        c = p.centroid()
+        return all(1.0 - float(c @ q.centroid()) >= self.threshold * SHORT_REACH
+                   for q in self.prints if q.speaker is not None)
 
     def _new_speaker(self) -> int:
         self.speakers += 1
