@@ -249,7 +249,7 @@ class _Stream:
         if turns is not None:
             hints = {**(hints or {}), "speakers": turns}
         self._go("chunk", "daemon.pipeline:run_chunk",
-                     {"audio": self.audio, "rate": self.rate, "index": c.index, "start": c.start, "end": c.end,
+                 {"audio": self.audio, "rate": self.rate, "index": c.index, "start": c.start, "end": c.end,
                   "out": self.out.stitched, "kind": self.out.kind, "overlap_before": c.overlap_before,
                   "overlap_after": c.overlap_after, "voice": self.voice, "hints": hints},
                  end_s - start_s, c)
@@ -300,6 +300,7 @@ class _Stream:
         if found and self.speaker_model:
             models.append(self.speaker_model)
         sidecar = write_sidecar(out, phrases, models, found)
+        rttm = None
         if self.speakers and self.speakers.write_rttm:
             rttm = write_rttm(out, self.speakers.rttm(Path(self.input).stem))  # the file as its owner named it
         self._parent_step("publish", t1, time.time(), [check_step])
@@ -316,7 +317,7 @@ class _Stream:
             "check": checked.value["check"],
             "source": self.params["source"],
             "stages": _stage_seconds(self.steps),
-            **({"speakers": len(found["speakers"]), "rttm": rttm if self.speakers.write_rttm else None} if found else {}),
+            **({"speakers": len(found["speakers"]), "rttm": rttm} if found else {}),
         }
 
     def _speech_to_hear(self) -> float:

@@ -24,10 +24,6 @@ from daemon.audio.plan import silences
 #: Embedding windows: this long, this far apart (seconds; overlapping windows cost twice as much and
 #: scored no better on the test conversations); a shorter stretch of speech is one window.
 WINDOW_S, HOP_S = 1.5, 1.5
-#: A voice heard only in stretches shorter than the minimum becomes a speaker once it has enough
-#: speech only if it is this many times the threshold away from every speaker (else it is taken
-#: for a known voice heard badly).
-SHORT_REACH = 1.5
 #: Speech shorter than this gets no window of its own: it takes its neighbour's speaker.
 MIN_SPAN_S = 0.3
 
@@ -134,9 +130,8 @@ class SpeakerTracker:
         for t in _turns(spans, wins, local):
             seconds[t["speaker"]] += t["end"] - t["start"]
         prints = [self._join(emb[local == g].sum(axis=0), float(seconds[g])) for g in range(local.max() + 1)]
-        for g, p in enumerate(prints):   # in order of first appearance in the chunk
-            if p.speaker is None and p.seconds >= self.min_seconds and (seconds[g] >= self.min_seconds
-                                                                        or self._distinct(p)):
+        for p in prints:   # in order of first appearance in the chunk
+            if p.speaker is None and p.seconds >= self.min_seconds:
                 p.speaker = self._new_speaker()
         if not any(p.speaker for p in self.prints):  # nobody yet: the chunk's most heard voice speaks
             max(prints, key=lambda p: p.seconds).speaker = self._new_speaker()
@@ -160,13 +155,6 @@ class SpeakerTracker:
         best.total = best.total + total
         best.seconds += seconds
         return best
-
-    def _distinct(self, p: _Voiceprint) -> bool:
-        """A voiceprint heard only in short stretches becomes a speaker only if it is clearly
-        nobody known: farther than ``SHORT_REACH`` times the threshold from every speaker."""
-        c = p.centroid()
-        return all(1.0 - float(c @ q.centroid()) >= self.threshold * SHORT_REACH
-                   for q in self.prints if q.speaker is not None)
 
     def _new_speaker(self) -> int:
         self.speakers += 1
