@@ -97,7 +97,7 @@ class Settings(BaseSettings):
     # --- speakers -----------------------------------------------------------
     speakers: Literal["auto", "on", "off"] = Field("auto", description="Find the speakers of each file (CAM++ embeddings on the workers) and give each its own voice: `on`, `off`, or `auto` (on for `resynth`, off for `shift`, whose shift already keeps people apart and would cost twice its time).")
     voices: str = Field("", description="Target voices given to speakers in order of first appearance, comma-separated: `resynth` voice names (e.g. `kseniya,aidar`; empty: VOICE for everyone); `shift` `semitones/formant` pairs (e.g. `4/1.15,-3/0.9`; empty: SHIFT_SEMITONES/SHIFT_FORMANT, then mirrored settings). A voice folder replaces the first.")
-    speaker_min_seconds: float = Field(3.0, ge=0, le=600, description="Speech a voice needs before it counts as a speaker of its own; less goes to the nearest speaker.")
+    speaker_min_seconds: float = Field(6.0, ge=0, le=600, description="Speech (seconds) a voice needs before it counts as a speaker of its own; less goes to the nearest speaker.")
     speaker_threshold: float = Field(0.4, gt=0, lt=2, description="Cosine distance below which two stretches of speech are one speaker (lower: more speakers).")
     rttm: bool = Field(False, description="Write NAME.rttm (NIST diarization format) beside each output whose speakers were found.")
 
