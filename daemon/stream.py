@@ -29,8 +29,9 @@ from daemon.audio import bed, vad
 from daemon.audio import io as aio
 from daemon.audio import outputs as enc
 from daemon.audio.decode import frames_ready
+from daemon.audio.diarization import JobSpeakers
 from daemon.audio.plan import StreamPlanner
-from daemon.audio.publish import publish_file, write_sidecar
+from daemon.audio.publish import publish_file, write_rttm, write_sidecar
 from daemon.audio.stitch import Seams
 from daemon.jobs import Chunk, Task, TaskResult
 
@@ -95,6 +96,10 @@ class _Stream:
         self.encode_steps: list[int] = []
         self.infos: dict[int, dict] = {}
         self.out = None
+        self.speakers: JobSpeakers | None = None
+        self.speaker_model: dict | None = None   # the speaker model's description, for the sidecar
+        self.to_embed: list[tuple[Chunk, list]] = []  # chunks planned, their speakers task not yet submitted
+        self.embedding = 0                            # speakers tasks submitted and not yet back
 
     # ---- the loop ------------------------------------------------------------------------------
     def run(self) -> dict:
@@ -108,6 +113,8 @@ class _Stream:
         self.planner = StreamPlanner(self.rate, p["max_frames"], p["overlap"], p["window_s"], threshold=p["threshold"])
         self.ahead = 2 * self.parallelism * max(p["max_frames"], vad.segment_frames(1, self.rate)[0])
         self.seams = Seams(self.out.stitched, self.out.kind)
+        if p.get("speakers"):
+            self.speakers = JobSpeakers(p["speakers"], self.rate, p["window_s"], p["threshold"], self.voice)
         try:
             self._go("decode", "daemon.pipeline:decode", {"source": p["source"], "audio": self.audio},
                      p["source"]["duration"])
@@ -209,13 +216,43 @@ class _Stream:
                 self._tell("prepared")
             self.chunks[c.index] = c
             self.chunk_steps[c.index] = self.last_lstm_step  # replaced by the chunk's own step when done
-            start_s, end_s = c.start / self.rate, c.end / self.rate
-            hints = chunk_hints(self.transcript, start_s, end_s) if self.transcript else None
-            self._go("chunk", "daemon.pipeline:run_chunk",
-                     {"audio": self.audio, "rate": self.rate, "index": c.index, "start": c.start, "end": c.end,
-                      "out": self.out.stitched, "kind": self.out.kind, "overlap_before": c.overlap_before,
-                      "overlap_after": c.overlap_after, "voice": self.voice, "hints": hints},
-                     end_s - start_s, c)
+            if self.speakers is None:
+                self._run_chunk(c, None)
+                continue
+            # Its speakers first: the chunk runs once it and every chunk before it have theirs.
+            wins = self.speakers.plan(c.index, c.start, c.end, *self.planner.probs_between(c.start, c.end))
+            self.to_embed.append((c, wins))
+        self._embed_next()
+
+    def _embed_next(self) -> None:
+        """A few speakers tasks at a time: a chunk's run, submitted when its speakers are in,
+        then waits in the queue behind these few, not behind the whole file's."""
+        while self.to_embed and self.embedding < self.parallelism:
+            c, wins = self.to_embed.pop(0)
+            self.embedding += 1
+            self._go("speakers", "daemon.pipeline:chunk_speakers",
+                     {"audio": self.audio, "rate": self.rate, "start": c.start, "windows": wins},
+                     sum(e - s for s, e in wins) / self.rate, c)
+
+    def _on_speakers(self, chunk: Chunk, res: TaskResult, v: dict) -> None:
+        self.chunk_steps[chunk.index] = self._step("speakers", res, [self.chunk_steps[chunk.index]])
+        self.speaker_model = v["model"]
+        self.embedding -= 1
+        offsets = {i: c.start / self.rate for i, c in self.chunks.items()}
+        for i, turns in self.speakers.embedded(chunk.index, v["embeddings"], offsets).items():
+            self._run_chunk(self.chunks[i], turns)
+        self._embed_next()
+
+    def _run_chunk(self, c: Chunk, turns: list[dict] | None) -> None:
+        start_s, end_s = c.start / self.rate, c.end / self.rate
+        hints = chunk_hints(self.transcript, start_s, end_s) if self.transcript else None
+        if turns is not None:
+            hints = {**(hints or {}), "speakers": turns}
+        self._go("chunk", "daemon.pipeline:run_chunk",
+                 {"audio": self.audio, "rate": self.rate, "index": c.index, "start": c.start, "end": c.end,
+                  "out": self.out.stitched, "kind": self.out.kind, "overlap_before": c.overlap_before,
+                  "overlap_after": c.overlap_after, "voice": self.voice, "hints": hints},
+                 end_s - start_s, c)
 
     def _stitch(self, chunk: Chunk, head, tail) -> None:
         """A chunk is in the stitched file: write its seams, and tell the output how far the file
@@ -259,8 +296,14 @@ class _Stream:
             for ph in info.get("phrases", []):
                 phrases.append({**ph, "start": round(ph["start"] + offset, 3), "end": round(ph["end"] + offset, 3)})
             models += [m for m in info.get("models", []) if m not in models]
+        found = self.speakers.sidecar() if self.speakers else None
+        if found and self.speaker_model:
+            models.append(self.speaker_model)
         sidecar = write_sidecar(out, phrases, models, background=bed.summarize(
-            [self.infos.get(i) or {} for i in range(len(self.chunks))]))
+            [self.infos.get(i) or {} for i in range(len(self.chunks))]), speakers=found)
+        rttm = None
+        if self.speakers and self.speakers.write_rttm:
+            rttm = write_rttm(out, self.speakers.rttm(Path(self.input).stem))  # the file as its owner named it
         self._parent_step("publish", t1, time.time(), [check_step])
         duration = self.total / self.rate
         return {
@@ -275,6 +318,7 @@ class _Stream:
             "check": checked.value["check"],
             "source": self.params["source"],
             "stages": _stage_seconds(self.steps),
+            **({"speakers": len(found["speakers"]), "rttm": rttm} if found else {}),
         }
 
     def _speech_to_hear(self) -> float:

@@ -60,14 +60,23 @@ def publish_file(src: str | Path, output: str | Path) -> Path:
     return out
 
 
-def write_sidecar(out: Path, phrases: list[dict], models: list[dict], background: dict | None = None) -> str | None:
-    """``NAME.json`` beside the output, for engines that report phrases (resynth) and for a kept bed
-    (``background``: ``audio/bed.py``'s summary)."""
-    if not phrases and not models and not background:
+def write_sidecar(out: Path, phrases: list[dict], models: list[dict], background: dict | None = None,
+                  speakers: dict | None = None) -> str | None:
+    """``NAME.json`` beside the output, for engines that report phrases (resynth), for a kept bed
+    (``background``: ``audio/bed.py``'s summary) and for a file whose speakers were found (``speakers``:
+    its ``speakers`` and ``turns`` lists)."""
+    if not phrases and not models and not background and not speakers:
         return None
     path = Path(out).with_suffix(".json")
-    content = {"output": Path(out).name, "phrases": phrases, "models": models}
+    body = {"output": Path(out).name, **(speakers or {}), "phrases": phrases, "models": models}
     if background:
-        content["background"] = background
-    durable.write_text(path, json.dumps(content, ensure_ascii=False, indent=2), tmp=path.with_name(f".{path.name}.tmp"))
+        body["background"] = background
+    durable.write_text(path, json.dumps(body, ensure_ascii=False, indent=2), tmp=path.with_name(f".{path.name}.tmp"))
+    return str(path)
+
+
+def write_rttm(out: Path, text: str) -> str:
+    """``NAME.rttm`` beside the output (the speakers' turns, NIST RTTM)."""
+    path = Path(out).with_suffix(".rttm")
+    durable.write_text(path, text, tmp=path.with_name(f".{path.name}.tmp"))
     return str(path)

@@ -48,6 +48,8 @@ from daemon.spool.recovery import Recovery
 SAME_FORMAT = {".wav": "wav", ".wave": "wav", ".flac": "flac", ".ogg": "ogg", ".oga": "ogg",
                ".opus": "opus", ".mp3": "mp3", ".m4a": "m4a", ".aac": "m4a", ".mp4": "m4a"}
 S = JobState
+#: What a job writes beside its output: the sidecar, and the speakers' RTTM (VOICE_DAEMON_RTTM).
+SIDECARS = (".json", ".rttm")
 #: bytes of the input's stem kept in the temp output's name: with the job id, the encoder's own
 #: temp suffix and the sidecar's, the longest temp name stays within NAME_MAX
 TMP_STEM_BYTES = 120
@@ -251,13 +253,15 @@ class Spool(Recovery):
                 final = self.outbox / job.output
             link_or_replace(tmp, final, self.s.overwrite)
             durable.fsync_dir(final.parent)
-        side_tmp = tmp.with_suffix(".json")
-        if side_tmp.exists():
-            side = final.with_name(fit(final.stem, ".json"))
-            if side.exists() and not self.s.overwrite:
-                side = final.with_name(fit(final.name, ".json"))  # x.wav and x.mp3 both converted: x.mp3.json
-            name_published_output(side_tmp, final.name)
-            os.replace(side_tmp, side)
+        for ext in SIDECARS:
+            side_tmp = tmp.with_suffix(ext)
+            if side_tmp.exists():
+                side = final.with_name(fit(final.stem, ext))
+                if side.exists() and not self.s.overwrite:
+                    side = final.with_name(fit(final.name, ext))  # x.wav and x.mp3 both converted: x.mp3.json
+                if ext == ".json":
+                    name_published_output(side_tmp, final.name)
+                os.replace(side_tmp, side)
         self._remove_tmp_outputs(job)  # what a worker killed while encoding left beside the output
         job.state = S.COMMITTED
         self._save(job)
@@ -339,7 +343,7 @@ class Spool(Recovery):
             return
         tmp = self.outbox / job.output_tmp
         try:
-            for p in (tmp, tmp.with_suffix(".json")):
+            for p in (tmp, *(tmp.with_suffix(ext) for ext in SIDECARS)):
                 unlink(p)
             if tmp.parent.is_dir():
                 prefix = f".{tmp.stem}."
