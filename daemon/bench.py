@@ -249,7 +249,7 @@ def run_sequential(settings, files, out_dir, pinned: bool = True) -> dict:
     threads of their own (Praat's pitch analysis uses two) borrow the idle core.
     """
     from daemon import pipeline
-    from daemon.convert import InlineRunner
+    from daemon.backends.inline import InlineRunner
 
     if pinned:
         cores = sorted(os.sched_getaffinity(0))

@@ -85,7 +85,7 @@ def _one(submit, files, out_dir: Path, parallelism: int) -> tuple[dict, float]:
 
 
 def run_sequential(settings, files, out_dir) -> dict:
-    from daemon.convert import InlineRunner
+    from daemon.backends.inline import InlineRunner
 
     cores = sorted(os.sched_getaffinity(0))
     os.sched_setaffinity(0, cores[:1])

@@ -3,7 +3,7 @@
 ``WarmModels`` is the Dask ``WorkerPlugin`` the daemon registers with the scheduler.  The
 scheduler hands it to every worker process there is and to every one that joins later (a new
 node, or a process its nanny restarted), and each runs its ``setup`` once: the same start-up as
-a local pool child (``daemon.pool.child.start_up``: thread variables, the initializer, torch's
+a local pool child (``daemon.backends.warmup.start_up``: thread variables, the initializer, torch's
 thread count), with the daemon's own settings, so every node converts exactly as the daemon
 would.  The load runs in a thread, so the worker keeps answering its scheduler meanwhile.
 
@@ -29,10 +29,10 @@ import time
 
 from distributed import WorkerPlugin
 
+from daemon.backends.remote import describe_exception, dumps, summary
+from daemon.backends.warmup import start_up
 from daemon.errors import PoolStartError
 from daemon.jobs import resolve
-from daemon.pool.child import start_up
-from daemon.pool.remote import describe_exception, dumps, summary
 
 PLUGIN_NAME = "voice-daemon-models"
 #: Event topic on the scheduler: ``init_error`` from a plugin, ``worker_exit`` from a nanny.

@@ -23,8 +23,8 @@ from typing import Any, Callable
 import distributed
 from distributed.scheduler import KilledWorker
 
-from daemon.pool import remote
-from daemon.pool.core import Entry
+from daemon.backends import remote
+from daemon.backends.base import Entry
 
 GATHER_TIMEOUT = 60.0  # seconds to fetch a finished task's result
 

@@ -16,6 +16,8 @@ from distributed import LocalCluster
 from distributed.security import Security
 
 from daemon import log
+from daemon.backends.dask.nanny import ReportingNanny
+from daemon.backends.warmup import thread_env
 from daemon.settings import SettingsError
 
 #: Dask settings of the daemon's client and of a cluster it starts itself.
@@ -84,18 +86,12 @@ def describe_address(settings) -> str:
     return settings.dask_scheduler or f"local cluster ({settings.workers} processes, {protocol(settings)}127.0.0.1)"
 
 
-def worker_env(threads: int) -> dict[str, str]:
-    """The environment of a Dask worker process: native thread pools sized before anything loads."""
-    from daemon.pool.child import THREAD_VARIABLES
-
-    return dict.fromkeys(THREAD_VARIABLES, str(max(1, threads)))
+worker_env = thread_env  # the environment of a Dask worker process
 
 
 def start_local_cluster(workers: int, sec: Security | None = None, *, threads: int = 1) -> LocalCluster:
     """A cluster of ``workers`` single-thread worker processes on 127.0.0.1 (over TLS with ``sec``),
     owned by the caller: the daemon with no VOICE_DAEMON_DASK_SCHEDULER, the benchmark, tests."""
-    from daemon.pool.cluster.node import ReportingNanny
-
     with dask.config.set(DASK_CONFIG):
         return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                             host="127.0.0.1", protocol="tls://" if sec else "tcp://", security=sec,

@@ -28,19 +28,27 @@ from collections import Counter
 from concurrent.futures import Future
 from typing import Any, Callable
 
-from distributed import Client
-
 from daemon import log as logs
+from daemon.backends import remote
+from daemon.backends.base import (
+    Entry,
+    cancelled,
+    check_open,
+    check_task,
+    lost_message,
+    next_entry,
+    push,
+    settle,
+    task_timeout,
+    timeout_from_settings,
+)
+from daemon.backends.dask import connect
+from daemon.backends.dask.attempts import Attempt, fetch
+from daemon.backends.dask.link import TICK, Link, connect_label
+from daemon.backends.dask.warm import WarmModels, run_task
+from daemon.backends.queue import FairQueue
 from daemon.errors import PoolClosedError, PoolStartError, TaskError
 from daemon.jobs import Task, TaskResult
-from daemon.pool import remote
-from daemon.pool.cluster import connect
-from daemon.pool.cluster.attempts import Attempt, fetch
-from daemon.pool.cluster.link import TICK, ClusterLink, connect_label
-from daemon.pool.cluster.view import ClusterView
-from daemon.pool.cluster.warm import WarmModels, run_task
-from daemon.pool.core import Entry, PoolBrokenError, cancelled, lost_message, next_entry, settle, task_timeout
-from daemon.pool.queue import FairQueue
 
 log = logs.get("cluster")
 
@@ -48,7 +56,7 @@ LOSS_SETTLE = 3.0     # seconds at most to wait for a dead worker's exit code be
 WHO = "the Dask backend"  # in "… closed before the task could run again"
 
 
-class DaskBackend(ClusterLink):
+class DaskBackend:
     """``submit(Task)`` → Future of ``TaskResult`` on a Dask cluster (see the module's text).
 
     ``address``: the scheduler's, or None for a local cluster that ``local_cluster()`` starts
@@ -68,39 +76,32 @@ class DaskBackend(ClusterLink):
             raise ValueError("give a scheduler address or a local_cluster factory")
         if (courier is None) != (host is None):
             raise ValueError("a courier needs a host backend for the tasks that stay here, and back")
-        self.address, self.plugin, self.security = address, plugin, security
         self._local_cluster, self._cluster = local_cluster, None
         self.max_attempts, self.default_timeout = max_attempts, default_timeout
         self.start_timeout, self.courier, self.host = start_timeout, courier, host
-        self._client: Client | None = None
         self._lock = threading.Lock()
         self._queue: FairQueue[Entry] = FairQueue()
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
         self._inflight: dict[str, Attempt] = {}
         self._losses: list[tuple[float, Attempt, str]] = []  # (due, attempt, worker address)
-        self._exits: dict[str, str] = {}                      # worker address -> how its process ended
         self._ids = itertools.count(1)
-        self._view = ClusterView()
         self._thread: threading.Thread | None = None
         self._done = threading.Event()
         self._closing = False
         self._close_deadline = 0.0
         self._close_begun = False
-        self._registering: Future | None = None
-        self.connected = False
         self._broken: str | None = None
         self._host_started: Future | None = None
         self.counts: Counter = Counter()
+        self.link = Link(address, security, plugin, counts=self.counts, post=self._inbox.put, pump=self._wait,
+                         closing=lambda: self._closing)
         self.started: Future = Future()
         self.broken_signal: Future = Future()
 
     @classmethod
     def from_settings(cls, settings, *, initializer: str | None, init_args: tuple = (),
                       log_config: dict | None = None, courier=None, host=None, **overrides) -> "DaskBackend":
-        from daemon.pool.pool import AudioScaledTimeout
-
         sec = connect.security(settings)
-        fixed = settings.task_timeout_seconds
         options = dict(
             address=settings.dask_scheduler or None,
             plugin=WarmModels(initializer, init_args, threads=settings.threads_per_worker, log_config=log_config),
@@ -108,7 +109,7 @@ class DaskBackend(ClusterLink):
             local_cluster=None if settings.dask_scheduler else (
                 lambda: connect.start_local_cluster(settings.workers, sec, threads=settings.torch_threads)),
             max_attempts=settings.max_attempts,
-            default_timeout=fixed if fixed > 0 else AudioScaledTimeout(),
+            default_timeout=timeout_from_settings(settings),
             start_timeout=settings.worker_start_timeout_seconds,
             courier=courier,
             host=host,
@@ -136,8 +137,7 @@ class DaskBackend(ClusterLink):
         return self.started
 
     def submit(self, task: Task) -> Future:
-        if ":" not in task.func:
-            raise ValueError(f"Task.func must be 'module:function', got {task.func!r}")
+        check_task(task)
         if self.courier is not None and self.courier.on_host(task):
             if self._closing:
                 raise PoolClosedError("cannot submit to a closed Dask backend")
@@ -145,13 +145,8 @@ class DaskBackend(ClusterLink):
         remote.dumps(task.kwargs)  # an argument that cannot travel fails here, in the caller
         future: Future = Future()
         with self._lock:
-            if self._closing:
-                raise PoolClosedError("cannot submit to a closed Dask backend")
-            if self._broken:
-                raise PoolBrokenError(self._broken)
-            if self._thread is None:
-                raise RuntimeError("start() the Dask backend before submitting tasks")
-            self._queue.push(Entry(next(self._ids), task, future), task.group)
+            check_open("Dask backend", closing=self._closing, broken=self._broken, started=self._thread is not None)
+            push(self._queue, Entry(next(self._ids), task, future))
         self._inbox.put(("wake",))
         return future
 
@@ -163,13 +158,13 @@ class DaskBackend(ClusterLink):
     def stats(self) -> dict:
         """The cluster's figures; ``models_loaded`` counts the host's worker too, ``host`` has its own."""
         host = self.host.stats() if self.host is not None else None
-        with self._lock:
-            view = self._view
+        with self._lock, self.link.lock:
+            view = self.link.view
             warm = view.warm
             return {
                 "backend": "dask",
-                "scheduler": connect_label(self.address),
-                "connected": self.connected,
+                "scheduler": connect_label(self.link.address),
+                "connected": self.link.connected,
                 "workers": len(view.workers),
                 "alive": len(view.workers),
                 "ready": len(warm),
@@ -190,7 +185,7 @@ class DaskBackend(ClusterLink):
 
     @property
     def workers(self) -> int:
-        return len(self._view.workers)
+        return len(self.link.view.workers)
 
     def close(self, grace: float = 10.0) -> None:
         with self._lock:
@@ -240,6 +235,29 @@ class DaskBackend(ClusterLink):
             self._teardown()
             self._done.set()
 
+    def _open(self) -> bool:
+        """Start the local cluster (if ours), connect, load the models; resolve ``started``."""
+        t0 = time.monotonic()
+        connect.quiet_dask_logs()
+        log.info("cluster.starting", scheduler=connect_label(self.link.address))
+        try:
+            if self._local_cluster is not None:
+                self._cluster = self._local_cluster()
+                self.link.address = self._cluster.scheduler_address
+            self.link.open(t0 + self.start_timeout, self.start_timeout, self._host_started)
+        except BaseException as exc:
+            err = exc if isinstance(exc, PoolStartError) else PoolStartError(f"cannot start the Dask backend: {exc}")
+            if err is not exc:
+                err.__cause__ = exc
+            log.error("cluster.start_failed", scheduler=connect_label(self.link.address), error=str(err))
+            self.started.set_exception(err)
+            return False
+        view = self.link.view
+        log.info("cluster.started", scheduler=self.link.address, workers=len(view.workers),
+                 ready=len(view.warm), threads=view.capacity, seconds=round(time.monotonic() - t0, 3))
+        self.started.set_result(None)
+        return True
+
     def _serve(self) -> None:
         next_look = 0.0
         while True:
@@ -247,7 +265,7 @@ class DaskBackend(ClusterLink):
             self._wait(timeout)
             now = time.monotonic()
             if now >= next_look:
-                self._refresh()
+                self.link.refresh(list(self._inflight.values()))
                 next_look = now + TICK
             self._settle_losses()
             if self._closing:
@@ -274,13 +292,13 @@ class DaskBackend(ClusterLink):
         if kind == "outcome":
             self._on_outcome(message[1], message[2])
         elif kind == "event":
-            self._on_event(message[1])
+            self.link.on_event(message[1])
 
     # ---- sending tasks -------------------------------------------------------------------------
     def _dispatch(self) -> None:
         """Each free thread of a warm worker gets the next task of the fair queue, sent to that
         worker only: no task waits in a worker's queue, where fairness would no longer be ours."""
-        if not self.connected or self._broken:
+        if not self.link.connected or self._broken:
             return
         while (worker := self._free_worker()) is not None:
             with self._lock:
@@ -291,7 +309,7 @@ class DaskBackend(ClusterLink):
 
     def _free_worker(self) -> str | None:
         load = Counter(a.worker for a in self._inflight.values())
-        free = [(w.nthreads - load[w.address], -load[w.address], w.address) for w in self._view.warm]
+        free = [(w.nthreads - load[w.address], -load[w.address], w.address) for w in self.link.view.warm]
         best = max(free, default=None)
         return best[2] if best is not None and best[0] > 0 else None
 
@@ -307,7 +325,7 @@ class DaskBackend(ClusterLink):
             return
         timeout = task_timeout(entry.task, self.default_timeout)
         attempt = Attempt(entry, f"vd-{entry.id}-{entry.attempts}", worker, timeout, context)
-        fut = self._client.submit(run_task, task.func, task.kwargs, timeout, key=attempt.key, pure=False,
+        fut = self.link.client.submit(run_task, task.func, task.kwargs, timeout, key=attempt.key, pure=False,
                                   workers=[worker], allow_other_workers=False)
         attempt.dask_future = fut
         self._inflight[attempt.key] = attempt
@@ -346,10 +364,10 @@ class DaskBackend(ClusterLink):
 
     def _settle_losses(self) -> None:
         now = time.monotonic()
-        due = [loss for loss in self._losses if loss[0] <= now or loss[2] in self._exits or self._closing]
+        due = [loss for loss in self._losses if loss[0] <= now or loss[2] in self.link.exits or self._closing]
         self._losses = [loss for loss in self._losses if loss not in due]
         for _, attempt, address in due:
-            self._lost(attempt, self._exits.get(address) or "its worker was lost")
+            self._lost(attempt, self.link.exits.get(address) or "its worker was lost")
 
     def _lost(self, attempt: Attempt, cause: str) -> None:
         entry = attempt.entry
@@ -400,19 +418,11 @@ class DaskBackend(ClusterLink):
                                                     kind="shutdown", attempts=a.entry.attempts)) for a in attempts]
         ending += [cancelled(a.entry, WHO) for _, a, _ in self._losses]
         self._losses.clear()
-        if self._client is not None:
-            try:
-                if attempts and self._client.status == "running":
-                    self._client.cancel([a.dask_future for a in attempts if a.dask_future is not None])
-                self._client.close(timeout=10)
-            except Exception as exc:  # noqa: BLE001 - closing must go on
-                log.debug("cluster.client_close_failed", error=str(exc))
+        self.link.close([a.dask_future for a in attempts if a.dask_future is not None])
         if self._cluster is not None:
             try:
                 self._cluster.close(timeout=30)
             except Exception as exc:  # noqa: BLE001
                 log.warning("cluster.local_close_failed", error=str(exc))
-        with self._lock:
-            self.connected = False
         settle(ending)
         log.info("cluster.closed", **{k: self.counts[k] for k in ("tasks_done", "tasks_failed", "retries", "restarts")})
