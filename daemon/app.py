@@ -55,8 +55,9 @@ def build_dask(settings, *, log_config: dict | None = None, local: bool = False)
     """The (not yet started) Dask backend: VOICE_DAEMON_DASK_SCHEDULER's cluster, or a local one
     (``local``, or no scheduler given).  Its workers load the models with these settings.
 
-    Without VOICE_DAEMON_SHARED_STORAGE the chunks' samples travel (``daemon/backends/dask/samples.py``) and
-    the whole-file stages run in one warm worker on this host."""
+    Tasks pass paths on a local cluster and with VOICE_DAEMON_SHARED_STORAGE.  Only an external
+    cluster without shared storage gets the chunks' samples (``daemon/backends/dask/samples.py``,
+    straight to the worker), and then the whole-file stages run in one warm worker on this host."""
     from daemon.backends.dask import DaskBackend
     from daemon.backends.dask.samples import SamplesCourier
 
@@ -64,7 +65,7 @@ def build_dask(settings, *, log_config: dict | None = None, local: bool = False)
         settings = settings.model_copy(update={"dask_scheduler": ""})
     log_config = _child_log_config(settings, log_config)
     courier = host = None
-    if not settings.shared_storage:
+    if settings.dask_scheduler and not settings.shared_storage:
         courier = SamplesCourier()
         host = build_pool(settings.model_copy(update={"workers": 1, "threads_per_worker": settings.torch_threads}),
                           log_config=log_config)
@@ -92,7 +93,7 @@ def cli_convert(settings, args) -> int:
 
 def cli_bench(settings, args) -> int:
     if getattr(args, "workload", "batch") == "long":
-        return bench_long.cli_bench_long(settings, args, build_pool)
+        return bench_long.cli_bench_long(settings, args, build_pool, partial(build_dask, local=True))
     return bench.cli_bench(settings, args, build_pool, make_dask=partial(build_dask, local=True))
 
 

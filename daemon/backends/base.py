@@ -90,6 +90,15 @@ def next_entry(queue: FairQueue) -> Entry | None:
     return None
 
 
+def next_waiting(queue: FairQueue) -> Entry | None:
+    """The next task of ``queue``, its Future left PENDING (it will wait behind another on a worker;
+    skipping those cancelled by their caller)."""
+    while (entry := queue.pop()) is not None:
+        if entry.started or not entry.future.cancelled():
+            return entry
+    return None
+
+
 def task_timeout(task: Task, default) -> float | None:
     """A task's deadline: its own, else ``default`` (seconds, None, or a function of the task)."""
     timeout = task.timeout

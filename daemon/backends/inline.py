@@ -47,6 +47,9 @@ class InlineRunner:
                 "restarts": 0, "models_loaded": 1, "pids": [os.getpid()], **self.counts,
                 "broken": None, "closed": False}
 
+    def capacity(self) -> int:
+        return 1
+
     @property
     def broken(self) -> str | None:
         return None

@@ -31,6 +31,9 @@ class Backend(Protocol):
 
     def stats(self) -> dict: ...
 
+    def capacity(self) -> int:
+        """How many tasks it runs at once now (jobs in flight follow it)."""
+
     @property
     def broken(self) -> str | None: ...
 

@@ -1,16 +1,22 @@
 """``DaskBackend``: the daemon's tasks on a Dask cluster, with the local pool's guarantees.
 
 One thread (the backend's) owns the Dask client and every decision; other threads only queue
-tasks (``submit``), read ``stats`` and ask it to ``close``.  Dask futures report back through
-their callbacks (on Dask's callback thread, which also fetches the result and releases the
-future at once, so a result already received is never recomputed when a worker dies later).
+tasks (``submit``), read ``stats`` and ask it to ``close``.  What becomes of each Dask future is
+watched on the client's own event loop (``attempts.watch``): the value is gathered straight from
+the worker that holds it and the future released at once, so a result already received is never
+recomputed when a worker dies later, and no thread waits a round trip per task.
 
-- **Fair sharing and back-pressure stay ours.**  Tasks wait in the pool's ``FairQueue``
-  (round-robin between files); at most as many are sent as the warm workers have threads.
+- **No idle gaps.**  Each thread of a warm worker holds one task and has the next one queued
+  behind it (``AHEAD``), sent in order with a falling priority, so a worker starts its next task
+  the moment it finishes one, while the result travels back.
+- **Fair sharing and back-pressure stay ours.**  Tasks wait in the backends' ``FairQueue``
+  (round-robin between files); at most ``1 + AHEAD`` per thread of a warm worker are sent.
 - **Attempts are ours.**  The scheduler is told not to re-run a task whose worker died
   (``allowed_failures = 0``): the task comes back as ``KilledWorker``, the backend counts the
   attempt and sends it again, first in its file's turn; after VOICE_DAEMON_MAX_ATTEMPTS it fails
-  with ``TaskError(kind="crash"|"timeout")`` naming the cause, as on the local pool.
+  with ``TaskError(kind="crash"|"timeout")`` naming the cause, as on the local pool.  Only the
+  task a dead worker was running counts (the first sent of those it held, one per thread); the
+  one queued behind it goes again uncounted.
 - **Deadlines** are kept inside the worker (``warm.run_task``); a task that comes back lost
   after its deadline counts as a timeout.
 - **The scheduler lost**: Dask cancels every future; the backend puts their tasks back in the
@@ -37,13 +43,15 @@ from daemon.backends.base import (
     check_task,
     lost_message,
     next_entry,
+    next_waiting,
     push,
     settle,
     task_timeout,
     timeout_from_settings,
 )
 from daemon.backends.dask import connect
-from daemon.backends.dask.attempts import Attempt, fetch
+from daemon.backends.dask.attempts import Attempt, send_samples, watch
+from daemon.backends.dask.figures import Figures
 from daemon.backends.dask.link import TICK, Link, connect_label
 from daemon.backends.dask.warm import WarmModels, run_task
 from daemon.backends.queue import FairQueue
@@ -53,6 +61,7 @@ from daemon.jobs import Task, TaskResult
 log = logs.get("cluster")
 
 LOSS_SETTLE = 3.0     # seconds at most to wait for a dead worker's exit code before retrying its task
+AHEAD = 1             # tasks queued on a worker behind each one it runs
 WHO = "the Dask backend"  # in "… closed before the task could run again"
 
 
@@ -85,6 +94,9 @@ class DaskBackend:
         self._inflight: dict[str, Attempt] = {}
         self._losses: list[tuple[float, Attempt, str]] = []  # (due, attempt, worker address)
         self._ids = itertools.count(1)
+        self._sends = itertools.count(1)
+        self._running_at_death: dict[str, set[str]] = {}  # worker address -> keys it was running
+        self.figures = Figures()
         self._thread: threading.Thread | None = None
         self._done = threading.Event()
         self._closing = False
@@ -159,6 +171,7 @@ class DaskBackend:
         """The cluster's figures; ``models_loaded`` counts the host's worker too, ``host`` has its own."""
         host = self.host.stats() if self.host is not None else None
         with self._lock, self.link.lock:
+            ahead = sum(1 for a in list(self._inflight.values()) if not a.entry.started)
             view = self.link.view
             warm = view.warm
             return {
@@ -171,8 +184,10 @@ class DaskBackend:
                 "busy": view.busy,
                 "starting": len(view.workers) - len(warm),
                 "threads": view.capacity,
-                "queued": len(self._queue),
-                "in_flight": len(self._inflight),
+                # queued: waiting here or behind a running task on a worker; in_flight: running
+                "queued": len(self._queue) + ahead,
+                "in_flight": len(self._inflight) - ahead,
+                "sent_ahead": ahead,
                 "pids": sorted(w.pid for w in warm if w.pid),
                 **{k: self.counts[k] for k in ("tasks_done", "tasks_failed", "retries", "timeouts", "restarts",
                                                "resubmitted", "reconnects")},
@@ -186,6 +201,18 @@ class DaskBackend:
     @property
     def workers(self) -> int:
         return len(self.link.view.workers)
+
+    def capacity(self) -> int:
+        """Tasks the cluster runs at once now: the threads of its warm workers (a node joining
+        raises it, one leaving lowers it)."""
+        with self.link.lock:
+            return self.link.view.capacity
+
+    def costs(self) -> dict:
+        """For the benchmark: the tasks' figures (``figures.py``) and the scheduler's CPU seconds so
+        far (a blocking call to the scheduler: not for the daemon's loop)."""
+        return {**self.figures.summary(),
+                "scheduler_cpu_seconds": self.link.client.run_on_scheduler(connect.scheduler_cpu)}
 
     def close(self, grace: float = 10.0) -> None:
         with self._lock:
@@ -296,25 +323,41 @@ class DaskBackend:
 
     # ---- sending tasks -------------------------------------------------------------------------
     def _dispatch(self) -> None:
-        """Each free thread of a warm worker gets the next task of the fair queue, sent to that
-        worker only: no task waits in a worker's queue, where fairness would no longer be ours."""
+        """Each thread of a warm worker gets the next task of the fair queue, and one more queued
+        behind it, sent to that worker only: fairness decides at most one task ahead.  A task sent
+        ahead is not started for its caller (its Future stays cancellable) until the one before
+        it on that worker finishes (``_promote``)."""
         if not self.link.connected or self._broken:
             return
         while (worker := self._free_worker()) is not None:
+            runs_now = len(self._held(worker.address)) < worker.nthreads
             with self._lock:
-                entry = next_entry(self._queue)
+                entry = next_entry(self._queue) if runs_now else next_waiting(self._queue)
             if entry is None:
                 return
             self._send(entry, worker)
 
-    def _free_worker(self) -> str | None:
+    def _held(self, address: str) -> list[Attempt]:
+        """The attempts a worker holds, in the order they were sent (the first ``nthreads`` run)."""
+        return sorted((a for a in self._inflight.values() if a.worker == address), key=lambda a: a.seq)
+
+    def _promote(self, address: str) -> None:
+        """A worker finished a task: the one queued behind it runs now, so its Future starts (a
+        caller that cancelled it meanwhile gets nothing: its result is dropped)."""
+        held = self._held(address)
+        for attempt in held[:held[0].nthreads] if held else ():
+            entry = attempt.entry
+            if not entry.started:
+                entry.started = entry.future.set_running_or_notify_cancel() or entry.future.cancelled()
+
+    def _free_worker(self):
         load = Counter(a.worker for a in self._inflight.values())
-        free = [(w.nthreads - load[w.address], -load[w.address], w.address) for w in self.link.view.warm]
-        best = max(free, default=None)
-        return best[2] if best is not None and best[0] > 0 else None
+        free = [(w.nthreads * (1 + AHEAD) - load[w.address], -load[w.address], w.address, w)
+                for w in self.link.view.warm]
+        best = max(free, default=None, key=lambda f: f[:3])
+        return best[3] if best is not None and best[0] > 0 else None
 
-
-    def _send(self, entry: Entry, worker: str) -> None:
+    def _send(self, entry: Entry, worker) -> None:
         entry.attempts += 1
         task, context = entry.task, None
         try:
@@ -324,26 +367,45 @@ class DaskBackend:
             self._fail(entry, exc)
             return
         timeout = task_timeout(entry.task, self.default_timeout)
-        attempt = Attempt(entry, f"vd-{entry.id}-{entry.attempts}", worker, timeout, context)
-        fut = self.link.client.submit(run_task, task.func, task.kwargs, timeout, key=attempt.key, pure=False,
-                                  workers=[worker], allow_other_workers=False)
-        attempt.dask_future = fut
+        seq = next(self._sends)
+        attempt = Attempt(entry, f"vd-{entry.id}-{seq}", worker.address, worker.nthreads, seq,
+                          timeout, context)
+        client = self.link.client
         self._inflight[attempt.key] = attempt
-        fut.add_done_callback(lambda f, a=attempt: self._inbox.put(("outcome", a, fetch(a, f, self.courier))))
+        # priority: sent first, run first (Dask runs a worker's higher priorities first)
+        if context is not None:
+            client.loop.add_callback(send_samples, attempt, client, task.func, task.kwargs, timeout, -seq,
+                                     self._inbox.put)
+            return
+        fut = client.submit(run_task, task.func, task.kwargs, timeout, key=attempt.key, pure=False, priority=-seq,
+                            workers=[worker.address], allow_other_workers=False)
+        attempt.dask_future = fut
+        client.loop.add_callback(watch, attempt, fut, self._inbox.put)
 
     # ---- what came back ------------------------------------------------------------------------
     def _on_outcome(self, attempt: Attempt, outcome: tuple) -> None:
+        if outcome[0] == "killed" and not self._was_running(attempt, outcome[1]):
+            outcome = ("queued-behind",)
         if self._inflight.pop(attempt.key, None) is None:
             return  # given up on already (the backend closed)
+        self._promote(attempt.worker)
         entry, kind = attempt.entry, outcome[0]
         if kind == "done":
-            _, value, seconds, pid = outcome
+            try:
+                value = self._value(attempt, outcome)
+            except BaseException as exc:  # noqa: BLE001 - e.g. the samples could not be written here
+                self._fail(entry, TaskError(f"{type(exc).__name__}: {exc}", kind="exception",
+                                            attempts=entry.attempts))
+                return
             self.counts["tasks_done"] += 1
-            settle([(entry.future, TaskResult(value, pid, entry.attempts, seconds), None)])
+            self.figures.ran(attempt, outcome)
+            settle([(entry.future, TaskResult(value, outcome[3], entry.attempts, outcome[2]), None)])
         elif kind == "error":
+            self.figures.ran(attempt, outcome)
             self._fail(entry, remote.caller_exception(outcome[1], entry.attempts))
-        elif kind in ("unready", "cancelled"):
-            # Not the task's fault (a cold worker, the scheduler gone): again, not counted.
+        elif kind in ("unready", "cancelled", "queued-behind"):
+            # Not the task's fault (a cold worker, the scheduler gone, a death it only queued
+            # behind): again, not counted.
             entry.attempts -= 1
             self.counts["resubmitted"] += 1
             if self._closing:
@@ -358,6 +420,24 @@ class DaskBackend:
         else:
             exc = outcome[1]
             self._fail(entry, TaskError(f"{type(exc).__name__}: {exc}", kind="exception", attempts=entry.attempts))
+
+    def _value(self, attempt: Attempt, outcome: tuple):
+        value = remote.loads(outcome[1])
+        if attempt.context is not None:
+            value = self.courier.inbound(attempt.context, value, outcome[2], outcome[3])
+        return value
+
+    def _was_running(self, attempt: Attempt, address: str) -> bool:
+        """Whether ``attempt`` was running when its worker died, rather than queued behind: the
+        first ``nthreads`` sent of the attempts that worker held then (decided once per death,
+        when its first lost attempt comes back, before any of them leaves ``_inflight``)."""
+        running = self._running_at_death.get(address)
+        if running is None:
+            # A task whose result the worker held (finished, its value lost with the worker) was not
+            # running: the scheduler told the client it finished before it told of the death.
+            held = [a for a in self._held(address) if not a.ran]
+            running = self._running_at_death[address] = {a.key for a in held[:attempt.nthreads]}
+        return attempt.key in running
 
     def _next_loss(self) -> float:
         return min((due for due, _, _ in self._losses), default=time.monotonic() + TICK)
@@ -399,9 +479,23 @@ class DaskBackend:
         if not self._close_begun:
             self._close_begun = True
             settle(self._drain_queue())
+            self._recall_waiting()
         if self._inflight and time.monotonic() < self._close_deadline:
             return False
         return True
+
+    def _recall_waiting(self) -> None:
+        """Closing: the tasks queued behind a running one on a worker never start; cancelled."""
+        waiting = [a for a in self._inflight.values() if not a.entry.started]
+        for a in waiting:
+            del self._inflight[a.key]
+        futures = [a.dask_future for a in waiting if a.dask_future is not None]
+        if futures and self.link.client is not None and self.link.connected:
+            try:
+                self.link.client.cancel(futures)
+            except Exception as exc:  # noqa: BLE001 - closing goes on; the futures are dropped anyway
+                log.debug("cluster.cancel_failed", error=str(exc))
+        settle([cancelled(a.entry, WHO) for a in waiting])
 
     def _drain_queue(self) -> list:
         with self._lock:
@@ -415,7 +509,8 @@ class DaskBackend:
         attempts = list(self._inflight.values())
         self._inflight.clear()
         ending += [(a.entry.future, None, TaskError("the Dask backend closed before the task finished",
-                                                    kind="shutdown", attempts=a.entry.attempts)) for a in attempts]
+                                                    kind="shutdown", attempts=a.entry.attempts))
+                   if a.entry.started else cancelled(a.entry, WHO) for a in attempts]
         ending += [cancelled(a.entry, WHO) for _, a, _ in self._losses]
         self._losses.clear()
         self.link.close([a.dask_future for a in attempts if a.dask_future is not None])

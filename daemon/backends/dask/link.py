@@ -79,8 +79,9 @@ class Link:
     def connect(self, deadline: float) -> bool:
         """One try to connect (a new client); True once connected and set up."""
         try:
+            # direct_to_workers: a result comes from the worker that holds it, not through the scheduler
             client = Client(self.address, security=self.security, timeout=min(CONNECT_TRY, max(
-                0.5, deadline - time.monotonic())), set_as_default=False)
+                0.5, deadline - time.monotonic())), set_as_default=False, direct_to_workers=True)
         except (OSError, TimeoutError) as exc:
             log.debug("cluster.connect_failed", scheduler=self.address, error=str(exc))
             return False
@@ -90,7 +91,7 @@ class Link:
 
     def _on_connected(self) -> None:
         client = self.client
-        previous = client.run_on_scheduler(connect.own_retries)
+        previous = client.run_on_scheduler(connect.own_scheduling)
         client.subscribe_topic(TOPIC, lambda event: self._post(("event", event[1])))
         self._registering = in_thread(client.register_plugin, self.plugin)
         with self.lock:
@@ -152,7 +153,7 @@ class Link:
         waiting = [a for a in stranded if states.get(a.key) == "no-worker"]
         if waiting:
             log.info("cluster.tasks_stranded", tasks=len(waiting))
-            client.cancel([a.dask_future for a in waiting])
+            client.cancel([a.dask_future for a in waiting if a.dask_future is not None])
 
     def on_event(self, msg: dict) -> None:
         event = msg.get("event")

@@ -109,6 +109,10 @@ class WorkerPool:
     def workers(self) -> int:
         return self.options.workers
 
+    def capacity(self) -> int:
+        """Tasks it runs at once: one per worker."""
+        return self.options.workers
+
     def close(self, grace: float = 10.0) -> None:
         """Cancel queued tasks, let running ones finish for ``grace`` seconds, then terminate and
         kill what is left; returns when every child is reaped.  Idempotent; a second call with a
