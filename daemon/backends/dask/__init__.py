@@ -1,7 +1,9 @@
 """The second backend: the daemon's tasks on a Dask cluster (VOICE_DAEMON_BACKEND=dask).
 
     backend.py   DaskBackend: the daemon's side (fair queue, back-pressure, attempts)
-    attempts.py  one try of a task, and what became of it
+    attempts.py  one try of a task, and what became of it (watched on the client's event loop)
+    sent.py      what each worker holds: the attempt it runs and the one queued behind it
+    figures.py   the tasks' seconds and the workers' idle gaps, for the benchmark
     link.py      the connection: start-up, reconnects, the workers seen (view.py)
     view.py      what the daemon knows of the workers (connected, warm, busy, threads)
     warm.py      inside each Dask worker process: the models plugin and the task wrapper

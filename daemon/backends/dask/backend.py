@@ -53,6 +53,7 @@ from daemon.backends.dask import connect
 from daemon.backends.dask.attempts import Attempt, send_samples, watch
 from daemon.backends.dask.figures import Figures
 from daemon.backends.dask.link import TICK, Link, connect_label
+from daemon.backends.dask.sent import Sent
 from daemon.backends.dask.warm import WarmModels, run_task
 from daemon.backends.queue import FairQueue
 from daemon.errors import PoolClosedError, PoolStartError, TaskError
@@ -91,11 +92,10 @@ class DaskBackend:
         self._lock = threading.Lock()
         self._queue: FairQueue[Entry] = FairQueue()
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
-        self._inflight: dict[str, Attempt] = {}
+        self._sent = Sent(AHEAD)
         self._losses: list[tuple[float, Attempt, str]] = []  # (due, attempt, worker address)
         self._ids = itertools.count(1)
         self._sends = itertools.count(1)
-        self._running_at_death: dict[str, set[str]] = {}  # worker address -> keys it was running
         self.figures = Figures()
         self._thread: threading.Thread | None = None
         self._done = threading.Event()
@@ -171,7 +171,7 @@ class DaskBackend:
         """The cluster's figures; ``models_loaded`` counts the host's worker too, ``host`` has its own."""
         host = self.host.stats() if self.host is not None else None
         with self._lock, self.link.lock:
-            ahead = sum(1 for a in list(self._inflight.values()) if not a.entry.started)
+            ahead = len(self._sent.waiting())
             view = self.link.view
             warm = view.warm
             return {
@@ -186,7 +186,7 @@ class DaskBackend:
                 "threads": view.capacity,
                 # queued: waiting here or behind a running task on a worker; in_flight: running
                 "queued": len(self._queue) + ahead,
-                "in_flight": len(self._inflight) - ahead,
+                "in_flight": len(self._sent) - ahead,
                 "sent_ahead": ahead,
                 "pids": sorted(w.pid for w in warm if w.pid),
                 **{k: self.counts[k] for k in ("tasks_done", "tasks_failed", "retries", "timeouts", "restarts",
@@ -292,7 +292,7 @@ class DaskBackend:
             self._wait(timeout)
             now = time.monotonic()
             if now >= next_look:
-                self.link.refresh(list(self._inflight.values()))
+                self.link.refresh(self._sent.all())
                 next_look = now + TICK
             self._settle_losses()
             if self._closing:
@@ -326,36 +326,16 @@ class DaskBackend:
         """Each thread of a warm worker gets the next task of the fair queue, and one more queued
         behind it, sent to that worker only: fairness decides at most one task ahead.  A task sent
         ahead is not started for its caller (its Future stays cancellable) until the one before
-        it on that worker finishes (``_promote``)."""
+        it on that worker finishes (``Sent.promote``)."""
         if not self.link.connected or self._broken:
             return
-        while (worker := self._free_worker()) is not None:
-            runs_now = len(self._held(worker.address)) < worker.nthreads
+        while (worker := self._sent.free_worker(self.link.view.warm)) is not None:
+            runs_now = self._sent.runs_now(worker)
             with self._lock:
                 entry = next_entry(self._queue) if runs_now else next_waiting(self._queue)
             if entry is None:
                 return
             self._send(entry, worker)
-
-    def _held(self, address: str) -> list[Attempt]:
-        """The attempts a worker holds, in the order they were sent (the first ``nthreads`` run)."""
-        return sorted((a for a in self._inflight.values() if a.worker == address), key=lambda a: a.seq)
-
-    def _promote(self, address: str) -> None:
-        """A worker finished a task: the one queued behind it runs now, so its Future starts (a
-        caller that cancelled it meanwhile gets nothing: its result is dropped)."""
-        held = self._held(address)
-        for attempt in held[:held[0].nthreads] if held else ():
-            entry = attempt.entry
-            if not entry.started:
-                entry.started = entry.future.set_running_or_notify_cancel() or entry.future.cancelled()
-
-    def _free_worker(self):
-        load = Counter(a.worker for a in self._inflight.values())
-        free = [(w.nthreads * (1 + AHEAD) - load[w.address], -load[w.address], w.address, w)
-                for w in self.link.view.warm]
-        best = max(free, default=None, key=lambda f: f[:3])
-        return best[3] if best is not None and best[0] > 0 else None
 
     def _send(self, entry: Entry, worker) -> None:
         entry.attempts += 1
@@ -371,7 +351,7 @@ class DaskBackend:
         attempt = Attempt(entry, f"vd-{entry.id}-{seq}", worker.address, worker.nthreads, seq,
                           timeout, context)
         client = self.link.client
-        self._inflight[attempt.key] = attempt
+        self._sent.add(attempt)
         # priority: sent first, run first (Dask runs a worker's higher priorities first)
         if context is not None:
             client.loop.add_callback(send_samples, attempt, client, task.func, task.kwargs, timeout, -seq,
@@ -384,11 +364,11 @@ class DaskBackend:
 
     # ---- what came back ------------------------------------------------------------------------
     def _on_outcome(self, attempt: Attempt, outcome: tuple) -> None:
-        if outcome[0] == "killed" and not self._was_running(attempt, outcome[1]):
+        if outcome[0] == "killed" and not self._sent.was_running(attempt, outcome[1]):
             outcome = ("queued-behind",)
-        if self._inflight.pop(attempt.key, None) is None:
+        if self._sent.pop(attempt.key) is None:
             return  # given up on already (the backend closed)
-        self._promote(attempt.worker)
+        self._sent.promote(attempt.worker)
         entry, kind = attempt.entry, outcome[0]
         if kind == "done":
             try:
@@ -426,18 +406,6 @@ class DaskBackend:
         if attempt.context is not None:
             value = self.courier.inbound(attempt.context, value, outcome[2], outcome[3])
         return value
-
-    def _was_running(self, attempt: Attempt, address: str) -> bool:
-        """Whether ``attempt`` was running when its worker died, rather than queued behind: the
-        first ``nthreads`` sent of the attempts that worker held then (decided once per death,
-        when its first lost attempt comes back, before any of them leaves ``_inflight``)."""
-        running = self._running_at_death.get(address)
-        if running is None:
-            # A task whose result the worker held (finished, its value lost with the worker) was not
-            # running: the scheduler told the client it finished before it told of the death.
-            held = [a for a in self._held(address) if not a.ran]
-            running = self._running_at_death[address] = {a.key for a in held[:attempt.nthreads]}
-        return attempt.key in running
 
     def _next_loss(self) -> float:
         return min((due for due, _, _ in self._losses), default=time.monotonic() + TICK)
@@ -480,15 +448,15 @@ class DaskBackend:
             self._close_begun = True
             settle(self._drain_queue())
             self._recall_waiting()
-        if self._inflight and time.monotonic() < self._close_deadline:
+        if len(self._sent) and time.monotonic() < self._close_deadline:
             return False
         return True
 
     def _recall_waiting(self) -> None:
         """Closing: the tasks queued behind a running one on a worker never start; cancelled."""
-        waiting = [a for a in self._inflight.values() if not a.entry.started]
+        waiting = self._sent.waiting()
         for a in waiting:
-            del self._inflight[a.key]
+            self._sent.pop(a.key)
         futures = [a.dask_future for a in waiting if a.dask_future is not None]
         if futures and self.link.client is not None and self.link.connected:
             try:
@@ -506,8 +474,7 @@ class DaskBackend:
         with self._lock:
             self._closing = True
         ending = self._drain_queue()
-        attempts = list(self._inflight.values())
-        self._inflight.clear()
+        attempts = self._sent.clear()
         ending += [(a.entry.future, None, TaskError("the Dask backend closed before the task finished",
                                                     kind="shutdown", attempts=a.entry.attempts))
                    if a.entry.started else cancelled(a.entry, WHO) for a in attempts]
