@@ -198,7 +198,7 @@ def vad_probabilities(features: list[str], state: np.ndarray | None) -> dict:
 def convert_chunk(audio: np.ndarray, rate: int, voice: str | None = None, hints: dict | None = None):
     """The engine on one chunk's samples (on its voice alone, over its bed, where the bed is kept):
     (samples of the same length, info).  Pure: what travels
-    to a Dask worker that shares no disk with the daemon (``daemon/courier.py``)."""
+    to a Dask worker that shares no disk with the daemon (``daemon/backends/dask/samples.py``)."""
     state = _state()
     engine = state["engine"]
 

@@ -8,8 +8,8 @@
                                       └─ the output: mp3/m4a encode_segment(j) once j is final
     then: the output's last frames, publish (atomic rename), sidecar
 
-``run_job`` knows nothing about processes: it is given ``submit(Task) -> Future`` (the warm
-pool's, or ``InlineRunner.submit``, which runs each task at once in this process; the schedule
+``run_job`` knows nothing about processes: it is given a backend's ``submit(Task) -> Future``
+(``daemon.backends``: the warm pool's, Dask's, or ``InlineRunner``'s, which runs each task at once in this process; the schedule
 is then one task after another and the output is the same).  Every partial product lives in
 ``work_dir``; the output appears only by a rename once it is whole.
 """
@@ -33,9 +33,9 @@ from daemon.audio.diarization import JobSpeakers
 from daemon.audio.plan import StreamPlanner
 from daemon.audio.publish import publish_file, write_rttm, write_sidecar
 from daemon.audio.stitch import Seams
+from daemon.backends import Submit
 from daemon.jobs import Chunk, Task, TaskResult
 
-Submit = Callable[[Task], Future]
 CHARS_PER_SECOND = 15  # rough speaking rate: scales a text job's deadline
 POLL = 0.02            # seconds between looks at the working audio while it is decoded
 BYTES_PER_SECOND = 4000  # 32 kbit/s: a lower bound of any codec we read, to bound a length by a size

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from daemon.convert import InlineRunner, run_job
+from daemon.backends.inline import InlineRunner
+from daemon.convert import run_job
 from daemon.errors import InputError
 from daemon.settings import load_settings
 from helpers import media

@@ -26,7 +26,8 @@ from daemon.audio import vad
 from daemon.audio.decode import decode_stream, frames_ready, read_frames
 from daemon.audio.io import probe
 from daemon.audio.plan import StreamPlanner, plan_chunks, silences
-from daemon.convert import InlineRunner, run_job
+from daemon.backends.inline import InlineRunner
+from daemon.convert import run_job
 from daemon.settings import load_settings
 from helpers import media, wait_until
 

@@ -13,16 +13,24 @@ runs it in a warm worker on this host.
 
 from __future__ import annotations
 
+import inspect
 import time
 from dataclasses import replace
 from typing import Any
 
 from daemon.audio.decode import read_frames
 from daemon.jobs import Task
-from daemon.pipeline import place_chunk
+from daemon.pipeline import place_chunk, run_chunk
 
 #: task function -> the function that does its work on samples alone, on any node
 TRAVELS = {"daemon.pipeline:run_chunk": "daemon.pipeline:convert_chunk"}
+#: The chunk task's frame range: read here, its samples travel instead.
+FRAME_RANGE = ("audio", "start", "end")
+#: What ``place_chunk`` needs to write the result here (with the chunk task's defaults); ``rate``
+#: travels too.  Every other argument of the chunk task travels as it is, whatever it is.
+_DEFAULTS = {name: p.default for name, p in inspect.signature(run_chunk).parameters.items()}
+PLACE = tuple(name for name, p in inspect.signature(place_chunk).parameters.items()
+              if p.kind is p.KEYWORD_ONLY and name != "compute_seconds")
 
 
 class SamplesCourier:
@@ -33,10 +41,9 @@ class SamplesCourier:
     def outbound(self, task: Task) -> tuple[Task, Any]:
         """The task as it travels, and what ``inbound`` needs to finish it here."""
         k = task.kwargs
-        audio = read_frames(k["audio"], k["start"], k["end"])
-        kwargs = {"audio": audio, "rate": k["rate"], "voice": k.get("voice"), "hints": k.get("hints")}
-        context = {key: k[key] for key in ("index", "rate", "start", "out", "kind")}
-        context.update(overlap_before=k.get("overlap_before", 0), overlap_after=k.get("overlap_after", 0))
+        kwargs = {key: value for key, value in k.items() if key not in FRAME_RANGE and key not in PLACE}
+        kwargs.update(audio=read_frames(k["audio"], k["start"], k["end"]), rate=k["rate"])
+        context = {key: k.get(key, _DEFAULTS.get(key)) for key in PLACE}
         return replace(task, func=TRAVELS[task.func], kwargs=kwargs), context
 
     def inbound(self, context: dict, value, seconds: float, pid: int) -> dict:
