@@ -13,7 +13,8 @@ import pytest
 import soundfile as sf
 
 from daemon.audio.resample import resample
-from daemon.convert import InlineRunner, run_job
+from daemon.backends.inline import InlineRunner
+from daemon.convert import run_job
 from daemon.settings import load_settings
 from helpers import beds, media
 from helpers.resynth_models import load

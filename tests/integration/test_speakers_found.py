@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 
 from daemon import app
-from daemon.convert import InlineRunner, run_job
+from daemon.backends.inline import InlineRunner
+from daemon.convert import run_job
 from daemon.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
