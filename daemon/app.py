@@ -20,13 +20,14 @@ from functools import partial
 
 from daemon import __version__, bench, convert, log
 from daemon.audio.header import GuardedProbe
+from daemon.backends import Backend
+from daemon.backends.inline import InlineRunner
+from daemon.backends.local import WorkerPool
 from daemon.bench import long as bench_long
 from daemon.engines import capabilities
 from daemon.errors import AlreadyRunningError, UsageError
 from daemon.hooks import Hooks
-from daemon.jobs import Backend
 from daemon.metrics import Metrics
-from daemon.pool import WorkerPool
 from daemon.settings import env_file_values, reload_settings, scheduler_address
 from daemon.spool import Spool, acquire_lock, daemon_pid, write_record
 from daemon.spool import cli_status as spool_status
@@ -56,16 +57,17 @@ def build_dask(settings, *, log_config: dict | None = None, local: bool = False)
     """The (not yet started) Dask backend: VOICE_DAEMON_DASK_SCHEDULER's cluster, or a local one
     (``local``, or no scheduler given).  Its workers load the models with these settings.
 
-    Without VOICE_DAEMON_SHARED_STORAGE the chunks' samples travel (``daemon/courier.py``) and
-    the whole-file stages run in one warm worker on this host."""
-    from daemon.courier import SamplesCourier
-    from daemon.pool.cluster import DaskBackend
+    Tasks pass paths on a local cluster and with VOICE_DAEMON_SHARED_STORAGE.  Only an external
+    cluster without shared storage gets the chunks' samples (``daemon/backends/dask/samples.py``,
+    straight to the worker), and then the whole-file stages run in one warm worker on this host."""
+    from daemon.backends.dask import DaskBackend
+    from daemon.backends.dask.samples import SamplesCourier
 
     if local and settings.dask_scheduler:
         settings = settings.model_copy(update={"dask_scheduler": ""})
     log_config = _child_log_config(settings, log_config)
     courier = host = None
-    if not settings.shared_storage:
+    if settings.dask_scheduler and not settings.shared_storage:
         courier = SamplesCourier()
         host = build_pool(settings.model_copy(update={"workers": 1, "threads_per_worker": settings.torch_threads}),
                           log_config=log_config)
@@ -83,7 +85,7 @@ def build_backend(settings, *, log_config: dict | None = None) -> Backend:
 def make_runner(settings, sequential: bool):
     """The backend (default), or everything in this process with ``--sequential``."""
     if sequential:
-        return convert.InlineRunner(settings)
+        return InlineRunner(settings)
     return build_backend(settings).start()
 
 
@@ -93,13 +95,13 @@ def cli_convert(settings, args) -> int:
 
 def cli_bench(settings, args) -> int:
     if getattr(args, "workload", "batch") == "long":
-        return bench_long.cli_bench_long(settings, args, build_pool)
+        return bench_long.cli_bench_long(settings, args, build_pool, partial(build_dask, local=True))
     return bench.cli_bench(settings, args, build_pool, make_dask=partial(build_dask, local=True))
 
 
 def cli_worker(settings, args) -> int:
     """`voice-daemon worker`: a Dask worker node (runs until SIGTERM/SIGINT)."""
-    from daemon.pool.cluster import node
+    from daemon.backends.dask import node
 
     if args.nworkers is not None and args.nworkers < 1:
         raise UsageError(f"--nworkers {args.nworkers}: allowed: 1 or more")
@@ -118,7 +120,7 @@ def cli_worker(settings, args) -> int:
 def cli_status(settings, args) -> int:
     """`voice-daemon status`: the spool's folders, and where the tasks run."""
     if settings.backend == "dask":
-        from daemon.pool.cluster.status import cluster_status, describe
+        from daemon.backends.dask.status import cluster_status, describe
 
         backend = cluster_status(settings)
         line = describe(backend)

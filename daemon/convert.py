@@ -1,10 +1,10 @@
-"""`voice-daemon convert`, and what runs a job's tasks in this process.
+"""`voice-daemon convert`.
 
-One job's orchestration is ``daemon.stream.run_job`` (re-exported here): it is given a
-``submit(Task) -> Future`` function (the warm pool's, or ``InlineRunner.submit`` to run every
-stage in this process) and leaves the finished output in the job's work folder.  Without a spool
-(`convert`, the benchmark) ``publish_job`` puts it at its name; ``convert_file`` does both.
-``convert_command`` is `voice-daemon convert`, given the runner to use by the composition root
+One job's orchestration is ``daemon.stream.run_job`` (re-exported here): it is given a backend's
+``submit`` (``daemon.backends.Backend``: the warm pool, a Dask cluster, or ``InlineRunner`` to run
+every stage in this process) and leaves the finished output in the job's work folder.  Without a
+spool (`convert`, the benchmark) ``publish_job`` puts it at its name; ``convert_file`` does both.
+``convert_command`` is `voice-daemon convert`, given the backend to use by the composition root
 (``daemon/app.py``).
 """
 
@@ -14,56 +14,20 @@ import os
 import sys
 import tempfile
 import time
-from concurrent.futures import Future
 from functools import partial
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Callable
 
 from daemon import log
 from daemon.audio import io as aio
-from daemon.audio.publish import publish_file, write_sidecar_content
+from daemon.audio.publish import publish_file, write_rttm, write_sidecar_content
+from daemon.backends import Backend
 from daemon.capabilities import Capabilities
 from daemon.engines import abilities
 from daemon.errors import InputError, OutputError
-from daemon.jobs import Task, TaskResult, resolve
 from daemon.stream import Steps, run_job
 
-__all__ = ["InlineRunner", "Runner", "check_paths", "convert_command", "convert_file", "job_runner", "publish_job",
-           "run_job"]
-
-
-class Runner(Protocol):
-    """What runs a job's tasks: the warm pool, or ``InlineRunner``."""
-
-    def submit(self, task: Task) -> Future: ...
-
-    def close(self, grace: float = ...) -> None: ...
-
-
-class InlineRunner:
-    """Runs every task at once in this process (``--sequential``; the benchmark's baseline)."""
-
-    def __init__(self, settings):
-        from daemon.pipeline import init_worker
-
-        init_worker(settings)
-        self._funcs: dict[str, Callable] = {}
-
-    def submit(self, task: Task) -> Future:
-        fut: Future = Future()
-        t0 = time.perf_counter()
-        try:
-            func = self._funcs.get(task.func) or resolve(task.func)
-            self._funcs[task.func] = func
-            value = func(**task.kwargs)
-        except BaseException as exc:  # delivered through the future, like the pool does
-            fut.set_exception(exc)
-        else:
-            fut.set_result(TaskResult(value, os.getpid(), 1, time.perf_counter() - t0))
-        return fut
-
-    def close(self, grace: float = 0.0) -> None:
-        pass
+__all__ = ["check_paths", "convert_command", "convert_file", "job_runner", "publish_job", "run_job"]
 
 
 def job_runner(settings, capabilities: Capabilities | None = None) -> Callable[..., dict]:
@@ -123,7 +87,7 @@ def check_voice(settings, flag: str | None = None) -> None:
         raise SettingsError(settings.env_name("voice"), settings.voice, "must be a voice the engine has: " + problem)
 
 
-def convert_command(settings, args, make_runner: Callable[[], Runner]) -> int:
+def convert_command(settings, args, make_runner: Callable[[], Backend]) -> int:
     """`voice-daemon convert INPUT OUTPUT`: ``make_runner()`` gives what runs the tasks (something
     with ``submit`` and ``close``), built once the paths are known to be good."""
     inp, out = Path(args.input), Path(args.output)
@@ -158,9 +122,11 @@ def publish_job(fig: dict, output: str | Path, steps: Steps | None = None) -> di
     if content:
         sidecar = out.with_suffix(".json")
         write_sidecar_content(sidecar, out.name, content)
+    rttm = write_rttm(out, fig["rttm"]) if fig.get("rttm") else None
     if steps is not None:
         steps.published(t0, time.time())
-    return {**fig, "output": str(out), "sidecar": str(sidecar) if sidecar else None}
+    return {**fig, "output": str(out), "sidecar": str(sidecar) if sidecar else None,
+            **({"rttm": rttm} if "rttm" in fig else {})}
 
 
 def convert_file(submit, input: str | Path, output: str | Path, work_dir: str | Path, *,

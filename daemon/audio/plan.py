@@ -138,6 +138,18 @@ class StreamPlanner:
             out.append(chunk)
         return out
 
+    def probs_between(self, lo: int, hi: int) -> tuple[np.ndarray, int]:
+        """The probabilities of the windows over frames [lo, hi), and the first one's number."""
+        w0 = int(lo / self.rate / self.window_s)
+        w1 = int(np.ceil(hi / self.rate / self.window_s))
+        out, pos = [], 0
+        for p in self._probs:
+            a, b = max(w0, pos), min(w1, pos + len(p))
+            if a < b:
+                out.append(p[a - pos:b - pos])
+            pos += len(p)
+        return (np.concatenate(out) if out else np.zeros(0, np.float32)), w0
+
     def speech_seconds(self, threshold: float) -> float:
         probs = np.concatenate(self._probs) if self._probs else np.zeros(0)
         return float((probs >= threshold).sum() * self.window_s)

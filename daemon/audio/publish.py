@@ -49,12 +49,14 @@ def publish_file(src: str | Path, output: str | Path) -> Path:
     return out
 
 
-def sidecar_content(phrases: list[dict], models: list[dict], background: dict | None = None) -> dict | None:
-    """What an output's sidecar holds: the phrases an engine reports (resynth), and a kept bed
-    (``background``: ``audio/bed.py``'s summary); None: no sidecar."""
-    if not phrases and not models and not background:
+def sidecar_content(phrases: list[dict], models: list[dict], background: dict | None = None,
+                    speakers: dict | None = None) -> dict | None:
+    """What an output's sidecar holds: the phrases an engine reports (resynth), a kept bed
+    (``background``: ``audio/bed.py``'s summary) and the speakers found (``speakers``: its
+    ``speakers`` and ``turns`` lists); None: no sidecar."""
+    if not phrases and not models and not background and not speakers:
         return None
-    content = {"phrases": phrases, "models": models}
+    content = {**(speakers or {}), "phrases": phrases, "models": models}
     if background:
         content["background"] = background
     return content
@@ -67,11 +69,19 @@ def write_sidecar_content(path: Path, output_name: str, content: dict) -> None:
                        tmp=path.with_name(f".{path.name}.tmp"))
 
 
-def write_sidecar(out: Path, phrases: list[dict], models: list[dict], background: dict | None = None) -> str | None:
+def write_sidecar(out: Path, phrases: list[dict], models: list[dict], background: dict | None = None,
+                  speakers: dict | None = None) -> str | None:
     """``NAME.json`` beside the output (see ``sidecar_content``)."""
-    content = sidecar_content(phrases, models, background)
+    content = sidecar_content(phrases, models, background, speakers)
     if content is None:
         return None
     path = Path(out).with_suffix(".json")
     write_sidecar_content(path, Path(out).name, content)
+    return str(path)
+
+
+def write_rttm(out: Path, text: str) -> str:
+    """``NAME.rttm`` beside the output (the speakers' turns, NIST RTTM)."""
+    path = Path(out).with_suffix(".rttm")
+    durable.write_text(path, text, tmp=path.with_name(f".{path.name}.tmp"))
     return str(path)

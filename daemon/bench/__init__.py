@@ -29,6 +29,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
+from daemon.bench import scale as bench_scale
 from daemon.errors import InputError, UsageError, VoiceDaemonError
 from daemon.jobs import Task, TaskResult, resolve
 from daemon.settings import usable_cores
@@ -50,6 +51,7 @@ def cli_bench(settings, args, make_pool: Callable[..., Any], make_dask: Callable
     """`voice-daemon bench`.  ``make_pool(settings, log_config=...)`` builds the warm pool and
     ``make_dask`` the Dask backend on a local cluster (in the mode's own process: each must be
     picklable, e.g. a module-level function or a partial of one)."""
+    # A mode may repeat: ``--modes pool,dask,pool,dask,pool,dask`` interleaves them.
     modes = [m.strip() for m in (args.modes or ",".join(MODES)).split(",") if m.strip()]
     unknown = [m for m in modes if m not in MODES]
     if unknown or not modes:
@@ -257,7 +259,7 @@ def run_sequential(settings, files, out_dir, pinned: bool = True) -> dict:
     threads of their own (Praat's pitch analysis uses two) borrow the idle core.
     """
     from daemon import pipeline
-    from daemon.convert import InlineRunner
+    from daemon.backends.inline import InlineRunner
 
     if pinned:
         cores = sorted(os.sched_getaffinity(0))
@@ -318,13 +320,22 @@ def run_pool(settings, files, out_dir, make_pool: Callable[..., Any]) -> dict:
     """The warm pool, or any other backend ``make_pool`` builds (the Dask one: ``dask``)."""
     started = time.monotonic()
     pool = make_pool(settings, log_config={"fmt": settings.log_format, "level": _quiet(settings.log_level)}).start()
+    costs = getattr(pool, "costs", None)  # the Dask backend measures itself (``bench_scale``)
     try:
         startup = time.monotonic() - started
+        before, cpu = costs() if costs else None, time.process_time()
         figures, wall = _batch(pool.submit, files, out_dir, parallel=True)
+        cpu = time.process_time() - cpu
+        after = costs() if costs else None
         loads = pool.stats()["models_loaded"]
     finally:
         pool.close()
-    return _summary(figures, wall, startup, loads, settings.workers, out_dir)
+    summary = _summary(figures, wall, startup, loads, settings.workers, out_dir)
+    summary["parent_cpu_seconds"] = round(cpu, 3)
+    if after is not None:
+        summary["dask"] = {**after, "audio_seconds": summary["audio_seconds"], "parent_cpu_seconds": cpu,
+                           "scheduler_cpu_seconds": after["scheduler_cpu_seconds"] - before["scheduler_cpu_seconds"]}
+    return summary
 
 
 #: mode -> run(settings, files, out_dir); "pool" also needs the composition root's make_pool
@@ -369,6 +380,7 @@ def make_report(settings, workload: str, files: list[dict], results: list[dict])
         "files": [{"name": Path(f["path"]).name, "seconds": f["seconds"]} for f in files],
         "audio_seconds": round(sum(f["seconds"] for f in files), 1),
         "python": sys.version.split()[0],
+        "load_average": [round(x, 2) for x in os.getloadavg()],
         "results": results,
     }
 
@@ -381,7 +393,8 @@ def format_table(report: dict) -> str:
     lines = [
         f"engine {report['engine']} at {report['sample_rate']} Hz; {report['cores']} cores; "
         f"{report['workers']} workers × {report['threads_per_worker']} torch thread(s); "
-        f"workload {shape} = {report['audio_seconds']:g} s of audio",
+        f"workload {shape} = {report['audio_seconds']:g} s of audio; load average at the end "
+        f"{report.get('load_average')} (1, 5, 15 min)",
         "",
         "| mode | start-up s | wall s | audio s / wall s | speedup | model loads | peak RSS MB | CPU s |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
@@ -401,13 +414,9 @@ def format_table(report: dict) -> str:
     if "pool" in by and "sequential-unpinned" in by:
         ratio = by["sequential-unpinned"]["wall_seconds"] / by["pool"]["wall_seconds"]
         lines.append(f"pool vs sequential-unpinned (one process, free to use every core): {ratio:.2f}×")
-    if "dask" in by and "pool" in by:
-        ratio = by["pool"]["wall_seconds"] / by["dask"]["wall_seconds"]
-        lines.append(f"dask vs pool (throughput, {report['workers']} single-thread workers each): {ratio:.2f}× "
-                     f"(dask loaded models {by['dask']['model_loads']} times)")
     if "pool" in by and "reload" in by:
         saved = by["reload"]["wall_seconds"] - by["pool"]["wall_seconds"]
         lines.append(f"pool vs reload: {by['reload']['wall_seconds'] / by['pool']['wall_seconds']:.2f}× "
                      f"({saved:+.1f} s; reload loaded models {by['reload']['model_loads']} times, "
                      f"the pool {by['pool']['model_loads']} times for {by['pool']['workers']} workers)")
-    return "\n".join(lines)
+    return "\n".join(lines + bench_scale.lines(report))

@@ -5,6 +5,7 @@ One 30-minute file made from the shared recordings (WAV at 24 kHz; ``--format mp
 
     sequential  every stage in one process pinned to one core (one worker's share)
     pool        the warm pool, one job
+    dask        the Dask backend on a local cluster of as many worker processes, one job
 
 each in a fresh process of its own.  Per mode the report gives the wall time, the seconds of
 work in each stage, the worker-seconds spent idle while the job ran, and the **serial
@@ -28,7 +29,7 @@ from typing import Any, Callable
 from daemon import bench
 from daemon.errors import UsageError
 
-MODES = ("sequential", "pool")
+MODES = ("sequential", "pool", "dask")
 SECONDS = 1800.0
 FORMATS = {"wav": 24000, "mp3": 48000}  # the input's and the output's format -> sample rate
 CORES = (4, 8, 16, 32)
@@ -37,7 +38,7 @@ BED_DB = 9.0  # --bed: the music this far below the speech (the bed's goals are 
 STAGES = ("open", "decode", "vad", "lstm", "chunk", "stitch", "encode", "join", "check", "publish")
 
 
-def cli_bench_long(settings, args, make_pool: Callable[..., Any]) -> int:
+def cli_bench_long(settings, args, make_pool: Callable[..., Any], make_dask: Callable[..., Any]) -> int:
     fmt = getattr(args, "format", None) or "wav"
     if fmt not in FORMATS:
         raise UsageError(f"--format {fmt}: choose from {', '.join(FORMATS)}")
@@ -55,7 +56,8 @@ def cli_bench_long(settings, args, make_pool: Callable[..., Any]) -> int:
     seconds = SECONDS if seconds is None else seconds
     if seconds <= 0:
         raise UsageError(f"--seconds {seconds:g}: the long workload needs a length above 0")
-    runners = {"sequential": run_sequential, "pool": partial(run_pool, make_pool=make_pool)}
+    runners = {"sequential": run_sequential, "pool": partial(run_pool, make_pool=make_pool),
+               "dask": partial(run_pool, make_pool=make_dask)}
     with tempfile.TemporaryDirectory(prefix="voice-daemon-bench-long-") as tmp:
         files = [build_long(speech, Path(tmp) / "in", fmt, settings.sample_rate, seconds, bed=bed)]
         results = []
@@ -114,7 +116,7 @@ def _one(submit, files, out_dir: Path, parallelism: int) -> tuple[dict, float]:
 
 
 def run_sequential(settings, files, out_dir) -> dict:
-    from daemon.convert import InlineRunner
+    from daemon.backends.inline import InlineRunner
 
     cores = sorted(os.sched_getaffinity(0))
     os.sched_setaffinity(0, cores[:1])
@@ -259,4 +261,7 @@ def format_table(report: dict) -> str:
         lines.append(f"\npool ({by['pool']['workers']} workers) vs sequential (one core): {by['pool']['speedup']:.2f}× "
                      f"(limit {by['pool']['workers']}×; the usual script: {USUAL.get(by['pool']['workers'], '–')}); "
                      f"outputs differ by at most {by['pool'].get('max_diff_from_sequential', float('nan')):.2g}")
+    if "pool" in by and "dask" in by:
+        lines.append(f"dask vs pool (one job, {by['pool']['workers']} worker processes each): "
+                     f"{by['pool']['wall_seconds'] / by['dask']['wall_seconds']:.2f}×")
     return "\n".join(lines)

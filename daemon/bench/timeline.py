@@ -40,6 +40,9 @@ class Timeline(Steps):
     def planned(self, chunk: int) -> None:
         self._chunks[chunk] = self._lstm  # replaced by the chunk's own step when it is done
 
+    def speakers(self, res: TaskResult, chunk: int) -> None:
+        self._chunks[chunk] = self._worker("speakers", res, [self._chunks[chunk]])
+
     def converted(self, res: TaskResult, chunk: int) -> None:
         self._chunks[chunk] = self._worker("chunk", res, [self._chunks[chunk]])
 

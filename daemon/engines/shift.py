@@ -30,8 +30,24 @@ class ShiftEngine:
 
     def process(self, audio: np.ndarray, sample_rate: int, *, voice: str = "",
                 hints: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
-        out = shift_voice(audio, sample_rate, self.semitones, self.formant)
-        return out, {"semitones": self.semitones, "formant": self.formant}
+        turns = (hints or {}).get("speakers")
+        if not turns:
+            out = shift_voice(audio, sample_rate, self.semitones, self.formant)
+            return out, {"semitones": self.semitones, "formant": self.formant}
+        return shift_speakers(audio, sample_rate, turns), {"voices": sorted({t["voice"] for t in turns})}
+
+
+def shift_speakers(audio: np.ndarray, sample_rate: int, turns: list[dict]) -> np.ndarray:
+    """Each speaker's stretch of ``audio`` shifted by its own ``semitones/formant`` voice."""
+    from daemon.engines.voices import parse_shift, voice_spans
+
+    audio = np.asarray(audio, dtype=np.float32)
+    out = np.zeros(len(audio), np.float32)
+    for start, end, voice in voice_spans(turns, len(audio) / sample_rate):
+        a, b = int(round(start * sample_rate)), int(round(end * sample_rate))
+        if b > a:
+            out[a:b] = shift_voice(audio[a:b], sample_rate, *parse_shift(voice))
+    return out
 
 
 def median_f0(audio: np.ndarray, sample_rate: int) -> float:

@@ -58,9 +58,12 @@ def _silero_voices(settings) -> list[voices.Voice]:
 
 
 def needed(settings) -> list[registry.ModelRef]:
-    """The models the configured engine loads (`shift` needs only the VAD), and the separation model
-    that splits the voice from the bed under it (loaded only where the bed can be kept)."""
+    """The models the configured engine loads (`shift` needs only the VAD), the speaker model where
+    speakers are on, and the separation model that splits the voice from the bed under it (loaded only
+    where the bed can be kept)."""
     refs = [registry.vad_ref(settings)] if settings.engine == "shift" else registry.configured(settings)
+    if settings.speakers_on:
+        refs.append(registry.speaker_ref(settings))
     separation = registry.separation_ref(settings)
     # `auto` runs without it (it then keeps no bed, and says so); `keep` cannot.
     if settings.background == "keep" or (settings.background == "auto" and separation.present):

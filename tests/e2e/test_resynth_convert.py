@@ -43,7 +43,9 @@ def _goals(src_path: Path, out: Path, reference: str) -> dict:
     assert abs(sf.info(str(out)).duration - sf.info(str(src_path)).duration) <= 0.010
     check_onsets_and_words(src, to16k(res, RATE), reference, whisper(), label=f"{src_path.name}: ")
     sidecar = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))
-    assert sidecar["phrases"] and {m["name"] for m in sidecar["models"]} == {"asr", "tts", "vad"}
+    # resynth finds the speakers by default (VOICE_DAEMON_SPEAKERS=auto): one person here.
+    assert sidecar["phrases"] and {m["name"] for m in sidecar["models"]} == {"asr", "tts", "vad", "speaker"}
+    assert [s["speaker"] for s in sidecar["speakers"]] == [1] and {p["speaker"] for p in sidecar["phrases"]} == {1}
     return sidecar
 
 

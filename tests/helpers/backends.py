@@ -7,7 +7,7 @@ worker processes are its children, so the leak guard sees them).
 
 from __future__ import annotations
 
-from daemon.pool import WorkerPool
+from daemon.backends.local import WorkerPool
 
 T = "helpers.pool_tasks:"
 KINDS = ("local", "dask")
@@ -18,9 +18,9 @@ def build(kind: str, workers: int = 2, *, initializer: str | None = T + "init_re
     """A backend of ``kind`` (not started) with ``workers`` single-thread workers."""
     if kind == "local":
         return WorkerPool(workers, initializer=initializer, init_args=init_args, **options)
-    from daemon.pool.cluster import DaskBackend
-    from daemon.pool.cluster.connect import start_local_cluster
-    from daemon.pool.cluster.warm import WarmModels
+    from daemon.backends.dask import DaskBackend
+    from daemon.backends.dask.connect import start_local_cluster
+    from daemon.backends.dask.warm import WarmModels
 
     return DaskBackend(address=None, plugin=WarmModels(initializer, init_args, threads=options.pop("threads_per_worker", 0)),
                        local_cluster=lambda: start_local_cluster(workers, security), security=security, **options)

@@ -64,7 +64,7 @@ def make_certs(folder: Path, name: str = "voice-daemon-test") -> Certs:
 
 def security(certs: Certs):
     """Dask's Security for these certificates, as the daemon builds it from its settings."""
-    from daemon.pool.cluster.connect import security as from_settings
+    from daemon.backends.dask.connect import security as from_settings
     from daemon.settings import Settings
 
     return from_settings(Settings(tls_ca_file=str(certs.ca), tls_cert_file=str(certs.cert),

@@ -225,3 +225,26 @@ def test_a_tls_cluster_on_loopback_runs_tasks_and_refuses_others(tmp_path):
                 Client(other, security=sec, timeout=3, set_as_default=False)
     finally:
         backend.close()
+
+
+def test_the_dask_backends_capacity_follows_the_clusters_threads():
+    """Jobs in flight follow ``capacity()`` (the supervisor keeps twice as many): a worker that joins
+    raises it once warm, one that leaves lowers it; VOICE_DAEMON_WORKERS plays no part."""
+    from daemon.backends.dask import DaskBackend
+    from daemon.backends.dask.connect import start_local_cluster
+    from daemon.backends.dask.warm import WarmModels
+
+    cluster = start_local_cluster(1)
+    try:
+        backend = DaskBackend(address=cluster.scheduler_address, plugin=WarmModels(T + "init_record")).start()
+        try:
+            assert backend.capacity() == 1
+            cluster.scale(2)
+            wait_until(lambda: backend.capacity() == 2, timeout=120, message="the joining worker counted")
+            assert backend.submit(task("square", x=4)).result(timeout=60).value["y"] == 16
+            cluster.scale(1)
+            wait_until(lambda: backend.capacity() == 1, timeout=120, message="the leaving worker no longer counted")
+        finally:
+            backend.close()
+    finally:
+        cluster.close()

@@ -13,7 +13,8 @@ import pytest
 import soundfile as sf
 
 from daemon.audio.resample import resample
-from daemon.convert import InlineRunner, convert_file
+from daemon.backends.inline import InlineRunner
+from daemon.convert import convert_file
 from daemon.settings import load_settings
 from helpers import beds, media
 from helpers.resynth_models import load

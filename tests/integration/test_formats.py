@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from daemon.convert import InlineRunner, convert_file
+from daemon.backends.inline import InlineRunner
+from daemon.convert import convert_file
 from daemon.errors import InputError
 from daemon.settings import load_settings
 from helpers import media

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
+from daemon.backends.local import AudioScaledTimeout, PoolBrokenError, Task, WorkerPool
 from daemon.errors import InputError, PoolClosedError, PoolStartError, TaskError
-from daemon.pool import AudioScaledTimeout, PoolBrokenError, Task, WorkerPool
 from helpers import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -400,7 +400,7 @@ def test_parent_never_imports_torch_and_threads_are_set_after_the_initializer(tm
     script.write_text(
         "import json, sys\n"
         "from daemon.errors import TaskError\n"
-        "from daemon.pool import Task, WorkerPool\n"
+        "from daemon.backends.local import Task, WorkerPool\n"
         "def main():\n"
         "    with WorkerPool(1, initializer='helpers.pool_tasks:init_torch_like_silero',\n"
         "                    threads_per_worker=2) as pool:\n"

@@ -7,9 +7,9 @@ import sys
 
 import pytest
 
+from daemon.backends import remote
+from daemon.backends.queue import FairQueue
 from daemon.errors import InputError, ModelError, TaskError
-from daemon.pool import remote
-from daemon.pool.queue import FairQueue
 
 
 def test_queue_takes_turns_between_groups_fifo_inside_each():

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 import soundfile as sf
 
-from daemon.convert import InlineRunner, convert_file
+from daemon.backends.inline import InlineRunner
+from daemon.convert import convert_file
 from daemon.engines.shift import median_f0
 from daemon.settings import load_settings
 from helpers.asr import transcribe, wer

@@ -26,8 +26,9 @@ from daemon.audio import vad
 from daemon.audio.decode import decode_stream, frames_ready, read_frames
 from daemon.audio.io import probe
 from daemon.audio.plan import StreamPlanner, plan_chunks, silences
+from daemon.backends.inline import InlineRunner
 from daemon.bench.timeline import Timeline
-from daemon.convert import InlineRunner, convert_file
+from daemon.convert import convert_file
 from daemon.settings import load_settings
 from daemon.tasks import Decode, OpenJob, VadFeatures, VadProbabilities
 from helpers import media, wait_until

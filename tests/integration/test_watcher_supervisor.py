@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from daemon.backends.local import WorkerPool
 from daemon.jobs import Task
 from daemon.metrics import Metrics
-from daemon.pool import WorkerPool
 from daemon.settings import Settings
 from daemon.spool import Spool
 from daemon.supervisor import Events, Signals, Supervisor

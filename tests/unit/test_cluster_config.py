@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from prometheus_client import generate_latest
 
+from daemon.backends.dask import connect, status
 from daemon.metrics import Metrics
-from daemon.pool.cluster import connect, status
 from daemon.settings import Settings, SettingsError, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -119,7 +119,7 @@ def scrape(metrics: Metrics) -> str:
 def test_the_daemons_side_of_the_dask_backend_imports_no_model_library():
     from test_parent_imports import HEAVY
 
-    code = ("import sys, daemon.pool.cluster, daemon.pool.cluster.node, daemon.pool.cluster.status, daemon.courier\n"
+    code = ("import sys, daemon.backends.dask, daemon.backends.dask.node, daemon.backends.dask.status, daemon.backends.dask.samples\n"
             f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr

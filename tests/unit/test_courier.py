@@ -6,7 +6,7 @@ import numpy as np
 
 from daemon.audio.decode import read_frames
 from daemon.audio.stitch import start_file
-from daemon.courier import SamplesCourier
+from daemon.backends.dask.samples import SamplesCourier
 from daemon.jobs import Chunk, Task
 from daemon.tasks import ChunkWork, RunChunk, envelope
 

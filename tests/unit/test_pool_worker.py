@@ -12,10 +12,10 @@ from concurrent.futures import Future
 
 import pytest
 
+from daemon.backends import remote
+from daemon.backends.base import Entry as _Entry
+from daemon.backends.local.worker import PoolOptions, State, Worker, WorkerStateError
 from daemon.jobs import Task
-from daemon.pool import remote
-from daemon.pool.core import _Entry
-from daemon.pool.worker import PoolOptions, State, Worker, WorkerStateError
 
 CTX = multiprocessing.get_context("spawn")
 

@@ -21,6 +21,7 @@ from daemon.engines.resynth.asr import ASR_RATE, group_phrases
 from daemon.engines.resynth.bundle import ResynthModels
 from daemon.engines.resynth.text import clean
 from daemon.engines.resynth.transcript import is_timed
+from daemon.engines.voices import turn_of
 from daemon.errors import InputError
 
 #: Level for a phrase whose source slot is silent (a transcript cue over music, say).
@@ -43,6 +44,8 @@ class ResynthEngine:
         self.bundle = bundle or ResynthModels.load(settings)
         self.asr, self.tts, self.stresser = self.bundle.asr, self.bundle.tts, self.bundle.stresser
         self._models: list[dict] | None = None
+        for v in settings.voice_list:  # a wrong name in VOICE_DAEMON_VOICES stops the worker at start
+            self.tts.check_voice(v)
         log.get().info("resynth.ready", tts=self.tts.name, voice_model=self.tts.ref.path,
                        asr=self.asr.ref.path if self.asr else None, stress=self.stresser is not None,
                        seconds=round(time.perf_counter() - t0, 3))
@@ -65,10 +68,14 @@ class ResynthEngine:
         phrases = self._phrases(audio, sample_rate, hints, seconds)
         out = np.zeros(len(audio), dtype=np.float32)
         starts, ends = [p["start"] for p in phrases], [p["end"] for p in phrases]
-        done = []
+        done, turns = [], (hints or {}).get("speakers") or []
+        voices = {t["voice"]: self.tts.check_voice(t["voice"]) for t in turns}
         for i, ph in enumerate(phrases):
-            done.append(self._render(ph, fitmod.room(starts, i, total, ends), audio, sample_rate, speaker, out,
-                                     seconds))
+            turn = turn_of(turns, ph["start"], ph["end"])
+            done.append(self._render(ph, fitmod.room(starts, i, total, ends), audio, sample_rate,
+                                     voices[turn["voice"]] if turn else speaker, out, seconds))
+            if turn:
+                done[-1].update(speaker=turn["speaker"], voice=turn["voice"])
         log.get().debug("resynth.chunk", audio_seconds=round(total, 3), phrases=len(done),
                         **{f"{stage}_seconds": round(t, 4) for stage, t in seconds.items()})
         return out, {"phrases": done, "models": self.models()}

@@ -13,6 +13,7 @@ recognised in each chunk.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
@@ -55,25 +56,33 @@ class EspeakTTS:
         return [code for code, _ in system_tts.espeak_voices()]
 
     def check_voice(self, voice: str) -> str:
-        """An espeak-ng language code; "" (by language) for a Silero speaker name, the default voice,
-        with espeak-ng's female variant (``+f3``) for a female one."""
+        """An espeak-ng language code, with a ``+variant`` if one is named (``ru+f3``; ``+f3``: the
+        variant in each phrase's language): a voice for each speaker; "" (by language) for a Silero
+        speaker name, the default voice, with espeak-ng's female variant (``+f3``) for a female one."""
         if voice in SILERO_SPEAKERS or not voice:
             from daemon.models.voices import SILERO_SEX
 
             return FEMALE if SILERO_SEX.get(voice) == "female" else ""
-        code = system_tts.espeak_voice(voice)
+        name, _, variant = voice.partition("+")
+        code = system_tts.espeak_voice(name) if name else ""
         if code is None:
             raise ModelError(f"{self.variable}={voice}: not an espeak-ng voice; valid: a language code "
                              f"such as {', '.join(self.speakers()[:12])}… (`espeak-ng --voices` lists all)")
-        return code
+        if variant and variant.lower() not in _variants(self.exe):
+            raise ModelError(f"{self.variable}={voice}: {variant!r} is not an espeak-ng variant; valid: "
+                             f"{', '.join(sorted(_variants(self.exe))[:12])}… (`espeak-ng --voices=variant`)")
+        return f"{code}+{_variants(self.exe)[variant.lower()]}" if variant else code
 
     def voice_for(self, voice: str, text: str, language: str | None) -> str:
-        if voice and voice != FEMALE:
+        if voice and not voice.startswith("+"):
             return voice
+        return self._language_voice(text, language) + voice
+
+    def _language_voice(self, text: str, language: str | None) -> str:
         for lang in (self.language, language):
             if lang and lang != "auto" and system_tts.espeak_voice(lang):
-                return system_tts.espeak_voice(lang) + voice
-        return (FALLBACK[0] if textmod.has_cyrillic(text) else FALLBACK[1]) + voice
+                return system_tts.espeak_voice(lang)
+        return FALLBACK[0] if textmod.has_cyrillic(text) else FALLBACK[1]
 
     def synthesize(self, text: str, voice: str, *, length: float = 1.0, language: str | None = None) -> np.ndarray:
         from daemon.engines.resynth.tts import join_pieces
@@ -99,3 +108,15 @@ class EspeakTTS:
 
     def close(self) -> None:
         self._finalizer()
+
+
+@functools.cache
+def _variants(exe: str) -> dict[str, str]:
+    """The variants espeak-ng knows (``f3``, ``m1``, ``Alex`` …) by their lower-case names."""
+    try:
+        out = subprocess.run([exe, "--voices=variant"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    names = [cols[-1].split("/")[-1] for line in out.splitlines()[1:]
+             if (cols := line.split()) and cols[-1].startswith("!v/")]
+    return {n.lower(): n for n in names}

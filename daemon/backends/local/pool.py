@@ -11,29 +11,17 @@ import weakref
 from concurrent.futures import Future
 from typing import Any, Callable
 
+from daemon.backends.base import timeout_from_settings
+from daemon.backends.local.core import PoolCore
+from daemon.backends.local.worker import PoolOptions
 from daemon.jobs import Task
-from daemon.pool.core import PoolCore
-from daemon.pool.worker import PoolOptions
-
-
-class AudioScaledTimeout:
-    """A task's deadline from its audio length: ``base + per_second × audio_seconds``."""
-
-    def __init__(self, base: float = 60.0, per_second: float = 10.0):
-        self.base, self.per_second = base, per_second
-
-    def __call__(self, task: Task) -> float:
-        return self.base + self.per_second * max(0.0, task.audio_seconds)
-
-    def __repr__(self) -> str:
-        return f"AudioScaledTimeout({self.base:g} s + {self.per_second:g} × audio seconds)"
 
 
 class WorkerPool:
     """Warm children, fair scheduling between groups, crash recovery, orderly close.
 
     ``submit(Task)`` returns a ``concurrent.futures.Future`` resolving to a
-    ``TaskResult``; see ``daemon/pool/__init__.py`` for the failure modes.
+    ``TaskResult``; see ``daemon/backends/local/__init__.py`` for the failure modes.
     """
 
     def __init__(self, workers: int = 1, *, initializer: str | None = None, init_args: tuple = (),
@@ -67,7 +55,6 @@ class WorkerPool:
 
         What the children run and how they log is the caller's to say (``daemon/app.py``):
         the pool knows nothing about the pipeline."""
-        fixed = settings.task_timeout_seconds
         options = dict(
             workers=settings.workers,
             initializer=initializer,
@@ -75,7 +62,7 @@ class WorkerPool:
             threads_per_worker=settings.torch_threads,
             log_config=log_config,
             max_attempts=settings.max_attempts,
-            default_timeout=fixed if fixed > 0 else AudioScaledTimeout(),
+            default_timeout=timeout_from_settings(settings),
             max_tasks_per_worker=settings.max_tasks_per_worker,
             start_timeout=settings.worker_start_timeout_seconds,
         )
@@ -120,6 +107,10 @@ class WorkerPool:
 
     @property
     def workers(self) -> int:
+        return self.options.workers
+
+    def capacity(self) -> int:
+        """Tasks it runs at once: one per worker."""
         return self.options.workers
 
     def close(self, grace: float = 10.0) -> None:

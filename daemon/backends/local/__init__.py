@@ -22,8 +22,8 @@ How a task can fail (the Future's exception):
   ``TaskError(kind="shutdown")``.
 """
 
+from daemon.backends.base import AudioScaledTimeout, PoolBrokenError
+from daemon.backends.local.pool import WorkerPool
 from daemon.jobs import Task, TaskResult
-from daemon.pool.core import PoolBrokenError
-from daemon.pool.pool import AudioScaledTimeout, WorkerPool
 
 __all__ = ["AudioScaledTimeout", "PoolBrokenError", "Task", "TaskResult", "WorkerPool"]

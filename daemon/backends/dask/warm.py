@@ -3,7 +3,7 @@
 ``WarmModels`` is the Dask ``WorkerPlugin`` the daemon registers with the scheduler.  The
 scheduler hands it to every worker process there is and to every one that joins later (a new
 node, or a process its nanny restarted), and each runs its ``setup`` once: the same start-up as
-a local pool child (``daemon.pool.child.start_up``: thread variables, the initializer, torch's
+a local pool child (``daemon.backends.warmup.start_up``: thread variables, the initializer, torch's
 thread count), with the daemon's own settings, so every node converts exactly as the daemon
 would.  The load runs in a thread, so the worker keeps answering its scheduler meanwhile.
 
@@ -29,10 +29,10 @@ import time
 
 from distributed import WorkerPlugin
 
+from daemon.backends.remote import describe_exception, dumps, summary
+from daemon.backends.warmup import start_up
 from daemon.errors import PoolStartError
 from daemon.jobs import resolve
-from daemon.pool.child import start_up
-from daemon.pool.remote import describe_exception, dumps, summary
 
 PLUGIN_NAME = "voice-daemon-models"
 #: Event topic on the scheduler: ``init_error`` from a plugin, ``worker_exit`` from a nanny.
@@ -95,24 +95,26 @@ def warm_state(dask_worker=None) -> dict:
 
 
 def run_task(func: str, kwargs: dict, timeout: float | None) -> tuple:
-    """``func(**kwargs)`` in this warm process: ("done", pickled value, seconds, pid), ("error",
-    description, seconds, pid), or ("unready", pid, why) before the models are loaded."""
+    """``func(**kwargs)`` in this warm process: ("done", pickled value, seconds, pid, started, ended),
+    ("error", description, seconds, pid, started, ended) (``started``/``ended``: wall clock), or
+    ("unready", pid, why) before the models are loaded."""
     pid = os.getpid()
     if not _STATE["ready"]:
         return ("unready", pid, _STATE["error"])
-    started = time.perf_counter()
+    began, started = time.time(), time.perf_counter()
     if timeout:
         faulthandler.dump_traceback_later(timeout, exit=True, file=sys.stderr)
     try:
         value = resolve(func)(**kwargs)
     except BaseException as exc:  # noqa: BLE001 - an exception fails the task, not the worker
-        return ("error", describe_exception(exc), time.perf_counter() - started, pid)
+        seconds = time.perf_counter() - started
+        return ("error", describe_exception(exc), seconds, pid, began, began + seconds)
     finally:
         if timeout:
             faulthandler.cancel_dump_traceback_later()
     seconds = time.perf_counter() - started
     try:
-        return ("done", dumps(value), seconds, pid)
+        return ("done", dumps(value), seconds, pid, began, began + seconds)
     except Exception as exc:  # noqa: BLE001 - a result that cannot travel fails its task
         problem = TypeError(f"the result of the task cannot be pickled: {exc}")
-        return ("error", describe_exception(problem), seconds, pid)
+        return ("error", describe_exception(problem), seconds, pid, began, began + seconds)

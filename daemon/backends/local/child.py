@@ -18,12 +18,10 @@ import sys
 import threading
 import time
 
+from daemon.backends.remote import describe_exception, dumps
+from daemon.backends.warmup import start_up
 from daemon.jobs import resolve
-from daemon.pool.remote import describe_exception, dumps
 
-#: Native thread pools sized from the environment when first loaded (OpenMP in torch,
-#: OpenBLAS/MKL under numpy); set before the initializer imports them.
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 EXIT_INIT_FAILED = 78   # EX_CONFIG: the models could not be loaded
 EXIT_ORPHANED = 70
 
@@ -47,43 +45,6 @@ def main(conn, initializer: str | None, init_args: tuple, init_kwargs: dict,
     _send(conn, ("ready", os.getpid(), time.perf_counter() - started, torch_threads))
     _serve(conn)
     conn.close()
-
-
-def start_up(initializer: str | None, init_args: tuple, init_kwargs: dict, threads: int) -> int | None:
-    """What every warm worker runs once, here and in a Dask worker process (``cluster/warm.py``):
-    the native thread pools sized, the initializer (models), torch's thread count; returns it."""
-    _no_named_semaphores()
-    if threads:
-        for name in THREAD_VARIABLES:
-            # Set, not defaulted: an inherited OMP_NUM_THREADS=16 would oversubscribe the cores.
-            os.environ[name] = str(threads)
-    if initializer:
-        resolve(initializer)(*init_args, **init_kwargs)
-    return _set_torch_threads(threads)
-
-
-def _no_named_semaphores() -> None:
-    """tqdm makes a multiprocessing RLock for its first bar (faster-whisper makes a bar, disabled,
-    for every transcription).  In a spawn child that is a named POSIX semaphore which only the
-    child's clean exit unlinks: a worker ended by SIGTERM or SIGKILL leaves it to the resource
-    tracker ("There appear to be 1 leaked semaphore objects").  A worker's bars never cross
-    processes, so a thread lock serves."""
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return
-    tqdm.set_lock(threading.RLock())
-
-
-def _set_torch_threads(threads: int) -> int | None:
-    # After the initializer: importing silero-vad / silero-stress resets torch to one thread.
-    # Only if the initializer brought torch in: the pool itself never imports it.
-    if "torch" not in sys.modules:
-        return None
-    torch = sys.modules["torch"]
-    if threads:
-        torch.set_num_threads(threads)
-    return torch.get_num_threads()
 
 
 def _serve(conn) -> None:

@@ -15,14 +15,13 @@ Messages already in the pipe when the pool killed or terminated a worker (a late
 
 from __future__ import annotations
 
-import signal
 import time
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Callable
 
-from daemon.pool import child
-from daemon.pool.remote import dumps
+from daemon.backends.local import child
+from daemon.backends.remote import dumps
 
 STOP = dumps(("stop",))
 KILL_AFTER_TERMINATE = 2.0  # seconds between SIGTERM and SIGKILL at close
@@ -210,14 +209,3 @@ class Worker:
         if self.entry is None:
             return {}
         return {"task": self.entry.task.func, "group": self.entry.task.group, "attempt": self.entry.attempts}
-
-
-def exit_cause(exitcode: int | None) -> str:
-    if exitcode is None:
-        return "still running"
-    if exitcode < 0:
-        try:
-            return f"signal {signal.Signals(-exitcode).name}"
-        except ValueError:
-            return f"signal {-exitcode}"
-    return f"exit code {exitcode}"

@@ -16,13 +16,25 @@ from distributed import LocalCluster
 from distributed.security import Security
 
 from daemon import log
+from daemon.backends.dask.nanny import ReportingNanny
+from daemon.backends.warmup import thread_env
 from daemon.settings import SettingsError
 
-#: Dask settings of the daemon's client and of a cluster it starts itself.
+#: Dask settings of the daemon's client, of a cluster it starts itself and of a node.
 #: allowed-failures 0: a task whose worker dies comes back to the daemon at once, which counts
 #: the attempt and sends it again (VOICE_DAEMON_MAX_ATTEMPTS), as with the local pool.
+#: The rest turns off what costs CPU in every Dask process and buys nothing here: the task
+#: profiler (10 ms samples in each worker), work stealing (every task is pinned to its worker),
+#: the 20 ms event-loop ticks and the 0.5 s system monitors (disk, GIL).
 DASK_CONFIG = {
     "distributed.scheduler.allowed-failures": 0,
+    "distributed.scheduler.work-stealing": False,
+    "distributed.worker.profile.enabled": False,
+    "distributed.admin.tick.interval": "1s",
+    "distributed.admin.tick.limit": "30s",
+    "distributed.admin.system-monitor.interval": "5s",
+    "distributed.admin.system-monitor.disk": False,
+    "distributed.admin.system-monitor.gil.enabled": False,
     "distributed.worker.daemon": True,
     "distributed.comm.timeouts.connect": "10s",
     # Models are "unmanaged memory" to Dask: no limit, or it pauses and kills warm workers.
@@ -84,18 +96,12 @@ def describe_address(settings) -> str:
     return settings.dask_scheduler or f"local cluster ({settings.workers} processes, {protocol(settings)}127.0.0.1)"
 
 
-def worker_env(threads: int) -> dict[str, str]:
-    """The environment of a Dask worker process: native thread pools sized before anything loads."""
-    from daemon.pool.child import THREAD_VARIABLES
-
-    return dict.fromkeys(THREAD_VARIABLES, str(max(1, threads)))
+worker_env = thread_env  # the environment of a Dask worker process
 
 
 def start_local_cluster(workers: int, sec: Security | None = None, *, threads: int = 1) -> LocalCluster:
     """A cluster of ``workers`` single-thread worker processes on 127.0.0.1 (over TLS with ``sec``),
     owned by the caller: the daemon with no VOICE_DAEMON_DASK_SCHEDULER, the benchmark, tests."""
-    from daemon.pool.cluster.node import ReportingNanny
-
     with dask.config.set(DASK_CONFIG):
         return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                             host="127.0.0.1", protocol="tls://" if sec else "tcp://", security=sec,
@@ -104,13 +110,25 @@ def start_local_cluster(workers: int, sec: Security | None = None, *, threads: i
                             env={**worker_env(threads), "DASK_LOGGING__DISTRIBUTED": "warning"})
 
 
-def own_retries(dask_scheduler=None) -> int:
-    """Run on the scheduler (``Client.run_on_scheduler``): the daemon counts the attempts of its
-    tasks itself, so the scheduler must not re-run a task whose worker died.  Returns the value
-    it had."""
+def own_scheduling(dask_scheduler=None) -> int:
+    """Run on the scheduler (``Client.run_on_scheduler``) when the daemon connects: the daemon
+    counts the attempts of its tasks itself, so the scheduler must not re-run a task whose worker
+    died; and every task is pinned to a worker, so work stealing only costs CPU (an external
+    scheduler may have been started without ``DASK_CONFIG``).  Returns allowed_failures' old value."""
     before = dask_scheduler.allowed_failures
     dask_scheduler.allowed_failures = 0
+    stealing = dask_scheduler.periodic_callbacks.get("stealing")
+    if stealing is not None:
+        stealing.stop()
     return before
+
+
+def scheduler_cpu(dask_scheduler=None) -> float:
+    """Run on the scheduler: CPU seconds its event loop's thread has used (the benchmark divides
+    the difference by the tasks it ran)."""
+    import time
+
+    return time.thread_time()
 
 
 def task_states(keys: list[str], dask_scheduler=None) -> dict[str, str | None]:

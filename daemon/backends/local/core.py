@@ -22,39 +22,29 @@ from concurrent.futures import Future
 from multiprocessing.connection import wait
 
 from daemon import log as logs
-from daemon.errors import PoolClosedError, PoolStartError, TaskError
+from daemon.backends import remote
+from daemon.backends.base import (
+    Entry,
+    PoolBrokenError,
+    cancelled,
+    check_open,
+    check_task,
+    exit_cause,
+    lost_message,
+    next_entry,
+    push,
+    task_timeout,
+)
+from daemon.backends.base import settle as _settle
+from daemon.backends.local.restarts import Restarts
+from daemon.backends.local.worker import NEVER_READY, PoolOptions, State, Worker
+from daemon.backends.queue import FairQueue
+from daemon.errors import PoolStartError, TaskError
 from daemon.jobs import Task, TaskResult
-from daemon.pool import remote
-from daemon.pool.queue import FairQueue
-from daemon.pool.restarts import Restarts
-from daemon.pool.worker import NEVER_READY, PoolOptions, State, Worker, exit_cause
 
 log = logs.get()
 
 CLOSE_POLL = 0.1
-_CANCEL = object()  # in a settle list: cancel this Future (it never started)
-
-
-class PoolBrokenError(PoolStartError):
-    """Workers cannot load their models (an error from the loader, or too many deaths while
-    loading in a row): the pool runs no more tasks."""
-
-    def __init__(self, reason: str):
-        self.reason = reason
-        super().__init__(f"worker pool is broken: {reason}")
-
-
-class _Entry:
-    """A submitted task as the pool tracks it (``payload``: the pickled task a local worker is sent;
-    the Dask backend sends the task itself)."""
-
-    __slots__ = ("id", "task", "future", "payload", "attempts", "causes", "started")
-
-    def __init__(self, eid: int, task: Task, future: Future, payload: bytes | None = None):
-        self.id, self.task, self.future, self.payload = eid, task, future, payload
-        self.attempts = 0
-        self.causes: list[tuple[str, str]] = []  # (kind, cause) of each lost attempt
-        self.started = False                    # Future moved to RUNNING
 
 
 class PoolCore:
@@ -62,7 +52,7 @@ class PoolCore:
         self.opts = opts
         self._ctx = multiprocessing.get_context("spawn")
         self._lock = threading.Lock()
-        self._queue: FairQueue[_Entry] = FairQueue()
+        self._queue: FairQueue[Entry] = FairQueue()
         self._workers: dict[int, Worker] = {}
         self._handles: dict = {}
         self._wake_r, self._wake_w = socket.socketpair()
@@ -103,19 +93,13 @@ class PoolCore:
         return self.started
 
     def submit(self, task: Task) -> Future:
-        if ":" not in task.func:
-            raise ValueError(f"Task.func must be 'module:function', got {task.func!r}")
+        check_task(task)
         eid = next(self._task_ids)
         payload = remote.dumps(("task", eid, task.func, dict(task.kwargs)))  # unpicklable: raises here
         future: Future = Future()
         with self._lock:
-            if self._closing:
-                raise PoolClosedError("cannot submit to a closed worker pool")
-            if self.broken:
-                raise PoolBrokenError(self.broken)
-            if self._thread is None:
-                raise RuntimeError("start() the worker pool before submitting tasks")
-            self._queue.push(_Entry(eid, task, future, payload), task.group)
+            check_open("worker pool", closing=self._closing, broken=self.broken, started=self._thread is not None)
+            push(self._queue, Entry(eid, task, future, payload))
         self._wake()
         return future
 
@@ -403,7 +387,7 @@ class PoolCore:
         for entry in self._queue.drain():
             settle.append((entry.future, None, PoolBrokenError(reason)))
 
-    def _retry_or_fail(self, entry: _Entry, cause: str, kind: str, settle: list) -> None:
+    def _retry_or_fail(self, entry: Entry, cause: str, kind: str, settle: list) -> None:
         entry.causes.append((kind, cause))
         if entry.attempts >= self.opts.max_attempts:
             settle.append((entry.future, None, TaskError(
@@ -440,7 +424,7 @@ class PoolCore:
             entry.attempts += 1
             w.assign(entry, self._timeout_for(entry.task))
 
-    def _next_entry(self) -> _Entry | None:
+    def _next_entry(self) -> Entry | None:
         return next_entry(self._queue)
 
     def _timeout_for(self, task: Task) -> float | None:
@@ -451,7 +435,7 @@ class PoolCore:
         if not self._close_begun:
             self._close_begun = True
             for entry in self._queue.drain():
-                settle.append(_cancelled(entry))
+                settle.append(cancelled(entry))
             for w in self._workers.values():
                 if w.state is State.IDLE:
                     w.stop()
@@ -467,7 +451,7 @@ class PoolCore:
 
     def _teardown(self) -> list:
         """Last resort and final step: no child, queued task or socket survives this."""
-        settle = [_cancelled(entry) for entry in self._queue.drain()]
+        settle = [cancelled(entry) for entry in self._queue.drain()]
         for w in list(self._workers.values()):
             if w.proc.exitcode is None:
                 w.proc.kill()
@@ -488,61 +472,3 @@ class PoolCore:
         log.info("pool.worker_started", worker_pid=w.pid, worker=w.id, reason=reason,
                  replaces=getattr(self._workers.get(replaces), "pid", None))
         return w
-
-
-def next_entry(queue: FairQueue) -> _Entry | None:
-    """The next task of ``queue`` to run, its Future moved to RUNNING (skipping cancelled ones)."""
-    while (entry := queue.pop()) is not None:
-        if entry.started:
-            return entry
-        if entry.future.set_running_or_notify_cancel():
-            entry.started = True
-            return entry
-        # cancelled by its caller while it waited
-    return None
-
-
-def task_timeout(task: Task, default) -> float | None:
-    """A task's deadline: its own, else ``default`` (seconds, None, or a function of the task)."""
-    timeout = task.timeout
-    if timeout is None:
-        timeout = default(task) if callable(default) else default
-    return timeout or None
-
-
-def _cancelled(entry: _Entry, who: str = "the worker pool") -> tuple:
-    if not entry.started:
-        return (entry.future, _CANCEL, None)
-    return (entry.future, None, TaskError(f"{who} closed before the task could run again",
-                                          kind="shutdown", attempts=entry.attempts))
-
-
-def lost_message(attempts: int, lost: list[tuple[str, str]]) -> str:
-    """Why a task failed after ``attempts`` lost attempts, each a (kind, cause): one sentence."""
-    n = attempts
-    where = "on its only attempt" if n == 1 else f"on every one of {n} attempts"
-    kinds = {kind for kind, _ in lost}
-    causes = [cause for _, cause in lost]
-    if len(set(causes)) == 1:
-        if kinds == {"timeout"}:
-            return f"task {causes[0]} {where}"
-        return f"worker died ({causes[0]}) {where}"
-    return f"worker died or timed out {where}: " + "; ".join(causes)
-
-
-def _settle(settle: list) -> None:
-    for future, result, error in settle:
-        if result is _CANCEL:
-            # cancel() alone does not wake as_completed()/wait(): only this call notifies their waiters.
-            if future.cancel():
-                future.set_running_or_notify_cancel()
-        elif future.done():  # e.g. cancelled by its caller meanwhile
-            continue
-        elif error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(result)
-
-
-# Shared with the Dask backend (daemon/pool/cluster/), which queues, settles and closes alike.
-Entry, CANCEL, settle, cancelled = _Entry, _CANCEL, _settle, _cancelled

@@ -24,25 +24,12 @@ from distributed.core import Status
 from distributed.utils import get_ip
 
 from daemon import log
-from daemon.pool.cluster.connect import DASK_CONFIG, security, worker_env
-from daemon.pool.cluster.warm import TOPIC
+from daemon.backends.dask.connect import DASK_CONFIG, security, worker_env
+from daemon.backends.dask.nanny import ReportingNanny
 from daemon.settings import usable_cores
 
 RECONNECT_EVERY = 1.0     # seconds between tries to reach the scheduler
 WAITING_LOG_EVERY = 60.0  # seconds between "still waiting" lines
-
-
-class ReportingNanny(Nanny):
-    """A nanny that tells the scheduler how its worker process ended (the daemon names the cause
-    in the task's error: "signal SIGKILL", "exit code 3")."""
-
-    async def _on_worker_exit(self, exitcode):
-        address = self.worker_address
-        if address and self.status == Status.running:
-            with suppress(Exception):
-                await asyncio.wait_for(self.scheduler.log_event(
-                    topic=TOPIC, msg={"event": "worker_exit", "worker": address, "exitcode": exitcode}), 5)
-        await super()._on_worker_exit(exitcode)
 
 
 def serve(settings, scheduler: str, nworkers: int | None = None, host: str | None = None) -> int:

@@ -1,16 +1,22 @@
 """``DaskBackend``: the daemon's tasks on a Dask cluster, with the local pool's guarantees.
 
 One thread (the backend's) owns the Dask client and every decision; other threads only queue
-tasks (``submit``), read ``stats`` and ask it to ``close``.  Dask futures report back through
-their callbacks (on Dask's callback thread, which also fetches the result and releases the
-future at once, so a result already received is never recomputed when a worker dies later).
+tasks (``submit``), read ``stats`` and ask it to ``close``.  What becomes of each Dask future is
+watched on the client's own event loop (``attempts.watch``): the value is gathered straight from
+the worker that holds it and the future released at once, so a result already received is never
+recomputed when a worker dies later, and no thread waits a round trip per task.
 
-- **Fair sharing and back-pressure stay ours.**  Tasks wait in the pool's ``FairQueue``
-  (round-robin between files); at most as many are sent as the warm workers have threads.
+- **No idle gaps.**  Each thread of a warm worker holds one task and has the next one queued
+  behind it (``AHEAD``), sent in order with a falling priority, so a worker starts its next task
+  the moment it finishes one, while the result travels back.
+- **Fair sharing and back-pressure stay ours.**  Tasks wait in the backends' ``FairQueue``
+  (round-robin between files); at most ``1 + AHEAD`` per thread of a warm worker are sent.
 - **Attempts are ours.**  The scheduler is told not to re-run a task whose worker died
   (``allowed_failures = 0``): the task comes back as ``KilledWorker``, the backend counts the
   attempt and sends it again, first in its file's turn; after VOICE_DAEMON_MAX_ATTEMPTS it fails
-  with ``TaskError(kind="crash"|"timeout")`` naming the cause, as on the local pool.
+  with ``TaskError(kind="crash"|"timeout")`` naming the cause, as on the local pool.  Only the
+  task a dead worker was running counts (the first sent of those it held, one per thread); the
+  one queued behind it goes again uncounted.
 - **Deadlines** are kept inside the worker (``warm.run_task``); a task that comes back lost
   after its deadline counts as a timeout.
 - **The scheduler lost**: Dask cancels every future; the backend puts their tasks back in the
@@ -28,27 +34,39 @@ from collections import Counter
 from concurrent.futures import Future
 from typing import Any, Callable
 
-from distributed import Client
-
 from daemon import log as logs
+from daemon.backends import remote
+from daemon.backends.base import (
+    Entry,
+    cancelled,
+    check_open,
+    check_task,
+    lost_message,
+    next_entry,
+    next_waiting,
+    push,
+    settle,
+    task_timeout,
+    timeout_from_settings,
+)
+from daemon.backends.dask import connect
+from daemon.backends.dask.attempts import Attempt, send_samples, watch
+from daemon.backends.dask.figures import Figures
+from daemon.backends.dask.link import TICK, Link, connect_label
+from daemon.backends.dask.sent import Sent
+from daemon.backends.dask.warm import WarmModels, run_task
+from daemon.backends.queue import FairQueue
 from daemon.errors import PoolClosedError, PoolStartError, TaskError
 from daemon.jobs import Task, TaskResult
-from daemon.pool import remote
-from daemon.pool.cluster import connect
-from daemon.pool.cluster.attempts import Attempt, fetch
-from daemon.pool.cluster.link import TICK, ClusterLink, connect_label
-from daemon.pool.cluster.view import ClusterView
-from daemon.pool.cluster.warm import WarmModels, run_task
-from daemon.pool.core import Entry, PoolBrokenError, cancelled, lost_message, next_entry, settle, task_timeout
-from daemon.pool.queue import FairQueue
 
 log = logs.get("cluster")
 
 LOSS_SETTLE = 3.0     # seconds at most to wait for a dead worker's exit code before retrying its task
+AHEAD = 1             # tasks queued on a worker behind each one it runs
 WHO = "the Dask backend"  # in "… closed before the task could run again"
 
 
-class DaskBackend(ClusterLink):
+class DaskBackend:
     """``submit(Task)`` → Future of ``TaskResult`` on a Dask cluster (see the module's text).
 
     ``address``: the scheduler's, or None for a local cluster that ``local_cluster()`` starts
@@ -68,39 +86,34 @@ class DaskBackend(ClusterLink):
             raise ValueError("give a scheduler address or a local_cluster factory")
         if (courier is None) != (host is None):
             raise ValueError("a courier needs a host backend for the tasks that stay here, and back")
-        self.address, self.plugin, self.security = address, plugin, security
         self._local_cluster, self._cluster = local_cluster, None
         self.max_attempts, self.default_timeout = max_attempts, default_timeout
         self.start_timeout, self.courier, self.host = start_timeout, courier, host
-        self._client: Client | None = None
         self._lock = threading.Lock()
         self._queue: FairQueue[Entry] = FairQueue()
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
-        self._inflight: dict[str, Attempt] = {}
+        self._sent = Sent(AHEAD)
         self._losses: list[tuple[float, Attempt, str]] = []  # (due, attempt, worker address)
-        self._exits: dict[str, str] = {}                      # worker address -> how its process ended
         self._ids = itertools.count(1)
-        self._view = ClusterView()
+        self._sends = itertools.count(1)
+        self.figures = Figures()
         self._thread: threading.Thread | None = None
         self._done = threading.Event()
         self._closing = False
         self._close_deadline = 0.0
         self._close_begun = False
-        self._registering: Future | None = None
-        self.connected = False
         self._broken: str | None = None
         self._host_started: Future | None = None
         self.counts: Counter = Counter()
+        self.link = Link(address, security, plugin, counts=self.counts, post=self._inbox.put, pump=self._wait,
+                         closing=lambda: self._closing)
         self.started: Future = Future()
         self.broken_signal: Future = Future()
 
     @classmethod
     def from_settings(cls, settings, *, initializer: str | None, init_args: tuple = (),
                       log_config: dict | None = None, courier=None, host=None, **overrides) -> "DaskBackend":
-        from daemon.pool.pool import AudioScaledTimeout
-
         sec = connect.security(settings)
-        fixed = settings.task_timeout_seconds
         options = dict(
             address=settings.dask_scheduler or None,
             plugin=WarmModels(initializer, init_args, threads=settings.threads_per_worker, log_config=log_config),
@@ -108,7 +121,7 @@ class DaskBackend(ClusterLink):
             local_cluster=None if settings.dask_scheduler else (
                 lambda: connect.start_local_cluster(settings.workers, sec, threads=settings.torch_threads)),
             max_attempts=settings.max_attempts,
-            default_timeout=fixed if fixed > 0 else AudioScaledTimeout(),
+            default_timeout=timeout_from_settings(settings),
             start_timeout=settings.worker_start_timeout_seconds,
             courier=courier,
             host=host,
@@ -136,8 +149,7 @@ class DaskBackend(ClusterLink):
         return self.started
 
     def submit(self, task: Task) -> Future:
-        if ":" not in task.func:
-            raise ValueError(f"Task.func must be 'module:function', got {task.func!r}")
+        check_task(task)
         if self.courier is not None and self.courier.on_host(task):
             if self._closing:
                 raise PoolClosedError("cannot submit to a closed Dask backend")
@@ -145,13 +157,8 @@ class DaskBackend(ClusterLink):
         remote.dumps(task.kwargs)  # an argument that cannot travel fails here, in the caller
         future: Future = Future()
         with self._lock:
-            if self._closing:
-                raise PoolClosedError("cannot submit to a closed Dask backend")
-            if self._broken:
-                raise PoolBrokenError(self._broken)
-            if self._thread is None:
-                raise RuntimeError("start() the Dask backend before submitting tasks")
-            self._queue.push(Entry(next(self._ids), task, future), task.group)
+            check_open("Dask backend", closing=self._closing, broken=self._broken, started=self._thread is not None)
+            push(self._queue, Entry(next(self._ids), task, future))
         self._inbox.put(("wake",))
         return future
 
@@ -163,21 +170,24 @@ class DaskBackend(ClusterLink):
     def stats(self) -> dict:
         """The cluster's figures; ``models_loaded`` counts the host's worker too, ``host`` has its own."""
         host = self.host.stats() if self.host is not None else None
-        with self._lock:
-            view = self._view
+        with self._lock, self.link.lock:
+            ahead = len(self._sent.waiting())
+            view = self.link.view
             warm = view.warm
             return {
                 "backend": "dask",
-                "scheduler": connect_label(self.address),
-                "connected": self.connected,
+                "scheduler": connect_label(self.link.address),
+                "connected": self.link.connected,
                 "workers": len(view.workers),
                 "alive": len(view.workers),
                 "ready": len(warm),
                 "busy": view.busy,
                 "starting": len(view.workers) - len(warm),
                 "threads": view.capacity,
-                "queued": len(self._queue),
-                "in_flight": len(self._inflight),
+                # queued: waiting here or behind a running task on a worker; in_flight: running
+                "queued": len(self._queue) + ahead,
+                "in_flight": len(self._sent) - ahead,
+                "sent_ahead": ahead,
                 "pids": sorted(w.pid for w in warm if w.pid),
                 **{k: self.counts[k] for k in ("tasks_done", "tasks_failed", "retries", "timeouts", "restarts",
                                                "resubmitted", "reconnects")},
@@ -190,7 +200,19 @@ class DaskBackend(ClusterLink):
 
     @property
     def workers(self) -> int:
-        return len(self._view.workers)
+        return len(self.link.view.workers)
+
+    def capacity(self) -> int:
+        """Tasks the cluster runs at once now: the threads of its warm workers (a node joining
+        raises it, one leaving lowers it)."""
+        with self.link.lock:
+            return self.link.view.capacity
+
+    def costs(self) -> dict:
+        """For the benchmark: the tasks' figures (``figures.py``) and the scheduler's CPU seconds so
+        far (a blocking call to the scheduler: not for the daemon's loop)."""
+        return {**self.figures.summary(),
+                "scheduler_cpu_seconds": self.link.client.run_on_scheduler(connect.scheduler_cpu)}
 
     def close(self, grace: float = 10.0) -> None:
         with self._lock:
@@ -240,6 +262,29 @@ class DaskBackend(ClusterLink):
             self._teardown()
             self._done.set()
 
+    def _open(self) -> bool:
+        """Start the local cluster (if ours), connect, load the models; resolve ``started``."""
+        t0 = time.monotonic()
+        connect.quiet_dask_logs()
+        log.info("cluster.starting", scheduler=connect_label(self.link.address))
+        try:
+            if self._local_cluster is not None:
+                self._cluster = self._local_cluster()
+                self.link.address = self._cluster.scheduler_address
+            self.link.open(t0 + self.start_timeout, self.start_timeout, self._host_started)
+        except BaseException as exc:
+            err = exc if isinstance(exc, PoolStartError) else PoolStartError(f"cannot start the Dask backend: {exc}")
+            if err is not exc:
+                err.__cause__ = exc
+            log.error("cluster.start_failed", scheduler=connect_label(self.link.address), error=str(err))
+            self.started.set_exception(err)
+            return False
+        view = self.link.view
+        log.info("cluster.started", scheduler=self.link.address, workers=len(view.workers),
+                 ready=len(view.warm), threads=view.capacity, seconds=round(time.monotonic() - t0, 3))
+        self.started.set_result(None)
+        return True
+
     def _serve(self) -> None:
         next_look = 0.0
         while True:
@@ -247,7 +292,7 @@ class DaskBackend(ClusterLink):
             self._wait(timeout)
             now = time.monotonic()
             if now >= next_look:
-                self._refresh()
+                self.link.refresh(self._sent.all())
                 next_look = now + TICK
             self._settle_losses()
             if self._closing:
@@ -274,29 +319,25 @@ class DaskBackend(ClusterLink):
         if kind == "outcome":
             self._on_outcome(message[1], message[2])
         elif kind == "event":
-            self._on_event(message[1])
+            self.link.on_event(message[1])
 
     # ---- sending tasks -------------------------------------------------------------------------
     def _dispatch(self) -> None:
-        """Each free thread of a warm worker gets the next task of the fair queue, sent to that
-        worker only: no task waits in a worker's queue, where fairness would no longer be ours."""
-        if not self.connected or self._broken:
+        """Each thread of a warm worker gets the next task of the fair queue, and one more queued
+        behind it, sent to that worker only: fairness decides at most one task ahead.  A task sent
+        ahead is not started for its caller (its Future stays cancellable) until the one before
+        it on that worker finishes (``Sent.promote``)."""
+        if not self.link.connected or self._broken:
             return
-        while (worker := self._free_worker()) is not None:
+        while (worker := self._sent.free_worker(self.link.view.warm)) is not None:
+            runs_now = self._sent.runs_now(worker)
             with self._lock:
-                entry = next_entry(self._queue)
+                entry = next_entry(self._queue) if runs_now else next_waiting(self._queue)
             if entry is None:
                 return
             self._send(entry, worker)
 
-    def _free_worker(self) -> str | None:
-        load = Counter(a.worker for a in self._inflight.values())
-        free = [(w.nthreads - load[w.address], -load[w.address], w.address) for w in self._view.warm]
-        best = max(free, default=None)
-        return best[2] if best is not None and best[0] > 0 else None
-
-
-    def _send(self, entry: Entry, worker: str) -> None:
+    def _send(self, entry: Entry, worker) -> None:
         entry.attempts += 1
         task, context = entry.task, None
         try:
@@ -306,26 +347,45 @@ class DaskBackend(ClusterLink):
             self._fail(entry, exc)
             return
         timeout = task_timeout(entry.task, self.default_timeout)
-        attempt = Attempt(entry, f"vd-{entry.id}-{entry.attempts}", worker, timeout, context)
-        fut = self._client.submit(run_task, task.func, task.kwargs, timeout, key=attempt.key, pure=False,
-                                  workers=[worker], allow_other_workers=False)
+        seq = next(self._sends)
+        attempt = Attempt(entry, f"vd-{entry.id}-{seq}", worker.address, worker.nthreads, seq,
+                          timeout, context)
+        client = self.link.client
+        self._sent.add(attempt)
+        # priority: sent first, run first (Dask runs a worker's higher priorities first)
+        if context is not None:
+            client.loop.add_callback(send_samples, attempt, client, task.func, task.kwargs, timeout, -seq,
+                                     self._inbox.put)
+            return
+        fut = client.submit(run_task, task.func, task.kwargs, timeout, key=attempt.key, pure=False, priority=-seq,
+                            workers=[worker.address], allow_other_workers=False)
         attempt.dask_future = fut
-        self._inflight[attempt.key] = attempt
-        fut.add_done_callback(lambda f, a=attempt: self._inbox.put(("outcome", a, fetch(a, f, self.courier))))
+        client.loop.add_callback(watch, attempt, fut, self._inbox.put)
 
     # ---- what came back ------------------------------------------------------------------------
     def _on_outcome(self, attempt: Attempt, outcome: tuple) -> None:
-        if self._inflight.pop(attempt.key, None) is None:
+        if outcome[0] == "killed" and not self._sent.was_running(attempt, outcome[1]):
+            outcome = ("queued-behind",)
+        if self._sent.pop(attempt.key) is None:
             return  # given up on already (the backend closed)
+        self._sent.promote(attempt.worker)
         entry, kind = attempt.entry, outcome[0]
         if kind == "done":
-            _, value, seconds, pid = outcome
+            try:
+                value = self._value(attempt, outcome)
+            except BaseException as exc:  # noqa: BLE001 - e.g. the samples could not be written here
+                self._fail(entry, TaskError(f"{type(exc).__name__}: {exc}", kind="exception",
+                                            attempts=entry.attempts))
+                return
             self.counts["tasks_done"] += 1
-            settle([(entry.future, TaskResult(value, pid, entry.attempts, seconds), None)])
+            self.figures.ran(attempt, outcome)
+            settle([(entry.future, TaskResult(value, outcome[3], entry.attempts, outcome[2]), None)])
         elif kind == "error":
+            self.figures.ran(attempt, outcome)
             self._fail(entry, remote.caller_exception(outcome[1], entry.attempts))
-        elif kind in ("unready", "cancelled"):
-            # Not the task's fault (a cold worker, the scheduler gone): again, not counted.
+        elif kind in ("unready", "cancelled", "queued-behind"):
+            # Not the task's fault (a cold worker, the scheduler gone, a death it only queued
+            # behind): again, not counted.
             entry.attempts -= 1
             self.counts["resubmitted"] += 1
             if self._closing:
@@ -341,15 +401,21 @@ class DaskBackend(ClusterLink):
             exc = outcome[1]
             self._fail(entry, TaskError(f"{type(exc).__name__}: {exc}", kind="exception", attempts=entry.attempts))
 
+    def _value(self, attempt: Attempt, outcome: tuple):
+        value = remote.loads(outcome[1])
+        if attempt.context is not None:
+            value = self.courier.inbound(attempt.context, value, outcome[2], outcome[3])
+        return value
+
     def _next_loss(self) -> float:
         return min((due for due, _, _ in self._losses), default=time.monotonic() + TICK)
 
     def _settle_losses(self) -> None:
         now = time.monotonic()
-        due = [loss for loss in self._losses if loss[0] <= now or loss[2] in self._exits or self._closing]
+        due = [loss for loss in self._losses if loss[0] <= now or loss[2] in self.link.exits or self._closing]
         self._losses = [loss for loss in self._losses if loss not in due]
         for _, attempt, address in due:
-            self._lost(attempt, self._exits.get(address) or "its worker was lost")
+            self._lost(attempt, self.link.exits.get(address) or "its worker was lost")
 
     def _lost(self, attempt: Attempt, cause: str) -> None:
         entry = attempt.entry
@@ -381,9 +447,23 @@ class DaskBackend(ClusterLink):
         if not self._close_begun:
             self._close_begun = True
             settle(self._drain_queue())
-        if self._inflight and time.monotonic() < self._close_deadline:
+            self._recall_waiting()
+        if len(self._sent) and time.monotonic() < self._close_deadline:
             return False
         return True
+
+    def _recall_waiting(self) -> None:
+        """Closing: the tasks queued behind a running one on a worker never start; cancelled."""
+        waiting = self._sent.waiting()
+        for a in waiting:
+            self._sent.pop(a.key)
+        futures = [a.dask_future for a in waiting if a.dask_future is not None]
+        if futures and self.link.client is not None and self.link.connected:
+            try:
+                self.link.client.cancel(futures)
+            except Exception as exc:  # noqa: BLE001 - closing goes on; the futures are dropped anyway
+                log.debug("cluster.cancel_failed", error=str(exc))
+        settle([cancelled(a.entry, WHO) for a in waiting])
 
     def _drain_queue(self) -> list:
         with self._lock:
@@ -394,25 +474,17 @@ class DaskBackend(ClusterLink):
         with self._lock:
             self._closing = True
         ending = self._drain_queue()
-        attempts = list(self._inflight.values())
-        self._inflight.clear()
+        attempts = self._sent.clear()
         ending += [(a.entry.future, None, TaskError("the Dask backend closed before the task finished",
-                                                    kind="shutdown", attempts=a.entry.attempts)) for a in attempts]
+                                                    kind="shutdown", attempts=a.entry.attempts))
+                   if a.entry.started else cancelled(a.entry, WHO) for a in attempts]
         ending += [cancelled(a.entry, WHO) for _, a, _ in self._losses]
         self._losses.clear()
-        if self._client is not None:
-            try:
-                if attempts and self._client.status == "running":
-                    self._client.cancel([a.dask_future for a in attempts if a.dask_future is not None])
-                self._client.close(timeout=10)
-            except Exception as exc:  # noqa: BLE001 - closing must go on
-                log.debug("cluster.client_close_failed", error=str(exc))
+        self.link.close([a.dask_future for a in attempts if a.dask_future is not None])
         if self._cluster is not None:
             try:
                 self._cluster.close(timeout=30)
             except Exception as exc:  # noqa: BLE001
                 log.warning("cluster.local_close_failed", error=str(exc))
-        with self._lock:
-            self.connected = False
         settle(ending)
         log.info("cluster.closed", **{k: self.counts[k] for k in ("tasks_done", "tasks_failed", "retries", "restarts")})

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from daemon.pool.cluster.connect import describe_address, security
+from daemon.backends.dask.connect import describe_address, security
 
 ASK_TIMEOUT = 5.0  # seconds
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from daemon import log as logs
-from daemon.pool import remote
-from daemon.pool.cluster.warm import warm_state
+from daemon.backends import remote
+from daemon.backends.dask.warm import warm_state
 
 log = logs.get("cluster")
 
