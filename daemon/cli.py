@@ -117,7 +117,7 @@ def _add_arguments(name: str, p: argparse.ArgumentParser) -> None:
     elif name == "bench":
         p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
         p.add_argument("--modes", help="comma-separated subset of sequential,sequential-unpinned,threads,reload,pool,dask "
-                                       "(default: all; the long workload: sequential,pool)")
+                                       "(default: all; the long workload: sequential,pool,dask)")
         p.add_argument("--workload", choices=("batch", "long"), default="batch",
                        help="batch: many files (default); long: one 30-minute file, one core against every core")
         p.add_argument("--format", choices=("wav", "mp3"), default="wav",

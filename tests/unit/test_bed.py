@@ -2,7 +2,7 @@
 
 The separator here is an oracle that returns the true voice of the test's own mix: what is under
 test is the gate, the mix, the duck and auto's rule, which must hold for any separator.  The real
-separator runs in tests/integration/test_bed_stage.py."""
+separator runs in tests/integration/test_bed_goals.py."""
 
 from __future__ import annotations
 
