@@ -31,6 +31,8 @@ KEEP_WITHIN_DB = 16.0
 TONAL_DB = 30.0       # ... and is tonal (``tonality_db``)
 FLOOR_DBFS = -70.0    # ... and is a sound, not digital silence or dither
 MIN_GAP_WINDOWS = 10  # auto needs 0.32 s between phrases to judge a chunk; less: no bed is kept
+NO_SPEECH_DBFS = -45.0  # auto keeps a chunk without speech whole only when it is this loud: music, not a room floor
+UNHEARD_VOICE_DB = 20.0  # a chunk without speech whose voice stem is within this of it holds a voice the VAD missed
 EPS = 1e-12
 
 Convert = Callable[[np.ndarray], tuple[np.ndarray, dict]]
@@ -91,7 +93,7 @@ def worth_keeping(x16: np.ndarray, probs: np.ndarray, threshold: float = 0.5) ->
         return False, figures
     figures["gap_tonal_db"] = round(tonality_db(frames[gap]), 1)
     if not speech.any():
-        return figures["gap_tonal_db"] >= TONAL_DB, figures
+        return figures["gap_tonal_db"] >= TONAL_DB and figures["gap_dbfs"] > NO_SPEECH_DBFS, figures
     figures["gap_below_speech_db"] = round(level_db(frames[speech]) - figures["gap_dbfs"], 1)
     return (figures["gap_below_speech_db"] <= KEEP_WITHIN_DB and figures["gap_tonal_db"] >= TONAL_DB), figures
 
@@ -152,6 +154,12 @@ class BedStage:
                 result, info = convert(audio)
                 return result, {**info, "bed": {"mode": self.mode, "kept": False, **figures}}
         if not (probs >= self.threshold).any():  # no speech: the whole chunk is bed; the engine hears silence
+            stem = self.separator.vocals(audio, rate).astype(np.float32) if level_db(audio) > FLOOR_DBFS else audio * 0
+            if level_db(audio) > FLOOR_DBFS and level_db(stem) > level_db(audio) - UNHEARD_VOICE_DB:
+                # A voice the VAD did not hear must not pass through unconverted: the engine takes the
+                # whole chunk, as with `drop`.
+                result, info = convert(audio)
+                return result, {**info, "bed": {"mode": self.mode, "kept": False, "unheard_voice": True, **figures}}
             mask = voice = np.zeros_like(audio)
         else:
             stem = self.separator.vocals(audio, rate).astype(np.float32)

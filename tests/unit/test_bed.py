@@ -117,10 +117,17 @@ def test_auto_keeps_a_music_bed(vad, speech, bed_db):
 @pytest.mark.parametrize("mode", ["auto", "keep"])
 def test_music_alone_comes_out_as_it_went_in(vad, mode):
     music = beds.make_bed(8, RATE, seed=1)
-    separator = Oracle()
+    separator = Oracle(music, np.zeros_like(music))  # the stand-in hears no voice in music alone
     out, info = bed.BedStage(mode, separator, vad).convert(music, RATE, doubled)
-    assert np.array_equal(out, music) and separator.calls == 0  # no speech: nothing to separate
+    assert np.array_equal(out, music) and separator.calls == 1  # no speech: one look for a voice the VAD missed
     assert info["bed"]["kept"] is True
+
+
+@pytest.mark.parametrize("mode", ["auto", "keep"])
+def test_a_voice_the_vad_did_not_hear_is_converted_not_passed_through(vad, mode):
+    sound = beds.make_bed(8, RATE, seed=1)  # the VAD hears no speech in it; the stand-in says it is all voice
+    out, info = bed.BedStage(mode, Oracle(sound, 0.9 * sound), vad).convert(sound, RATE, doubled)
+    assert np.array_equal(out, doubled(sound)[0]) and info["bed"] == {**info["bed"], "kept": False, "unheard_voice": True}
 
 
 def test_silence(vad):
