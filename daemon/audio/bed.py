@@ -31,8 +31,9 @@ KEEP_WITHIN_DB = 16.0
 TONAL_DB = 30.0       # ... and is tonal (``tonality_db``)
 FLOOR_DBFS = -70.0    # ... and is a sound, not digital silence or dither
 MIN_GAP_WINDOWS = 10  # auto needs 0.32 s between phrases to judge a chunk; less: no bed is kept
+GAP_PROBABILITY = 0.35  # auto's "between phrases": windows the VAD gives less than this, and so both neighbours
 NO_SPEECH_DBFS = -45.0  # auto keeps a chunk without speech whole only when it is this loud: music, not a room floor
-UNHEARD_VOICE_DB = 20.0  # a chunk without speech whose voice stem is within this of it holds a voice the VAD missed
+UNHEARD_VOICE_DB = 6.0  # a chunk without speech whose voice stem is within this of its level is mostly a voice the VAD missed
 EPS = 1e-12
 
 Convert = Callable[[np.ndarray], tuple[np.ndarray, dict]]
@@ -84,7 +85,10 @@ def worth_keeping(x16: np.ndarray, probs: np.ndarray, threshold: float = 0.5) ->
     Returns the decision and the figures it was made from."""
     frames = x16[: len(probs) * WINDOW].reshape(len(probs), WINDOW)
     speech = np.asarray(probs) >= threshold
-    gap = ~(speech | np.roll(speech, 1) | np.roll(speech, -1))
+    # Between phrases means the VAD is sure there is no voice: windows it half hears (a soft word, a
+    # voice under the threshold) are neither speech nor gap, so they cannot pass for a loud bed.
+    quiet = np.asarray(probs) < min(GAP_PROBABILITY, threshold)
+    gap = quiet & np.roll(quiet, 1) & np.roll(quiet, -1)
     figures: dict = {"gap_seconds": round(float(gap.sum()) * WINDOW / VAD_RATE, 3)}
     if gap.sum() < MIN_GAP_WINDOWS:
         return False, figures
@@ -153,14 +157,14 @@ class BedStage:
             if not keep:
                 result, info = convert(audio)
                 return result, {**info, "bed": {"mode": self.mode, "kept": False, **figures}}
+        unheard = False
         if not (probs >= self.threshold).any():  # no speech: the whole chunk is bed; the engine hears silence
             stem = self.separator.vocals(audio, rate).astype(np.float32) if level_db(audio) > FLOOR_DBFS else audio * 0
-            if level_db(audio) > FLOOR_DBFS and level_db(stem) > level_db(audio) - UNHEARD_VOICE_DB:
-                # A voice the VAD did not hear must not pass through unconverted: the engine takes the
-                # whole chunk, as with `drop`.
-                result, info = convert(audio)
-                return result, {**info, "bed": {"mode": self.mode, "kept": False, "unheard_voice": True, **figures}}
-            mask = voice = np.zeros_like(audio)
+            # ... unless the voice stem says the VAD missed a voice: then the stem over the whole chunk is
+            # the voice, converted and mixed back, so no original voice passes through unconverted.
+            unheard = level_db(audio) > FLOOR_DBFS and level_db(stem) > level_db(audio) - UNHEARD_VOICE_DB
+            mask = np.ones_like(audio) if unheard else np.zeros_like(audio)
+            voice = stem if unheard else mask
         else:
             stem = self.separator.vocals(audio, rate).astype(np.float32)
             # Speech where the VAD hears it in the chunk or in the voice stem: a soft onset under
@@ -173,7 +177,7 @@ class BedStage:
         converted = np.asarray(converted, dtype=np.float32)
         out = converted + bed * duck_gain(mask, self.duck_db) if self.duck_db else converted + bed
         bed_info = {"mode": self.mode, "kept": True, "duck_db": self.duck_db, "speech_seconds": round(float(mask.sum()) / rate, 3),
-                    **figures}
+                    **figures, **({"unheard_voice": True} if unheard else {})}
         if self.estimate:
             bed_info["residual_db"] = residual_db(at_vad_rate(bed, rate), at_vad_rate(voice, rate),
                                                   probs >= self.threshold, self.duck_db)
@@ -182,8 +186,8 @@ class BedStage:
 
 
 def summarize(infos: list[dict]) -> dict | None:
-    """The sidecar's ``background`` from the chunks' infos: the mode, how many chunks kept their bed,
-    and the residual estimate over them (the worst chunk, and the speech-weighted mean); None
+    """The sidecar's ``background`` from the chunks' infos: the mode, how many chunks kept their bed
+    (and in how many a voice the VAD did not hear was taken out over the whole chunk), and the residual estimate over them (the worst chunk, and the speech-weighted mean); None
     without a bed stage (``drop``) or when ``auto`` kept no bed."""
     beds = [i["bed"] for i in infos if isinstance(i.get("bed"), dict)]
     kept = [b for b in beds if b.get("kept")]
@@ -191,6 +195,8 @@ def summarize(infos: list[dict]) -> dict | None:
     if not kept and mode != "keep":
         return None
     out: dict = {"mode": mode, "kept_chunks": len(kept), "chunks": len(infos)}
+    if unheard := sum(1 for b in kept if b.get("unheard_voice")):
+        out["unheard_voice_chunks"] = unheard  # a voice the VAD did not hear, taken out over the whole chunk
     if kept:
         out["duck_db"] = kept[0].get("duck_db", 0.0)
     est = [(b["residual_db"], b.get("speech_seconds", 0.0)) for b in kept if b.get("residual_db") is not None]

@@ -135,7 +135,7 @@ def test_models_shows_presence_hashes_and_what_to_do(tmp_path):
     proc = _cli("models", VOICE_DAEMON_TTS="piper")
     assert proc.returncode == 0, proc.stderr
     rows = {line.split()[0]: line.split() for line in proc.stdout.splitlines()[1:] if not line.startswith("(")}
-    assert set(rows) == {"vad", "asr", "stress", "tts", "separation"}
+    assert set(rows) == {"vad", "asr", "stress", "tts", "separation", "speaker"}  # resynth finds speakers by default
     assert "(separation: licence MIT; Deezer Spleeter 2-stems" in proc.stdout
     assert all(r[2] == "yes" and len(r[5]) == 64 for r in rows.values())
     # The default Silero model is not on disk and (here) cannot be fetched: exit 78 with the fix.
