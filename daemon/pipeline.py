@@ -32,6 +32,7 @@ from daemon.audio import io as aio
 from daemon.audio import outputs as enc
 from daemon.audio import vad, verify
 from daemon.audio.decode import decode_stream, read_frames
+from daemon.audio.progress import Teller
 from daemon.audio.publish import publish, sidecar_content, write_sidecar
 from daemon.audio.stitch import write_frames
 from daemon.errors import InputError, ModelError
@@ -192,7 +193,9 @@ def decode(task: Decode) -> Decoded:
     """Decode the input (``task.source``: what ``open_job`` found) to the working audio;
     readers may follow it as it grows."""
     s = _settings()
-    frames = decode_stream(aio.AudioInfo(**task.source), task.audio, s.sample_rate, max_seconds=s.max_input_seconds)
+    with Teller(task.progress) as teller:
+        frames = decode_stream(aio.AudioInfo(**task.source), task.audio, s.sample_rate,
+                               max_seconds=s.max_input_seconds, tell=teller.tell)
     return Decoded(frames=frames, duration=frames / s.sample_rate)
 
 

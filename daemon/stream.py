@@ -1,6 +1,6 @@
 """One job as a stream: every stage starts as soon as its input exists.
 
-    open_job ─▶ decode ··········▶ the working audio grows on disk
+    open_job ─▶ decode ··········▶ the working audio grows on disk (each block told through a FIFO)
                   └─ vad_features(segment k), as soon as its audio is decoded (any worker, any order)
                        └─ vad_probabilities(k, k+1, …), in order, carrying the LSTM's state
                             └─ StreamPlanner: each cut as soon as it is certain ─▶ run_chunk(i)
@@ -33,6 +33,7 @@ from daemon.audio import outputs as enc
 from daemon.audio.decode import frames_ready
 from daemon.audio.diarization import JobSpeakers
 from daemon.audio.plan import StreamPlanner
+from daemon.audio.progress import Listener
 from daemon.audio.publish import sidecar_content
 from daemon.audio.stitch import Seams
 from daemon.backends import Submit
@@ -58,7 +59,7 @@ from daemon.tasks import (
 )
 
 CHARS_PER_SECOND = 15  # rough speaking rate: scales a text job's deadline
-POLL = 0.02            # seconds between looks at the working audio while it is decoded
+LOOK = 0.25            # seconds between looks at the working audio where the decode's reports cannot reach
 BYTES_PER_SECOND = 4000  # 32 kbit/s: a lower bound of any codec we read, to bound a length by a size
 
 
@@ -148,6 +149,7 @@ class _Stream:
         self.speaker_model: dict | None = None   # the speaker model's description, for the sidecar
         self.to_embed: list[tuple[Chunk, list]] = []  # chunks planned, their speakers task not yet submitted
         self.embedding = 0                            # speakers tasks submitted and not yet back
+        self.listener: Listener | None = None         # the decode's reports of its progress
 
     # ---- the loop ------------------------------------------------------------------------------
     def run(self) -> dict:
@@ -163,20 +165,38 @@ class _Stream:
         self.seams = Seams(self.out.stitched, self.out.kind)
         if p.speakers:
             self.speakers = JobSpeakers(p.speakers, self.rate, p.window_s, p.threshold, self.voice)
+        self.listener = Listener.open(self.work / "decode.fifo")
         try:
-            self._go(Decode(p.source, self.audio), p.source["duration"], self._on_decode)
+            self._go(Decode(p.source, self.audio, str(self.listener.path) if self.listener else ""),
+                     p.source["duration"], self._on_decode)
             while not self._finished():
                 self._schedule()
                 if not self.pending:
                     raise RuntimeError(f"the job's stream stalled: {self._where()}")
-                decoding = self.total is None
-                done, _ = wait(list(self.pending), timeout=POLL if decoding else None, return_when=FIRST_COMPLETED)
-                for fut in done:
+                for fut in self._wait():
                     self.pending.pop(fut)(self._took(fut.result()))
             return self._finish()
         except BaseException:
             self._abandon()
             raise
+        finally:
+            self._stop_listening()
+
+    def _wait(self) -> set[Future]:
+        """The tasks done, once one is.  While the decode runs, the loop also wakes when it reports
+        more audio (``audio/progress.py``), or, where its reports cannot reach (no FIFO here, or a
+        decode on another node of a shared disk), every ``LOOK`` seconds to look at the file."""
+        if self.total is not None:
+            self._stop_listening()
+            return wait(list(self.pending), return_when=FIRST_COMPLETED)[0]
+        more = [self.listener.past(frames_ready(self.audio))] if self.listener is not None else []
+        done, _ = wait([*self.pending, *more], timeout=LOOK, return_when=FIRST_COMPLETED)
+        return done.difference(more)
+
+    def _stop_listening(self) -> None:
+        if self.listener is not None:
+            self.listener.close()
+            self.listener = None
 
     def _finished(self) -> bool:
         return (self.planner_done and self.chunks_done == len(self.chunks) and not self.pending

@@ -65,6 +65,7 @@ class Decode:
     func: ClassVar[str] = "daemon.pipeline:decode"
     source: dict[str, Any]
     audio: str
+    progress: str = ""          # a FIFO the frames written are told to as they grow (``audio.progress``)
 
 
 @dataclass(frozen=True)

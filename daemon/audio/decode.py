@@ -9,6 +9,7 @@ never truncates below what it wrote before, so a reader never sees a frame chang
 from __future__ import annotations
 
 import os
+from typing import Callable
 
 import numpy as np
 import soxr
@@ -30,9 +31,11 @@ def frames_ready(path: str) -> int:
         return 0
 
 
-def decode_stream(info: AudioInfo, out_raw: str, sample_rate: int, *, max_seconds: float | None = None) -> int:
+def decode_stream(info: AudioInfo, out_raw: str, sample_rate: int, *, max_seconds: float | None = None,
+                  tell: Callable[[int], None] = lambda frames: None) -> int:
     """Write ``info``'s audio to ``out_raw`` (mono float32, ``sample_rate``), front to back;
-    return its frame count, exactly the input's duration at the new rate.
+    return its frame count, exactly the input's duration at the new rate.  ``tell(frames)`` hears
+    how many frames are on disk after each block (``progress.Teller``).
 
     Streaming: one block in memory at a time.  Channels are averaged.
     """
@@ -62,6 +65,7 @@ def decode_stream(info: AudioInfo, out_raw: str, sample_rate: int, *, max_second
             if len(held) > HOLD_BACK:
                 written += _write_at(fd, written, held[:-HOLD_BACK])
                 held = held[-HOLD_BACK:]
+                tell(written)
         if resampler is not None:
             held = np.concatenate([held, resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True)])
         if decoded == 0:

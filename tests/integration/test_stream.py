@@ -125,6 +125,22 @@ def test_pool_output_is_the_sequential_output_byte_for_byte(pool, inline, short_
     assert leftovers == ["input.f32"], leftovers  # chunks, features and parts go once used
 
 
+def test_the_decode_tells_the_stream_of_its_progress(pool, long_speech, tmp_path, monkeypatch):
+    """The VAD starts on audio the decode has told of, before the decode ends.  The stream's look
+    at the file (its fallback where reports cannot reach) is put off for an hour: only the
+    decode's reports through the FIFO can start the VAD early."""
+    from daemon import stream
+    monkeypatch.setattr(stream, "LOOK", 3600.0)
+    mp3 = tmp_path / "long.mp3"  # 8 minutes of MP3: a decode long enough to follow
+    media.ffmpeg("-i", str(long_speech), "-c:a", "libmp3lame", "-b:a", "64k", str(mp3))
+    timeline = Timeline()
+    convert_file(pool.submit, mp3, tmp_path / "out.wav", tmp_path / "w", parallelism=2, steps=timeline)
+    decode = next(s for s in timeline.steps if s["stage"] == "decode")
+    first_vad = min(s["t0"] for s in timeline.steps if s["stage"] == "vad")
+    assert first_vad < decode["t1"], (first_vad - decode["t0"], decode["t1"] - decode["t0"])
+    assert not (tmp_path / "w" / "decode.fifo").exists()
+
+
 @pytest.fixture
 def own_pool(settings):
     """A pool of this test's own: the worker that replaces the killed one goes with it."""
