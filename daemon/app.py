@@ -37,6 +37,7 @@ from daemon.supervisor.events import POOL_STARTED, SIGNAL
 from daemon.systemd import Notifier
 from daemon.watcher import Watcher
 from daemon.web import LiveBoard, StatusPage
+from daemon.web.server import serve
 
 #: What every worker child runs first: load the VAD and the engine (``daemon/pipeline.py``).
 WORKER_INITIALIZER = "daemon.pipeline:init_worker"
@@ -168,7 +169,7 @@ def cli_run(settings, args) -> int:
     # Signals are counted from here on: a SIGTERM while the models load is not lost.
     signals = Signals(events).install()
     notifier = Notifier()
-    metrics = pool = hooks = supervisor = None
+    server = pool = hooks = supervisor = None
     try:
         reloader = Reloader(args)
         recovered = spool.recover()
@@ -178,8 +179,9 @@ def cli_run(settings, args) -> int:
         in_use = lambda: supervisor.pool if supervisor else pool  # noqa: E731
         metrics = Metrics(settings, workers_ok=lambda: in_use().broken is None and in_use().stats().get("connected", True))
         live = LiveBoard()
-        StatusPage(settings, live, metrics=metrics, pool_stats=lambda: in_use().stats()).install(metrics)
-        metrics.start()  # /healthz answers "starting" (503) while the workers warm up
+        page = StatusPage(settings, live, metrics=metrics, pool_stats=lambda: in_use().stats())
+        # /healthz answers "starting" (503) while the workers warm up
+        server = serve(metrics, settings.metrics_addr, routes=page.routes())
         notifier.status("loading models")
         logger.info("daemon.starting", workers=settings.workers, engine=settings.engine,
                     resumed=len(recovered), state_dir=str(spool.state))
@@ -199,8 +201,8 @@ def cli_run(settings, args) -> int:
             p.close(0)  # workers still loading their models are terminated, not waited for
         if hooks is not None:
             hooks.close()  # the last jobs' hooks get their timeout, then are killed
-        if metrics is not None:
-            metrics.close()
+        if server is not None:
+            server.close()
         notifier.close()
         signals.restore()
         os.close(lock)

@@ -89,7 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (_handler, short, long) in COMMANDS.items():
         p = sub.add_parser(name, help=short, description=long, epilog=EPILOG, parents=[common],
                            formatter_class=argparse.RawDescriptionHelpFormatter)
-        _add_arguments(name, p)
+        if name in _ARGUMENTS:
+            _ARGUMENTS[name](p)
     return parser
 
 
@@ -100,68 +101,94 @@ def _add_global_flags(parser: argparse.ArgumentParser, default) -> None:
                         help="override VOICE_DAEMON_LOG_LEVEL")
 
 
-def _add_arguments(name: str, p: argparse.ArgumentParser) -> None:
-    if name == "convert":
-        p.add_argument("input", metavar="INPUT", help="audio file to convert (wav, flac, ogg, opus, mp3, m4a, aac, "
-                                                      "the audio of an .mp4; resynth: also a .txt to read aloud)")
-        p.add_argument("output", metavar="OUTPUT", help="file to write; its extension picks the format")
-        p.add_argument("--engine", choices=["shift", "resynth"], help="override VOICE_DAEMON_ENGINE")
-        p.add_argument("--voice", help="override VOICE_DAEMON_VOICE")
-        p.add_argument("--semitones", type=float, help="override VOICE_DAEMON_SHIFT_SEMITONES")
-        p.add_argument("--formant", type=float, help="override VOICE_DAEMON_SHIFT_FORMANT")
-        p.add_argument("--workers", type=int, help="override VOICE_DAEMON_WORKERS")
-        p.add_argument("--sequential", action="store_true",
-                       help="run every stage in this process, one chunk after another (no pool)")
-        p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
-        p.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
-    elif name == "bench":
-        p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
-        p.add_argument("--modes", help="comma-separated subset of sequential,sequential-unpinned,threads,reload,pool,dask "
-                                       "(default: all; the long workload: sequential,pool,dask)")
-        p.add_argument("--workload", choices=("batch", "long"), default="batch",
-                       help="batch: many files (default); long: one 30-minute file, one core against every core")
-        p.add_argument("--format", choices=("wav", "mp3"), default="wav",
-                       help="the long workload's input and output: WAV at 24 kHz or MP3 128 kbit/s at 48 kHz")
-        p.add_argument("--bed", metavar="MUSIC",
-                       help="the long workload: mix MUSIC (looped, 9 dB below the speech) under the recording and "
-                            "keep the bed (VOICE_DAEMON_BACKGROUND=keep)")
-        p.add_argument("--seconds", type=float, metavar="S",
-                       help="the long workload's length in seconds (default: 1800)")
-        p.add_argument("--quick", action="store_true", help="a smaller workload (for a smoke test)")
-        p.add_argument("--speech-dir", metavar="DIR",
-                       help="the folder of speech recordings (WAV, FLAC) the workload is built from (required)")
-    elif name == "models":
-        p.add_argument("--fetch", action="store_true", help="download the configured models (needs a network)")
-    elif name == "config":
-        p.add_argument("--table", action="store_true", help="print the Markdown table of defaults (docs/reference/configuration.md)")
-    elif name == "install-service":
-        p.add_argument("--dry-run", action="store_true", help="print what would be done, change nothing")
-        p.add_argument("--worker", action="store_true",
-                       help="install the Dask worker node's unit (voice-daemon-worker.service) instead")
-        p.add_argument("--scheduler", action="store_true",
-                       help="install the Dask scheduler's unit (voice-daemon-scheduler.service) instead")
-        p.add_argument("--drop-group", metavar="GROUP",
-                       help="share the inbox, outbox and failed folder (under --drop-dir) with the members of GROUP")
-        p.add_argument("--drop-dir", metavar="DIR", default="/srv/voice-daemon",
-                       help="where --drop-group makes those folders (default: %(default)s)")
-        p.add_argument("--unit-dir", default="/etc/systemd/system", help="where the unit goes (default: %(default)s)")
-        p.add_argument("--env-dir", default="/etc/voice-daemon", help="where the env file goes (default: %(default)s)")
-        p.add_argument("--exec-path", help="the voice-daemon program ExecStart runs (default: this installation's)")
-    elif name == "retry":
-        p.add_argument("files", nargs="*", metavar="FAILED_FILE", help="a failed input to convert again")
-        p.add_argument("--all", action="store_true", help="every input in the failed folder")
-    elif name == "status":
-        p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-        p.add_argument("--state-dir", metavar="DIR",
-                       help="the daemon's state folder (overrides VOICE_DAEMON_STATE_DIR; the other folders "
-                            "are read from what the daemon recorded there)")
-    elif name == "worker":
-        p.add_argument("--scheduler", metavar="ADDR",
-                       help="the scheduler, tcp://HOST:8786 or tls://HOST:8786 (default: VOICE_DAEMON_DASK_SCHEDULER)")
-        p.add_argument("--nworkers", type=int, metavar="N",
-                       help="worker processes on this node, one thread each (default: VOICE_DAEMON_WORKERS)")
-        p.add_argument("--host", help="address the workers listen on (default: this host's address "
-                                      "toward the scheduler, 127.0.0.1 for a local one)")
+def _convert_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("input", metavar="INPUT", help="audio file to convert (wav, flac, ogg, opus, mp3, m4a, aac, "
+                                                  "the audio of an .mp4; resynth: also a .txt to read aloud)")
+    p.add_argument("output", metavar="OUTPUT", help="file to write; its extension picks the format")
+    p.add_argument("--engine", choices=["shift", "resynth"], help="override VOICE_DAEMON_ENGINE")
+    p.add_argument("--voice", help="override VOICE_DAEMON_VOICE")
+    p.add_argument("--semitones", type=float, help="override VOICE_DAEMON_SHIFT_SEMITONES")
+    p.add_argument("--formant", type=float, help="override VOICE_DAEMON_SHIFT_FORMANT")
+    p.add_argument("--workers", type=int, help="override VOICE_DAEMON_WORKERS")
+    p.add_argument("--sequential", action="store_true",
+                   help="run every stage in this process, one chunk after another (no pool)")
+    p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
+
+
+def _bench_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    p.add_argument("--modes", help="comma-separated subset of sequential,sequential-unpinned,threads,reload,pool,dask "
+                                   "(default: all; the long workload: sequential,pool,dask)")
+    p.add_argument("--workload", choices=("batch", "long"), default="batch",
+                   help="batch: many files (default); long: one 30-minute file, one core against every core")
+    p.add_argument("--format", choices=("wav", "mp3"), default="wav",
+                   help="the long workload's input and output: WAV at 24 kHz or MP3 128 kbit/s at 48 kHz")
+    p.add_argument("--bed", metavar="MUSIC",
+                   help="the long workload: mix MUSIC (looped, 9 dB below the speech) under the recording and "
+                        "keep the bed (VOICE_DAEMON_BACKGROUND=keep)")
+    p.add_argument("--seconds", type=float, metavar="S",
+                   help="the long workload's length in seconds (default: 1800)")
+    p.add_argument("--quick", action="store_true", help="a smaller workload (for a smoke test)")
+    p.add_argument("--speech-dir", metavar="DIR",
+                   help="the folder of speech recordings (WAV, FLAC) the workload is built from (required)")
+
+
+def _models_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--fetch", action="store_true", help="download the configured models (needs a network)")
+
+
+def _config_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--table", action="store_true", help="print the Markdown table of defaults (docs/reference/configuration.md)")
+
+
+def _install_service_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dry-run", action="store_true", help="print what would be done, change nothing")
+    p.add_argument("--worker", action="store_true",
+                   help="install the Dask worker node's unit (voice-daemon-worker.service) instead")
+    p.add_argument("--scheduler", action="store_true",
+                   help="install the Dask scheduler's unit (voice-daemon-scheduler.service) instead")
+    p.add_argument("--drop-group", metavar="GROUP",
+                   help="share the inbox, outbox and failed folder (under --drop-dir) with the members of GROUP")
+    p.add_argument("--drop-dir", metavar="DIR", default="/srv/voice-daemon",
+                   help="where --drop-group makes those folders (default: %(default)s)")
+    p.add_argument("--unit-dir", default="/etc/systemd/system", help="where the unit goes (default: %(default)s)")
+    p.add_argument("--env-dir", default="/etc/voice-daemon", help="where the env file goes (default: %(default)s)")
+    p.add_argument("--exec-path", help="the voice-daemon program ExecStart runs (default: this installation's)")
+
+
+def _retry_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("files", nargs="*", metavar="FAILED_FILE", help="a failed input to convert again")
+    p.add_argument("--all", action="store_true", help="every input in the failed folder")
+
+
+def _status_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--state-dir", metavar="DIR",
+                   help="the daemon's state folder (overrides VOICE_DAEMON_STATE_DIR; the other folders "
+                        "are read from what the daemon recorded there)")
+
+
+def _worker_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--scheduler", metavar="ADDR",
+                   help="the scheduler, tcp://HOST:8786 or tls://HOST:8786 (default: VOICE_DAEMON_DASK_SCHEDULER)")
+    p.add_argument("--nworkers", type=int, metavar="N",
+                   help="worker processes on this node, one thread each (default: VOICE_DAEMON_WORKERS)")
+    p.add_argument("--host", help="address the workers listen on (default: this host's address "
+                                  "toward the scheduler, 127.0.0.1 for a local one)")
+
+
+#: each command's own arguments (beside the global flags)
+_ARGUMENTS = {
+    "convert": _convert_arguments,
+    "bench": _bench_arguments,
+    "models": _models_arguments,
+    "config": _config_arguments,
+    "install-service": _install_service_arguments,
+    "retry": _retry_arguments,
+    "status": _status_arguments,
+    "worker": _worker_arguments,
+}
 
 
 OVERRIDES = {  # CLI flag -> settings field

@@ -1,52 +1,31 @@
-"""Prometheus metrics and a health check, served over HTTP when asked for.
+"""Prometheus metrics and the health check: the figures, and their exposition.
 
 ``Metrics`` holds every metric in its own ``CollectorRegistry`` (never the global
 one, so tests and several instances do not collide) and offers one small method per
-thing the supervisor knows.  ``start()`` serves ``/metrics`` and ``/healthz`` on
-``VOICE_DAEMON_METRICS_ADDR`` from a daemon thread; nothing listens when it is empty.
+thing the supervisor knows.  ``daemon/web/server.py`` serves them (``/metrics``,
+``/healthz``) on ``VOICE_DAEMON_METRICS_ADDR``.
 
-``/healthz`` answers 200 while the supervisor loop ticks and the workers are alive,
-503 before the first tick, when the loop has not ticked for ``stall_seconds``, when no
-worker has been ready for that long (or ``workers_ok()`` says no), or while intake is
-paused because the output or state folder is full (status ``paused``), or while a file or job
-waits for room there (status ``waiting_for_space``; the others go on).
-
-What goes wrong with a client (it hangs up before the answer, resets, stalls past the idle
-timeout, sends something that is not HTTP) is one JSON event each (``http.client_error``),
-never a traceback on stderr, and at most ``CLIENT_ERROR_BURST`` of them per
-``CLIENT_ERROR_WINDOW`` seconds (the next one says how many were held back).
+``health()`` says ok while the supervisor loop ticks and the workers are alive; not ok
+("starting") before the first tick, ("stalled") when the loop has not ticked for ``stall_seconds``,
+when no worker has been ready for that long (or ``workers_ok()`` says no), ("paused") while intake is
+paused because the output or state folder is full, or ("waiting_for_space") while a file or job
+waits for room there (the others go on).
 """
 
 from __future__ import annotations
 
-import json
 import math
-import socket
-import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, disable_created_metrics
 from prometheus_client.exposition import choose_encoder
 
-from daemon import __version__, log
-from daemon.errors import VoiceDaemonError
+from daemon import __version__
 
 #: Wall seconds per job: short clips to hour-long recordings.
 DURATION_BUCKETS = (0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, math.inf)
 OUTCOMES = ("done", "failed", "retried")
-#: A connection that sends nothing for this long is closed: each open one holds a thread.
-IDLE_TIMEOUT_SECONDS = 10.0
-#: Client faults logged per window; the rest are counted in the next one logged.
-CLIENT_ERROR_BURST, CLIENT_ERROR_WINDOW = 10, 60.0
-#: A client that went away: its fault, not the server's (logged at info level).
-CLIENT_GONE = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, TimeoutError)
-
-
-class MetricsError(VoiceDaemonError):
-    """The metrics endpoint cannot listen where VOICE_DAEMON_METRICS_ADDR says."""
 
 
 class Metrics:
@@ -59,7 +38,6 @@ class Metrics:
         self.stall_seconds = stall_seconds
         self.workers_ok = workers_ok
         self.clock = clock
-        self.server: MetricsServer | None = None
         self._started = clock()
         self._last_tick: float | None = None
         self._last_seen = self._started  # "since start" until the first event or scan
@@ -73,8 +51,6 @@ class Metrics:
         self._waits: list[dict] = []  # files and jobs waiting for room (supervisor/room.py)
         self._figures = {"audio_seconds_total": 0.0, "worker_restarts_total": 0, "workers_configured": 0,
                          "workers_alive": 0, "workers_busy": 0}
-        #: more pages served beside /metrics and /healthz: path -> () -> (status, content type, body)
-        self.routes: dict[str, Callable[[], tuple[int, str, bytes]]] = {}
         self._register()
 
     def _register(self) -> None:
@@ -263,134 +239,8 @@ class Metrics:
         return {**body, **{k: round(v, 3) if isinstance(v, float) else v for k, v in self._figures.items()},
                 "healthy": ok}
 
-    def route(self, path: str, handler: Callable[[], tuple[int, str, bytes]]) -> None:
-        """Serve ``handler()``'s (status, content type, body) at ``path`` too (e.g. the status page)."""
-        self.routes[path] = handler
-
-    # --- the HTTP endpoint ---------------------------------------------------------------
-    def start(self, addr: str | None = None, *, idle_timeout: float = IDLE_TIMEOUT_SECONDS) -> "MetricsServer | None":
-        """Serve /metrics and /healthz on ``addr`` (default: settings.metrics_addr); None when empty.
-
-        Raises MetricsError when the address cannot be bound (in use, not local).
-        """
-        if addr is None:
-            addr = getattr(self.settings, "metrics_addr", "") or ""
-        if not addr or self.server is not None:
-            return self.server
-        host, port = split_addr(addr)
-        self.server = MetricsServer(self, host, port, idle_timeout=idle_timeout)
-        return self.server
-
-    def close(self) -> None:
-        if self.server is not None:
-            self.server.close()
-            self.server = None
-
-
-def split_addr(addr: str) -> tuple[str, int]:
-    """``host:port`` or ``[v6]:port`` → (host, port)."""
-    host, _, port = addr.strip().rpartition(":")
-    return host.strip("[]"), int(port)
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    throttle = log.Throttle(CLIENT_ERROR_BURST, CLIENT_ERROR_WINDOW)  # replaced per server in MetricsServer
-
-    def handle_error(self, request, client_address):
-        """socketserver prints a traceback on stderr here: one throttled JSON event instead."""
-        exc = sys.exc_info()[1]
-        client_error(self.throttle, client_address, f"{type(exc).__name__}: {exc}",
-                     gone=isinstance(exc, CLIENT_GONE))
-
-
-def client_error(throttle: log.Throttle, client_address, error: str, *, gone: bool, request: str | None = None) -> None:
-    """``http.client_error``: info for a client's own fault (it hung up, stalled, sent garbage), error
-    for one the server raised; dropped beyond the throttle's burst, counted in ``held_back``."""
-    logged, held = throttle.allow()
-    if not logged:
-        return
-    client = client_address[0] if isinstance(client_address, tuple) and client_address else str(client_address)
-    fields = {"client": client, "error": error[:300], "held_back": held}
-    if request:
-        fields["request"] = request[:200]
-    (log.get("metrics").info if gone else log.get("metrics").error)("http.client_error", **fields)
-
-
-class MetricsServer:
-    """A ThreadingHTTPServer in a daemon thread; ``close()`` stops it and joins the thread."""
-
-    def __init__(self, metrics: Metrics, host: str, port: int, *, idle_timeout: float = IDLE_TIMEOUT_SECONDS):
-        server_cls = type("_Server6", (_Server,), {"address_family": socket.AF_INET6}) if ":" in host else _Server
-        try:
-            self.httpd = server_cls((host, port), _handler(metrics, idle_timeout))
-        except OSError as exc:
-            raise MetricsError(f"VOICE_DAEMON_METRICS_ADDR={host}:{port}: cannot listen: {exc.strerror or exc}") from exc
-        self.httpd.throttle = log.Throttle(CLIENT_ERROR_BURST, CLIENT_ERROR_WINDOW)
-        self.host, self.port = self.httpd.server_address[:2]
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.2},
-                                       name="metrics-http", daemon=True)
-        self.thread.start()
-        log.get("metrics").info("metrics.listening", url=self.url + "/metrics")
-
-    @property
-    def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(timeout=5)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-
-def _handler(metrics: Metrics, idle_timeout: float):
-    class Handler(BaseHTTPRequestHandler):
-        server_version = f"voice-daemon/{__version__}"
-        timeout = idle_timeout  # on the connection's socket: a silent client is dropped, its thread ends
-
-        def do_GET(self):  # noqa: N802 (http.server's naming)
-            path = self.path.split("?", 1)[0]
-            if path in metrics.routes:
-                try:
-                    code, content_type, body = metrics.routes[path]()
-                except Exception as exc:  # a broken page must not take the scrape endpoint with it
-                    log.get("metrics").error("metrics.route_error", path=path, error=f"{type(exc).__name__}: {exc}")
-                    code, content_type, body = 500, "text/plain; charset=utf-8", b"internal error\n"
-                self._send(code, content_type, body)
-            elif path == "/metrics":
-                encoder, content_type = choose_encoder(self.headers.get("Accept"))
-                self._send(200, content_type, encoder(metrics.registry))
-            elif path == "/healthz":
-                ok, body = metrics.health()
-                self._send(200 if ok else 503, "application/json",
-                           json.dumps(body, ensure_ascii=False).encode() + b"\n")
-            elif path == "/":
-                self._send(200, "text/plain; charset=utf-8", b"voice-daemon: /metrics /healthz\n")
-            else:
-                self._send(404, "text/plain; charset=utf-8", b"not found\n")
-
-        def _send(self, code: int, content_type: str, body: bytes) -> None:
-            self.send_response(code)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_error(self, fmt, *args):
-            """A request that is not HTTP (400, 414, 501) or a client silent past the idle timeout:
-            http.server would print it on stderr."""
-            client_error(self.server.throttle, self.client_address, fmt % args,
-                         gone=True, request=getattr(self, "requestline", None))
-
-        def log_message(self, fmt, *args):  # quiet: scrapes every few seconds would flood the journal
-            log.get("metrics").debug("metrics.request", client=self.client_address[0], request=fmt % args)
-
-    return Handler
+    def exposition(self, accept: str | None = None) -> tuple[str, bytes]:
+        """``/metrics``: (content type, body) in the format the ``Accept`` header asks for
+        (Prometheus text by default, OpenMetrics on request)."""
+        encoder, content_type = choose_encoder(accept)
+        return content_type, encoder(self.registry)

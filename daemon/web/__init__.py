@@ -1,4 +1,4 @@
-"""The status page (``/``) and its data (``/api/status``), served by the metrics HTTP server.
+"""The status page (``/``) and its data (``/api/status``), served beside ``/metrics`` by ``server.py``.
 
 ``/api/status`` is what ``voice-daemon status --json`` prints, read from the folders, plus
 what only the running daemon knows:
@@ -71,7 +71,7 @@ class LiveBoard:
 
 
 class StatusPage:
-    """The routes the metrics server adds: ``/`` (the page) and ``/api/status`` (its data)."""
+    """The pages the HTTP server adds (``routes()``): ``/`` (the page) and ``/api/status`` (its data)."""
 
     def __init__(self, settings, live: LiveBoard, *, metrics=None, pool_stats: Callable[[], dict] | None = None):
         self.s, self.live, self.metrics, self.pool_stats = settings, live, metrics, pool_stats
@@ -98,11 +98,9 @@ class StatusPage:
     def page(self) -> tuple[int, str, bytes]:
         return 200, "text/html; charset=utf-8", self._page
 
-    def install(self, metrics) -> None:
-        """Serve the page and its data from ``metrics``' HTTP server."""
-        metrics.route("/", self.page)
-        metrics.route("/index.html", self.page)
-        metrics.route("/api/status", self.api)
+    def routes(self) -> dict[str, Callable[[], tuple[int, str, bytes]]]:
+        """Path -> page, for ``server.serve(..., routes=...)``."""
+        return {"/": self.page, "/index.html": self.page, "/api/status": self.api}
 
 
 def _who(info: dict) -> dict:

@@ -152,7 +152,7 @@ def _hang_up(port: int, request: bytes) -> None:
 def test_clients_that_hang_up_stall_or_send_garbage_log_a_bounded_number_of_json_events(daemon):
     """A client that closed its connection before /healthz was answered printed a traceback on
     stderr (BrokenPipeError through socketserver's handle_error): 20 such clients, 416 plain lines."""
-    from daemon.metrics import CLIENT_ERROR_BURST, IDLE_TIMEOUT_SECONDS
+    from daemon.web.server import CLIENT_ERROR_BURST, IDLE_TIMEOUT_SECONDS
 
     port = free_port()
     d = daemon(metrics_addr=f"127.0.0.1:{port}", workers=1)

@@ -10,7 +10,8 @@ import urllib.request
 
 import pytest
 
-from daemon.metrics import Metrics, MetricsError
+from daemon.metrics import Metrics
+from daemon.web.server import MetricsError, serve
 from helpers import wait_until
 
 
@@ -41,9 +42,9 @@ def sample(text: str, line_start: str) -> float:
 def served():
     clock = Clock()
     m = Metrics(stall_seconds=30, clock=clock)
-    server = m.start("127.0.0.1:0")
+    server = serve(m, "127.0.0.1:0")
     yield m, server, clock
-    m.close()
+    server.close()
     assert not server.thread.is_alive(), "close() must join the server thread"
 
 
@@ -95,7 +96,7 @@ def test_healthz_goes_503_when_the_loop_stops_ticking(served):
 def test_healthz_goes_503_when_workers_are_stuck():
     state = {"ok": True}
     m = Metrics(workers_ok=lambda: state["ok"])
-    server = m.start("127.0.0.1:0")
+    server = serve(m, "127.0.0.1:0")
     try:
         m.loop_tick()
         assert get(server.url + "/healthz")[0] == 200
@@ -103,7 +104,7 @@ def test_healthz_goes_503_when_workers_are_stuck():
         code, _ctype, body = get(server.url + "/healthz")
         assert code == 503 and "the workers check failed" in json.loads(body)["problems"]
     finally:
-        m.close()
+        server.close()
 
 
 def test_unknown_path_is_404(served):
@@ -117,14 +118,14 @@ def test_ipv6_loopback():
         pytest.fail("no IPv6 in this Python")
     m = Metrics()
     try:
-        server = m.start("[::1]:0")
+        server = serve(m, "[::1]:0")
     except MetricsError as exc:
         pytest.skip(f"IPv6 loopback not configured here: {exc}")
     try:
         assert server.url.startswith("http://[::1]:")
         assert get(server.url + "/metrics")[0] == 200
     finally:
-        m.close()
+        server.close()
 
 
 def test_address_in_use_is_a_clear_error():
@@ -134,7 +135,7 @@ def test_address_in_use_is_a_clear_error():
     port = holder.getsockname()[1]
     try:
         with pytest.raises(MetricsError, match=f"127.0.0.1:{port}: cannot listen"):
-            Metrics().start(f"127.0.0.1:{port}")
+            serve(Metrics(), f"127.0.0.1:{port}")
     finally:
         holder.close()
 
@@ -142,10 +143,10 @@ def test_address_in_use_is_a_clear_error():
 def test_close_stops_serving_and_leaves_no_thread():
     before = {t.ident for t in threading.enumerate()}
     m = Metrics()
-    server = m.start("127.0.0.1:0")
+    server = serve(m, "127.0.0.1:0")
     url = server.url
     assert get(url + "/metrics")[0] == 200
-    m.close()
+    server.close()
     assert {t.ident for t in threading.enumerate() if t.is_alive()} <= before
     with pytest.raises(urllib.error.URLError):
         urllib.request.urlopen(url + "/metrics", timeout=2)
@@ -176,11 +177,11 @@ def test_parallel_scrapes_while_the_loop_updates(served):
 
 def test_idle_connections_are_closed_and_their_threads_end():
     """20 clients that connect and say nothing used to hold 20 threads for good."""
-    from daemon.metrics import IDLE_TIMEOUT_SECONDS
+    from daemon.web.server import IDLE_TIMEOUT_SECONDS
 
     assert 1 <= IDLE_TIMEOUT_SECONDS <= 60
     m = Metrics(stall_seconds=30)
-    server = m.start("127.0.0.1:0", idle_timeout=1.0)
+    server = serve(m, "127.0.0.1:0", idle_timeout=1.0)
     base = threading.active_count()
     clients = [socket.create_connection((server.host, server.port), timeout=30) for _ in range(20)]
     try:
@@ -191,4 +192,4 @@ def test_idle_connections_are_closed_and_their_threads_end():
     finally:
         for c in clients:
             c.close()
-        m.close()
+        server.close()

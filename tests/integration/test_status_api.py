@@ -16,6 +16,7 @@ from daemon.metrics import Metrics
 from daemon.settings import Settings
 from daemon.spool import Spool, collect_status
 from daemon.web import LiveBoard, StatusPage
+from daemon.web.server import serve
 
 POOL = {"workers": 2, "alive": 2, "ready": 1, "busy": 1, "starting": 1, "restarts": 3}
 
@@ -33,10 +34,10 @@ def served(tmp_path):
     spool.ensure_dirs()
     metrics = Metrics(settings)
     live = LiveBoard()
-    StatusPage(settings, live, metrics=metrics, pool_stats=lambda: POOL).install(metrics)
-    server = metrics.start("127.0.0.1:0")
+    page = StatusPage(settings, live, metrics=metrics, pool_stats=lambda: POOL)
+    server = serve(metrics, "127.0.0.1:0", routes=page.routes())
     yield settings, spool, live, metrics, server
-    metrics.close()
+    server.close()
 
 
 def test_api_status_is_status_json_plus_what_the_daemon_knows(served):
@@ -80,8 +81,8 @@ def test_the_page_is_served_and_writes_names_as_text(served):
 
 
 def test_a_failing_page_answers_500_and_the_server_stays_up(served):
-    settings, _spool, _live, metrics, server = served
-    metrics.route("/api/status", lambda: 1 / 0)
+    settings, _spool, _live, _metrics, server = served
+    server.route("/api/status", lambda: 1 / 0)
     import urllib.error
 
     with pytest.raises(urllib.error.HTTPError) as exc:

@@ -7,7 +7,7 @@ import math
 import pytest
 from prometheus_client import REGISTRY, generate_latest
 
-from daemon.metrics import Metrics, split_addr
+from daemon.metrics import Metrics
 from daemon.settings import Settings
 
 
@@ -154,21 +154,6 @@ def test_exposition_has_no_created_series_and_names_the_build():
     assert "_created" not in text
     assert 'voice_daemon_build_info{engine="shift",version=' in text
     assert "process_cpu_seconds_total" in text
-
-
-def test_start_without_an_address_serves_nothing():
-    m = Metrics(Settings())
-    assert m.start() is None and m.server is None
-    m.close()
-
-
-@pytest.mark.parametrize("addr, expected", [
-    ("127.0.0.1:9464", ("127.0.0.1", 9464)),
-    ("[::1]:9464", ("::1", 9464)),
-    ("localhost:0", ("localhost", 0)),
-])
-def test_split_addr(addr, expected):
-    assert split_addr(addr) == expected
 
 
 def test_a_full_folder_pauses_health_and_shows_in_the_disk_figures():

@@ -23,6 +23,7 @@ import weakref
 import numpy as np
 
 from daemon.engines.resynth import text as textmod
+from daemon.engines.resynth.pieces import join_pieces
 from daemon.errors import ModelError
 from daemon.models import registry, system_tts
 from daemon.settings import SILERO_SPEAKERS
@@ -85,8 +86,6 @@ class EspeakTTS:
         return FALLBACK[0] if textmod.has_cyrillic(text) else FALLBACK[1]
 
     def synthesize(self, text: str, voice: str, *, length: float = 1.0, language: str | None = None) -> np.ndarray:
-        from daemon.engines.resynth.tts import join_pieces
-
         code = self.voice_for(voice, text, language)
         speed = max(80, min(450, int(round(WORDS_PER_MINUTE / max(length, 1e-3)))))
         parts = [self._piece(p, code, speed) for p in textmod.split_text(textmod.strip_stress(text), self.max_chars)]

@@ -25,6 +25,7 @@ import numpy as np
 
 from daemon import log
 from daemon.engines.resynth import text as textmod
+from daemon.engines.resynth.pieces import join_pieces
 from daemon.errors import ModelError
 from daemon.models import registry, system_tts
 from daemon.settings import SILERO_SPEAKERS
@@ -187,8 +188,6 @@ class FestivalTTS:
         return voice
 
     def synthesize(self, text: str, voice: str, *, length: float = 1.0, language: str | None = None) -> np.ndarray:
-        from daemon.engines.resynth.tts import join_pieces
-
         voice = self.check_voice(voice)
         if voice != self.process.voice:  # a job for another installed voice (inbox/<voice>/)
             self.process.use_voice(voice)

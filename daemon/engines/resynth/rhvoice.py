@@ -21,6 +21,7 @@ import numpy as np
 
 from daemon import log
 from daemon.engines.resynth import text as textmod
+from daemon.engines.resynth.pieces import join_pieces
 from daemon.errors import ModelError
 from daemon.models import registry, system_tts, voices
 
@@ -68,8 +69,6 @@ class RHVoiceTTS:
         return name
 
     def synthesize(self, text: str, voice: str, *, length: float = 1.0, language: str | None = None) -> np.ndarray:
-        from daemon.engines.resynth.tts import join_pieces
-
         name = self.check_voice(voice, language)
         rate = float(np.clip(1.0 / max(length, 1e-3), *RATE_BOUNDS))
         params = self._engine.params.copy_with({"voice_profile": self._profile(name), "relative_rate": rate})

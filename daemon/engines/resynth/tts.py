@@ -3,7 +3,7 @@ espeak-ng live beside them (``rhvoice.py``, ``festival.py``, ``espeak.py``).
 
 A backend turns text into mono float32 audio at its native rate.  Text goes to
 the model in pieces below its per-call limit (``text.split_text``), joined by a
-short pause.  ``speakers()`` lists the voices; ``check_voice`` raises a
+short pause (``pieces.join_pieces``).  ``speakers()`` lists the voices; ``check_voice`` raises a
 ModelError listing them.
 """
 
@@ -13,11 +13,9 @@ import numpy as np
 
 from daemon import log
 from daemon.engines.resynth import text as textmod
+from daemon.engines.resynth.pieces import join_pieces
 from daemon.errors import ModelError
 from daemon.settings import SILERO_RATES
-
-#: Pause between pieces of one phrase (seconds).
-PIECE_PAUSE = 0.12
 
 
 class SileroTTS:
@@ -47,7 +45,7 @@ class SileroTTS:
 
     def synthesize(self, text: str, voice: str, *, length: float = 1.0, language: str | None = None) -> np.ndarray:
         return join_pieces([self._piece(p, voice, self.max_chars) for p in textmod.split_text(text, self.max_chars)],
-                     self.rate)
+                           self.rate)
 
     def _piece(self, piece: str, voice: str, limit: int) -> np.ndarray:
         import torch
@@ -120,17 +118,6 @@ def _voice_label(path: str) -> str:
 
     stem = Path(path).name.removesuffix(".onnx")
     return stem or "piper"
-
-
-def join_pieces(parts: list[np.ndarray], rate: int) -> np.ndarray:
-    parts = [p for p in parts if len(p)]
-    if not parts:
-        return np.zeros(0, dtype=np.float32)
-    gap = np.zeros(int(PIECE_PAUSE * rate), dtype=np.float32)
-    out = [parts[0]]
-    for p in parts[1:]:
-        out += [gap, p]
-    return np.concatenate(out)
 
 
 def load_backend(settings):
