@@ -1,5 +1,5 @@
 """What every backend shares: the entry a task is tracked by, how futures are settled, deadlines,
-lost attempts, and the guards of ``start``/``submit``.
+lost attempts, the guards of ``start``/``submit``, and the bookkeeping of ``close``.
 
 A backend keeps its tasks in a ``FairQueue`` of ``Entry`` (``queue.py``), decides under its own
 lock, and settles futures outside it (``settle``): a Future's callbacks may submit more tasks.
@@ -8,7 +8,10 @@ lock, and settles futures outside it (``settle``): a Future's callbacks may subm
 from __future__ import annotations
 
 import signal
+import threading
+import time
 from concurrent.futures import Future
+from typing import Callable
 
 from daemon.backends.queue import FairQueue
 from daemon.errors import PoolClosedError, PoolStartError, TaskError
@@ -72,6 +75,40 @@ def check_open(name: str, *, closing: bool, broken: str | None, started: bool) -
         raise PoolBrokenError(broken)
     if not started:
         raise RuntimeError(f"start() the {name} before submitting tasks")
+
+
+class Closing:
+    """A backend's close as every thread sees it.  ``ask`` (under the backend's lock) sets the
+    deadline of the tasks still running: a second close with a shorter grace brings it closer,
+    never later.  The backend's own thread acts on it (``begin`` once, then waits for
+    ``deadline``) and sets ``ended`` when its last child or future is gone."""
+
+    def __init__(self) -> None:
+        self.asked = False       # close() was called, or the backend's thread ended
+        self.deadline = 0.0      # time.monotonic() after which running tasks are cut short
+        self.begun = False       # the backend's thread has acted on the close
+        self.ended = threading.Event()
+
+    def ask(self, grace: float) -> None:
+        """Close within ``grace`` seconds, or sooner if an earlier close said so."""
+        deadline = time.monotonic() + max(0.0, grace)
+        self.deadline = min(self.deadline, deadline) if self.asked else deadline
+        self.asked = True
+
+    def begin(self) -> bool:
+        """True the first time only: the backend's thread starts closing (drains its queue)."""
+        first, self.begun = not self.begun, True
+        return first
+
+    def wait(self, thread: threading.Thread | None, teardown: Callable[[], list]) -> None:
+        """After ``ask``, outside the lock: return once the backend's ``thread`` has ended; with
+        no thread (never started), ``teardown()`` here and settle what it returns."""
+        if thread is None:
+            settle(teardown())
+            self.ended.set()
+        elif thread is not threading.current_thread():  # a done-callback may call close()
+            self.ended.wait()
+            thread.join()
 
 
 def push(queue: FairQueue, entry: Entry) -> None:

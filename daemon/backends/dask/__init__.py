@@ -2,6 +2,7 @@
 
     backend.py   DaskBackend: the daemon's side (fair queue, back-pressure, attempts)
     attempts.py  one try of a task, and what became of it (watched on the client's event loop)
+    outcomes.py  that outcome settled on the caller's Future: a value, an error, again, or a lost attempt
     sent.py      what each worker holds: the attempt it runs and the one queued behind it
     figures.py   the tasks' seconds and the workers' idle gaps, for the benchmark
     link.py      the connection: start-up, reconnects, the workers seen (view.py)

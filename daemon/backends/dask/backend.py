@@ -16,7 +16,7 @@ recomputed when a worker dies later, and no thread waits a round trip per task.
   attempt and sends it again, first in its file's turn; after VOICE_DAEMON_MAX_ATTEMPTS it fails
   with ``TaskError(kind="crash"|"timeout")`` naming the cause, as on the local pool.  Only the
   task a dead worker was running counts (the first sent of those it held, one per thread); the
-  one queued behind it goes again uncounted.
+  one queued behind it goes again uncounted (``outcomes.py``).
 - **Deadlines** are kept inside the worker (``warm.run_task``); a task that comes back lost
   after its deadline counts as a timeout.
 - **The scheduler lost**: Dask cancels every future; the backend puts their tasks back in the
@@ -37,11 +37,11 @@ from typing import Any, Callable
 from daemon import log as logs
 from daemon.backends import remote
 from daemon.backends.base import (
+    Closing,
     Entry,
     cancelled,
     check_open,
     check_task,
-    lost_message,
     next_entry,
     next_waiting,
     push,
@@ -53,17 +53,16 @@ from daemon.backends.dask import connect
 from daemon.backends.dask.attempts import Attempt, send_samples, watch
 from daemon.backends.dask.figures import Figures
 from daemon.backends.dask.link import TICK, Link, connect_label
+from daemon.backends.dask.outcomes import WHO, Outcomes
 from daemon.backends.dask.sent import Sent
 from daemon.backends.dask.warm import WarmModels, run_task
 from daemon.backends.queue import FairQueue
 from daemon.errors import PoolClosedError, PoolStartError, TaskError
-from daemon.jobs import Task, TaskResult
+from daemon.jobs import Task
 
 log = logs.get("cluster")
 
-LOSS_SETTLE = 3.0     # seconds at most to wait for a dead worker's exit code before retrying its task
 AHEAD = 1             # tasks queued on a worker behind each one it runs
-WHO = "the Dask backend"  # in "… closed before the task could run again"
 
 
 class DaskBackend:
@@ -93,20 +92,19 @@ class DaskBackend:
         self._queue: FairQueue[Entry] = FairQueue()
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
         self._sent = Sent(AHEAD)
-        self._losses: list[tuple[float, Attempt, str]] = []  # (due, attempt, worker address)
         self._ids = itertools.count(1)
         self._sends = itertools.count(1)
         self.figures = Figures()
         self._thread: threading.Thread | None = None
-        self._done = threading.Event()
-        self._closing = False
-        self._close_deadline = 0.0
-        self._close_begun = False
+        self._closing = Closing()
         self._broken: str | None = None
         self._host_started: Future | None = None
         self.counts: Counter = Counter()
         self.link = Link(address, security, plugin, counts=self.counts, post=self._inbox.put, pump=self._wait,
-                         closing=lambda: self._closing)
+                         closing=lambda: self._closing.asked)
+        self._outcomes = Outcomes(sent=self._sent, counts=self.counts, figures=self.figures, courier=courier,
+                                  max_attempts=max_attempts, requeue=self._requeue,
+                                  closing=lambda: self._closing.asked, exits=self.link.exits)
         self.started: Future = Future()
         self.broken_signal: Future = Future()
 
@@ -141,7 +139,7 @@ class DaskBackend:
 
     def start_async(self) -> Future:
         with self._lock:
-            if self._thread is not None or self._closing:
+            if self._thread is not None or self._closing.asked:
                 raise RuntimeError("a backend can be started once")
             self._host_started = self.host.start_async() if self.host is not None else None
             self._thread = threading.Thread(target=self._run, name="dask-backend", daemon=True)
@@ -151,13 +149,13 @@ class DaskBackend:
     def submit(self, task: Task) -> Future:
         check_task(task)
         if self.courier is not None and self.courier.on_host(task):
-            if self._closing:
+            if self._closing.asked:
                 raise PoolClosedError("cannot submit to a closed Dask backend")
             return self.host.submit(task)
         remote.dumps(task.kwargs)  # an argument that cannot travel fails here, in the caller
         future: Future = Future()
         with self._lock:
-            check_open("Dask backend", closing=self._closing, broken=self._broken, started=self._thread is not None)
+            check_open("Dask backend", closing=self._closing.asked, broken=self._broken, started=self._thread is not None)
             push(self._queue, Entry(next(self._ids), task, future))
         self._inbox.put(("wake",))
         return future
@@ -194,7 +192,7 @@ class DaskBackend:
                 "recycled": 0,
                 "models_loaded": view.models_loaded + (host["models_loaded"] if host else 0),
                 "broken": self.broken,
-                "closed": self._closing,
+                "closed": self._closing.asked,
                 **({"host": host} if host else {}),
             }
 
@@ -216,19 +214,12 @@ class DaskBackend:
 
     def close(self, grace: float = 10.0) -> None:
         with self._lock:
-            deadline = time.monotonic() + max(0.0, grace)
-            self._close_deadline = min(self._close_deadline, deadline) if self._closing else deadline
-            self._closing = True
+            self._closing.ask(grace)
             thread = self._thread
         self._inbox.put(("wake",))
         if self.host is not None:
             self.host.close(grace)
-        if thread is None:
-            settle(self._drain_queue())
-            self._done.set()
-        elif thread is not threading.current_thread():
-            self._done.wait()
-            thread.join()
+        self._closing.wait(thread, self._drain_queue)
 
     @property
     def broken(self) -> str | None:
@@ -260,7 +251,7 @@ class DaskBackend:
                 self.started.set_exception(PoolStartError(self._broken))
         finally:
             self._teardown()
-            self._done.set()
+            self._closing.ended.set()
 
     def _open(self) -> bool:
         """Start the local cluster (if ours), connect, load the models; resolve ``started``."""
@@ -288,14 +279,14 @@ class DaskBackend:
     def _serve(self) -> None:
         next_look = 0.0
         while True:
-            timeout = max(0.0, min(next_look, self._next_loss()) - time.monotonic())
+            timeout = max(0.0, min(next_look, self._outcomes.next_loss()) - time.monotonic())
             self._wait(timeout)
             now = time.monotonic()
             if now >= next_look:
                 self.link.refresh(self._sent.all())
                 next_look = now + TICK
-            self._settle_losses()
-            if self._closing:
+            self._outcomes.settle_losses()
+            if self._closing.asked:
                 if self._advance_close():
                     return
             else:
@@ -317,7 +308,7 @@ class DaskBackend:
     def _handle(self, message: tuple) -> None:
         kind = message[0]
         if kind == "outcome":
-            self._on_outcome(message[1], message[2])
+            self._outcomes.on_outcome(message[1], message[2])
         elif kind == "event":
             self.link.on_event(message[1])
 
@@ -344,7 +335,7 @@ class DaskBackend:
             if self.courier is not None:
                 task, context = self.courier.outbound(task)
         except BaseException as exc:  # noqa: BLE001 - e.g. the chunk's frames cannot be read: its error
-            self._fail(entry, exc)
+            self._outcomes.fail(entry, exc)
             return
         timeout = task_timeout(entry.task, self.default_timeout)
         seq = next(self._sends)
@@ -362,93 +353,18 @@ class DaskBackend:
         attempt.dask_future = fut
         client.loop.add_callback(watch, attempt, fut, self._inbox.put)
 
-    # ---- what came back ------------------------------------------------------------------------
-    def _on_outcome(self, attempt: Attempt, outcome: tuple) -> None:
-        if outcome[0] == "killed" and not self._sent.was_running(attempt, outcome[1]):
-            outcome = ("queued-behind",)
-        if self._sent.pop(attempt.key) is None:
-            return  # given up on already (the backend closed)
-        self._sent.promote(attempt.worker)
-        entry, kind = attempt.entry, outcome[0]
-        if kind == "done":
-            try:
-                value = self._value(attempt, outcome)
-            except BaseException as exc:  # noqa: BLE001 - e.g. the samples could not be written here
-                self._fail(entry, TaskError(f"{type(exc).__name__}: {exc}", kind="exception",
-                                            attempts=entry.attempts))
-                return
-            self.counts["tasks_done"] += 1
-            self.figures.ran(attempt, outcome)
-            settle([(entry.future, TaskResult(value, outcome[3], entry.attempts, outcome[2]), None)])
-        elif kind == "error":
-            self.figures.ran(attempt, outcome)
-            self._fail(entry, remote.caller_exception(outcome[1], entry.attempts))
-        elif kind in ("unready", "cancelled", "queued-behind"):
-            # Not the task's fault (a cold worker, the scheduler gone, a death it only queued
-            # behind): again, not counted.
-            entry.attempts -= 1
-            self.counts["resubmitted"] += 1
-            if self._closing:
-                settle([cancelled(entry, WHO)])
-            else:
-                with self._lock:
-                    self._queue.push_front(entry, entry.task.group)
-        elif kind == "killed":
-            self._losses.append((time.monotonic() + LOSS_SETTLE, attempt, outcome[1]))
-        elif kind == "lost":
-            self._lost(attempt, outcome[1])
-        else:
-            exc = outcome[1]
-            self._fail(entry, TaskError(f"{type(exc).__name__}: {exc}", kind="exception", attempts=entry.attempts))
-
-    def _value(self, attempt: Attempt, outcome: tuple):
-        value = remote.loads(outcome[1])
-        if attempt.context is not None:
-            value = self.courier.inbound(attempt.context, value, outcome[2], outcome[3])
-        return value
-
-    def _next_loss(self) -> float:
-        return min((due for due, _, _ in self._losses), default=time.monotonic() + TICK)
-
-    def _settle_losses(self) -> None:
-        now = time.monotonic()
-        due = [loss for loss in self._losses if loss[0] <= now or loss[2] in self.link.exits or self._closing]
-        self._losses = [loss for loss in self._losses if loss not in due]
-        for _, attempt, address in due:
-            self._lost(attempt, self.link.exits.get(address) or "its worker was lost")
-
-    def _lost(self, attempt: Attempt, cause: str) -> None:
-        entry = attempt.entry
-        if attempt.past_deadline():
-            kind, cause = "timeout", f"timed out after {attempt.timeout:g} s"
-            self.counts["timeouts"] += 1
-            log.warning("cluster.task_timeout", task=entry.task.func, group=entry.task.group, timeout=attempt.timeout)
-        else:
-            kind = "crash"
-        entry.causes.append((kind, cause))
-        if entry.attempts >= self.max_attempts:
-            self._fail(entry, TaskError(lost_message(entry.attempts, entry.causes), kind=kind, attempts=entry.attempts))
-        elif self._closing:
-            settle([cancelled(entry, WHO)])
-        else:
-            self.counts["retries"] += 1
-            log.warning("cluster.task_retry", task=entry.task.func, group=entry.task.group,
-                        attempt=entry.attempts + 1, max_attempts=self.max_attempts, cause=cause)
-            with self._lock:
-                self._queue.push_front(entry, entry.task.group)
-
-    def _fail(self, entry: Entry, exc: BaseException) -> None:
-        self.counts["tasks_failed"] += 1
-        settle([(entry.future, None, exc)])
+    def _requeue(self, entry: Entry) -> None:
+        """Again, first in its file's turn (a lost attempt, or one that was not the task's fault)."""
+        with self._lock:
+            self._queue.push_front(entry, entry.task.group)
 
     # ---- closing -------------------------------------------------------------------------------
     def _advance_close(self) -> bool:
         """True when nothing is left to wait for."""
-        if not self._close_begun:
-            self._close_begun = True
+        if self._closing.begin():
             settle(self._drain_queue())
             self._recall_waiting()
-        if len(self._sent) and time.monotonic() < self._close_deadline:
+        if len(self._sent) and time.monotonic() < self._closing.deadline:
             return False
         return True
 
@@ -472,14 +388,13 @@ class DaskBackend:
 
     def _teardown(self) -> None:
         with self._lock:
-            self._closing = True
+            self._closing.asked = True
         ending = self._drain_queue()
         attempts = self._sent.clear()
         ending += [(a.entry.future, None, TaskError("the Dask backend closed before the task finished",
                                                     kind="shutdown", attempts=a.entry.attempts))
                    if a.entry.started else cancelled(a.entry, WHO) for a in attempts]
-        ending += [cancelled(a.entry, WHO) for _, a, _ in self._losses]
-        self._losses.clear()
+        ending += [cancelled(a.entry, WHO) for a in self._outcomes.drain_losses()]
         self.link.close([a.dask_future for a in attempts if a.dask_future is not None])
         if self._cluster is not None:
             try:

@@ -24,6 +24,7 @@ from multiprocessing.connection import wait
 from daemon import log as logs
 from daemon.backends import remote
 from daemon.backends.base import (
+    Closing,
     Entry,
     PoolBrokenError,
     cancelled,
@@ -36,7 +37,7 @@ from daemon.backends.base import (
     task_timeout,
 )
 from daemon.backends.base import settle as _settle
-from daemon.backends.local.restarts import Restarts
+from daemon.backends.local.startup import Startup
 from daemon.backends.local.worker import NEVER_READY, PoolOptions, State, Worker
 from daemon.backends.queue import FairQueue
 from daemon.errors import PoolStartError, TaskError
@@ -61,27 +62,21 @@ class PoolCore:
         self._worker_ids = itertools.count(1)
         self._task_ids = itertools.count(1)
         self._thread: threading.Thread | None = None
-        self._done = threading.Event()
-        self._starting = True            # not every worker has been warm yet
-        self._closing = False
-        self._close_deadline = 0.0
-        self._close_begun = False
-        self._opened_at = 0.0
-        self._restarts = Restarts(opts.max_failed_starts, opts.start_backoff)
+        self._closing = Closing()
+        self._startup = Startup(opts)
         self.broken: str | None = None
-        self.broken_cause: BaseException | None = None  # the initializer's exception, rebuilt
         self.counts: Counter = Counter()
         # Resolved by the dispatcher, outside the lock: waiters (the daemon's loop) get one event each.
-        self.started: Future = Future()         # None once every worker is warm, or PoolStartError
-        self.broken_signal: Future = Future()   # the reason, once the pool breaks
+        self.started: Future = self._startup.started  # None once every worker is warm, or PoolStartError
+        self.broken_signal: Future = Future()         # the reason, once the pool breaks
 
     # ---- called by other threads --------------------------------------------------
     def start(self) -> Future:
         """Spawn every child; the Future resolves once all are warm, or fails with PoolStartError."""
         with self._lock:
-            if self._thread is not None or self._closing:
+            if self._thread is not None or self._closing.asked:
                 raise RuntimeError("a pool can be started once")
-            self._opened_at = time.monotonic()
+            self._startup.open()
             try:
                 for _ in range(self.opts.workers):
                     self._spawn("start")
@@ -98,26 +93,17 @@ class PoolCore:
         payload = remote.dumps(("task", eid, task.func, dict(task.kwargs)))  # unpicklable: raises here
         future: Future = Future()
         with self._lock:
-            check_open("worker pool", closing=self._closing, broken=self.broken, started=self._thread is not None)
+            check_open("worker pool", closing=self._closing.asked, broken=self.broken, started=self._thread is not None)
             push(self._queue, Entry(eid, task, future, payload))
         self._wake()
         return future
 
     def close(self, grace: float = 10.0) -> None:
         with self._lock:
-            deadline = time.monotonic() + max(0.0, grace)
-            self._close_deadline = min(self._close_deadline, deadline) if self._closing else deadline
-            self._closing = True
+            self._closing.ask(grace)
             thread = self._thread
         self._wake()
-        if thread is None:
-            with self._lock:
-                settle = self._teardown()
-            _settle(settle)
-            self._done.set()
-        elif thread is not threading.current_thread():  # a done-callback may call close()
-            self._done.wait()
-            thread.join()
+        self._closing.wait(thread, self._locked_teardown)
 
     def stats(self) -> dict:
         with self._lock:
@@ -128,14 +114,14 @@ class PoolCore:
                 "ready": sum(w.ready for w in ws),
                 "busy": sum(w.busy for w in ws),
                 "starting": sum(w.state is State.STARTING for w in ws),
-                "respawns_pending": len(self._restarts.pending),
-                "failed_starts": self._restarts.failed,
+                "respawns_pending": len(self._startup.restarts.pending),
+                "failed_starts": self._startup.restarts.failed,
                 "queued": len(self._queue),
                 "pids": sorted(w.pid for w in ws if w.ready),
                 **{k: self.counts[k] for k in ("tasks_done", "tasks_failed", "retries", "timeouts",
                                                "restarts", "recycled", "models_loaded")},
                 "broken": self.broken,
-                "closed": self._closing,
+                "closed": self._closing.asked,
             }
 
     def _wake(self) -> None:
@@ -150,7 +136,7 @@ class PoolCore:
         try:
             while True:
                 with self._lock:
-                    if self._closing and not self._workers:
+                    if self._closing.asked and not self._workers:
                         break
                     handles = self._refresh_handles()
                     timeout = self._next_timeout()
@@ -160,48 +146,32 @@ class PoolCore:
                     self._drain_wake()
                     self._on_ready(ready, settle)
                     self._check_deadlines(settle)
-                    if self._closing:
+                    if self._closing.asked:
                         self._advance_close(settle)
                     else:
                         self._respawn_due()
                         self._dispatch()
-                    self._check_started(settle)
+                    self._startup.check(self._workers.values(), self.broken, settle)
                 _settle(settle)
         except BaseException as exc:  # noqa: BLE001 - a bug here must not leave children behind
             crash = exc
             log.exception("pool.dispatcher_failed")
         finally:
             with self._lock:
-                self._closing = True
+                self._closing.asked = True
                 if crash is not None and not self.broken:
                     self.broken = f"the pool's dispatcher failed: {crash!r}"
                     settle = [(self.broken_signal, self.broken, None)]
                 else:
                     settle = []
                 settle += self._teardown()
-                if self._starting:
+                if self._startup.starting:
                     reason = self.broken or "the pool closed while starting"
-                    settle.append((self.started, None, self._start_error(reason)))
+                    settle.append((self.started, None, self._startup.error(reason)))
             _settle(settle)
             figures = {k: self.counts[k] for k in ("tasks_done", "tasks_failed", "restarts", "recycled")}
-            log.info("pool.closed", **figures, seconds=round(time.monotonic() - self._opened_at, 3))
-            self._done.set()
-
-    def _check_started(self, settle: list) -> None:
-        if not self._starting or self.started.done():
-            return
-        if self.broken:
-            settle.append((self.started, None, self._start_error(self.broken)))
-        elif sum(w.ready for w in self._workers.values()) >= self.opts.workers:
-            self._starting = False
-            log.info("pool.started", workers=self.opts.workers, threads_per_worker=self.opts.threads_per_worker,
-                     seconds=round(time.monotonic() - self._opened_at, 3))
-            settle.append((self.started, None, None))
-
-    def _start_error(self, reason: str) -> PoolStartError:
-        exc = PoolStartError(reason)
-        exc.__cause__ = self.broken_cause  # the initializer's exception, rebuilt, when there is one
-        return exc
+            log.info("pool.closed", **figures, seconds=round(time.monotonic() - self._startup.opened_at, 3))
+            self._closing.ended.set()
 
     def _refresh_handles(self) -> list:
         self._handles = {}
@@ -218,10 +188,11 @@ class PoolCore:
                 times.append(w.deadline)
             elif w.state in NEVER_READY:
                 times.append(w.started + self.opts.start_timeout)
-        if (due := self._restarts.next_due()) is not None and not self._closing:
+        if (due := self._startup.restarts.next_due()) is not None and not self._closing.asked:
             times.append(due)
-        if self._closing:
-            times.append(self._close_deadline if now < self._close_deadline else now + CLOSE_POLL)
+        if self._closing.asked:
+            deadline = self._closing.deadline
+            times.append(deadline if now < deadline else now + CLOSE_POLL)
         return max(0.0, min(times) - now) if times else None
 
     def _drain_wake(self) -> None:
@@ -269,7 +240,7 @@ class PoolCore:
             _, pid, seconds, torch_threads = message
             w.became_ready()
             self.counts["models_loaded"] += 1
-            self._restarts.ready()
+            self._startup.restarts.ready()
             # seconds: from spawn to ready (interpreter, imports, models); init_seconds: in the child
             log.info("pool.worker_ready", worker_pid=pid, worker=w.id,
                      seconds=round(time.monotonic() - w.started, 3), init_seconds=round(seconds, 3),
@@ -277,7 +248,7 @@ class PoolCore:
             old = self._workers.get(w.replaces) if w.replaces else None
             if old is not None:
                 old.retire()
-            if self._closing and w.state is State.IDLE:
+            if self._closing.asked and w.state is State.IDLE:
                 w.stop()
         elif kind == "init_error":
             w.init_failed(message[1])
@@ -304,7 +275,7 @@ class PoolCore:
         limit = self.opts.max_tasks_per_worker
         if w.state is not State.IDLE:  # retired, or being stopped or killed
             return
-        if self._closing:
+        if self._closing.asked:
             w.stop()
         elif limit and w.tasks_done >= limit and w.replacement is None and not self.broken:
             # Warm the replacement first; this one keeps serving until it is ready.
@@ -318,14 +289,15 @@ class PoolCore:
         cause = w.cause or exit_cause(exitcode)
         entry, task_info = w.entry, w.describe_task()
         w.entry = None
-        if self._closing:
+        if self._closing.asked:
             if entry is not None:
                 settle.append((entry.future, None, TaskError(
                     "the worker pool closed before the task finished", kind="shutdown",
                     attempts=entry.attempts)))
             return
         if w.state in NEVER_READY:
-            self._start_failed(w, cause, settle)
+            if (reason := self._startup.failed(w, cause, self.broken)) is not None:
+                self._break(reason, settle)
             return
         if w.state in (State.STOPPING, State.RETIRED) and entry is None:
             if w.state is State.RETIRED:
@@ -340,40 +312,11 @@ class PoolCore:
             self.counts["restarts"] += 1
             self._spawn("replace")
 
-    def _start_failed(self, w: Worker, cause: str, settle: list) -> None:
-        """A worker that never became ready: started again with backoff, or the pool breaks
-        (see ``restarts.py``: its loader's error or a start timeout is fatal, a death is not)."""
-        if w.init_error:
-            detail = remote.summary(w.init_error)
-        else:
-            detail = w.cause or f"died while loading ({cause})"
-        if self.broken:
-            log.debug("pool.worker_start_failed", worker_pid=w.pid, cause=detail)
-            return
-        fatal = w.init_error is not None or w.cause is not None  # w.cause: the pool killed it (too slow)
-        delay = self._restarts.start_failed(fatal, w.replaces)
-        failed = self._restarts.failed
-        if delay is not None:
-            log.warning("pool.worker_start_failed", worker_pid=w.pid, cause=detail, retry_in=round(delay, 3),
-                        failed_starts=failed, max_failed_starts=self.opts.max_failed_starts)
-            return
-        log.error("pool.worker_start_failed", worker_pid=w.pid, cause=detail,
-                  traceback=(w.init_error or {}).get("traceback"), failed_starts=failed)
-        who = f"worker {w.pid}" if self._starting else f"replacement worker {w.pid}"
-        if w.init_error:
-            self.broken_cause = remote.rebuild(w.init_error)
-            if self.broken_cause is not None:
-                self.broken_cause.__cause__ = remote.RemoteTraceback(w.init_error["traceback"])
-        reason = f"{who} failed to start: {detail}"
-        if not fatal:
-            reason = f"{failed} worker starts in a row failed; the last: {reason}"
-        self._break(reason, settle)
-
     def _respawn_due(self) -> None:
         """Start again the workers whose backoff after a failed start has passed."""
         if self.broken:
             return
-        for replaces in self._restarts.due():
+        for replaces in self._startup.restarts.due():
             self.counts["restarts"] += 1
             old = self._workers.get(replaces) if replaces is not None else None
             w = self._spawn("restart", replaces=replaces if old is not None else None)
@@ -432,8 +375,7 @@ class PoolCore:
 
     def _advance_close(self, settle: list) -> None:
         now = time.monotonic()
-        if not self._close_begun:
-            self._close_begun = True
+        if self._closing.begin():
             for entry in self._queue.drain():
                 settle.append(cancelled(entry))
             for w in self._workers.values():
@@ -441,13 +383,17 @@ class PoolCore:
                     w.stop()
                 elif w.state in NEVER_READY:  # no use waiting for models nobody will use
                     w.terminate(now)
-        if now < self._close_deadline:
+        if now < self._closing.deadline:
             return
         for w in self._workers.values():
             if w.state is State.TERMINATED:
                 w.escalate(now)
             else:
                 w.terminate(now)
+
+    def _locked_teardown(self) -> list:
+        with self._lock:
+            return self._teardown()
 
     def _teardown(self) -> list:
         """Last resort and final step: no child, queued task or socket survives this."""
