@@ -114,8 +114,10 @@ def test_shutdown_puts_unfinished_jobs_back_and_the_next_start_resumes_them(sett
     work = Path(settings.state_dir) / "work"
     try:
         drop(speech_dir, settings, "gate.wav")
-        wait_until(lambda: [d for d in work.iterdir()
-                            if json.loads((d / "job.json").read_text())["state"] == "running"], 60)
+        # A claim makes the job's folder, then its job.json (written whole, by a rename): a folder
+        # without one yet is a claim under way.
+        wait_until(lambda: [d for d in work.iterdir() if (d / "job.json").is_file()
+                            and json.loads((d / "job.json").read_text())["state"] == "running"], 60)
     finally:
         assert run.stop() == 0  # the grace (0.3 s) passes with the job still waiting on its gate
     (job_dir,) = list(work.iterdir())
