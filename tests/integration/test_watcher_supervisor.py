@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from daemon.backends.local import WorkerPool
+from daemon.generation import Generation
 from daemon.jobs import Task
 from daemon.metrics import Metrics
 from daemon.settings import Settings
@@ -54,9 +55,9 @@ class Running:
         events = Events()
         self.signals = Signals(events)
         # No systemd here (the notifier is a no-op without NOTIFY_SOCKET); metrics counted, not served.
-        self.sup = Supervisor(settings, self.spool, self.pool, events=events, signals=self.signals,
-                              notifier=Notifier(environ={}), metrics=Metrics(settings),
-                              run_job=run_job, clock=time.time)
+        gen = Generation(settings, self.spool.capabilities, self.pool, run_job)
+        self.sup = Supervisor(gen, self.spool, events=events, signals=self.signals,
+                              notifier=Notifier(environ={}), metrics=Metrics(settings), clock=time.time)
         self.watcher = Watcher(settings, self.sup.on_candidate)
         self.result = None
         self.thread = threading.Thread(target=self._run, args=(recovered,), name="supervisor-under-test")
