@@ -283,8 +283,9 @@ class Spool:
         return p if p.parent == scratch or scratch in p.parents else None
 
     def _output_name(self, job: Job) -> str:
-        return free_name(self.outbox, join(job.rel_dir, Path(job.name).stem + "." + self.output_ext(job)),
-                         overwrite=self.s.overwrite)
+        # The format the attempt was started in: a reload since may have changed the one for new jobs.
+        ext = Path(job.output_tmp).suffix[1:] if job.output_tmp else self.output_ext(job)
+        return free_name(self.outbox, join(job.rel_dir, Path(job.name).stem + "." + ext), overwrite=self.s.overwrite)
 
     def publish_output(self, job: Job) -> None:
         if not fits(job.output):  # chosen by an older version, which let "NAME (1)" pass NAME_MAX
