@@ -14,14 +14,18 @@ Faults that are nobody's input's fault are not charged to it:
 - after an unclean stop, the jobs that were in flight are suspects (see ``spool``): while one
   is queued the loop runs one job at a time;
 - a full output or state disk (ENOSPC, EDQUOT) pauses intake and dispatch; the attempt is put
-  back uncounted; the loop looks again with backoff and resumes by itself (``Space``);
+  back uncounted; the loop looks again with backoff and resumes by itself (``Space``, and
+  ``pause.py``'s ``DiskFull``, which the loop owns as ``pausing``);
+- a file or job whose output would not fit waits, and the rest go on (``room.py``'s ``Room``,
+  owned as ``room``); each owned part is given what it uses, never the supervisor;
 - a commit or quarantine cut short by a full disk is tried again later (``Later``); one that
   cannot succeed (the output cannot be published) fails the job with its reason.
 
 Shutdown (SIGTERM/SIGINT): stop intake, let running jobs finish for
 SHUTDOWN_GRACE_SECONDS, then stop the workers and put what did not finish back in
 the spool (resumed at the next start).  A second signal skips the wait.  SIGHUP reloads
-(``reload.py``).
+(``reload.py``): the next ``Generation`` (settings, capabilities, backend, job runner) replaces
+``gen`` in one assignment, which the spool, the reporter and the schedule read.
 """
 
 from __future__ import annotations
@@ -86,16 +90,13 @@ def describe_error(exc: BaseException) -> tuple[str, str, bool]:
 
 
 class Supervisor:
-    """Every collaborator is given (``daemon/app.py`` builds them): ``gen`` (``daemon/generation.py``)
-    is the first generation: settings, capabilities, the backend (``gen.pool``) and ``run_job(submit,
-    src, out_tmp, work_dir, voice=, group=, progress=)``, which converts one job through
-    ``pool.submit``; ``clock`` is the wall clock of the spool's retry times; ``observers`` hear each
-    job's moments (see report.py); ``reloader`` (optional) reads the settings again and builds the next
-    generation on SIGHUP.
-
-    The generation in use sits in one cell shared with the spool (``spool.current``), the reporter and
-    the schedule's retry limits: they read it when they act, and a reload's swap is one assignment to
-    ``gen``.  A running job keeps the backend and ``run_job`` it started with (``Running.pool``)."""
+    """Every collaborator is given (``daemon/app.py`` builds them): ``gen`` (``daemon/generation.py``),
+    the first generation: settings, capabilities, backend (``gen.pool``) and ``run_job(submit, src,
+    out_tmp, work_dir, voice=, group=, progress=)``, which converts one job through ``pool.submit``;
+    ``clock``: the wall clock of the spool's retry times; ``observers`` hear each job's moments (see
+    report.py); ``reloader`` (optional) builds the next generation on SIGHUP.  The generation in use
+    sits in one cell shared with the spool (``spool.current``), the reporter and the schedule's retry
+    limits, which read it when they act: a reload's swap is one assignment to ``gen``."""
 
     def __init__(self, gen: Generation, spool: Spool, *, events: Events, signals: Signals, notifier,
                  metrics, clock: Callable[[], float], observers=(), reloader=None):
@@ -104,7 +105,8 @@ class Supervisor:
         self.events, self.signals, self.notifier, self.clock = events, signals, notifier, clock
         self.report = Reporter(gen.settings, notifier, metrics, observers=observers, current=self.current)
         self.log = self.report.log
-        self.schedule: Schedule[Job] = Schedule(limits=self._retry_limits, clock=clock)
+        self.schedule: Schedule[Job] = Schedule(limits=lambda: (self.s.max_attempts, self.s.retry_backoff_seconds),
+                                                clock=clock)
         self.intake: deque[Candidate] = deque()  # handed over by the watcher, not yet claimed
         self.running: dict[str, Running] = {}
         self.space = Space({"outbox": spool.outbox, "state": spool.state})
@@ -139,9 +141,6 @@ class Supervisor:
     def pool(self):
         """The backend in use (a running job may still use an older one: ``Running.pool``)."""
         return self.current.gen.pool
-
-    def _retry_limits(self) -> tuple[int, float]:
-        return self.s.max_attempts, self.s.retry_backoff_seconds
 
     @property
     def max_jobs(self) -> int:

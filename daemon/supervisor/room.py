@@ -1,8 +1,8 @@
 """Room for each job: a file whose output does not fit waits alone; one that can never fit fails.
 
-Owned by ``Supervisor`` (``loop.py``) as ``sup.room``.  Before a file is claimed and before a job starts, its
-``Need`` (``spool/estimate.py``: output bytes in the outbox, work bytes in the state folder) is set
-against what each folder has free, less what the running jobs may still write there:
+Owned by ``Supervisor`` (``loop.py``) as ``sup.room``.  Before a file is claimed and before a job
+starts, its ``Need`` (``spool/estimate.py``: output bytes in the outbox, work bytes in the state
+folder) is set against what each folder has free, less what the running jobs may still write there:
 - it fits: it goes on;
 - it is larger than the folder's whole volume: it fails at once (stage ``space``), the reason naming
   both sizes, since no amount of waiting makes it fit;
