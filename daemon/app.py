@@ -2,7 +2,8 @@
 
     run:      folders checked and created → state lock → spool recovery → backend (the warm pool, or a
               Dask cluster: VOICE_DAEMON_BACKEND) → watcher → supervisor loop (until SIGTERM/SIGINT;
-              SIGHUP: settings read again, a new backend built here replaces the old one) → orderly close
+              SIGHUP: settings read again, the next generation built here (``build_generation``:
+              settings, capabilities, backend, job runner) replaces the old one) → orderly close
     convert:  paths checked → backend (or everything in this process) → one job
     bench:    one workload through each way of running it, the pool and the Dask backend built here
     worker:   a Dask worker node for the dask backend
@@ -24,8 +25,10 @@ from daemon.backends import Backend
 from daemon.backends.inline import InlineRunner
 from daemon.backends.local import WorkerPool
 from daemon.bench import long as bench_long
+from daemon.capabilities import Capabilities
 from daemon.engines import capabilities
 from daemon.errors import AlreadyRunningError, UsageError
+from daemon.generation import Generation
 from daemon.hooks import Hooks
 from daemon.metrics import Metrics
 from daemon.settings import env_file_values, reload_settings, scheduler_address
@@ -131,9 +134,16 @@ def cli_status(settings, args) -> int:
     return spool_status(settings, args, backend=backend, backend_line=line)
 
 
+def build_generation(settings, pool: Backend | None = None, caps: Capabilities | None = None) -> Generation:
+    """What a reload rebuilds, from ``settings``: what the engine can do (``caps``; the voice folders
+    among it), the backend (``pool``, or a new one, not yet started) and the job runner."""
+    caps = caps or capabilities(settings)
+    return Generation(settings, caps, pool or build_backend(settings), convert.job_runner(settings, caps))
+
+
 class Reloader:
     """What the supervisor needs on SIGHUP: the settings read again (the `run` command's own
-    flags still win) and, for new settings, the pool, the job runner and the voice folders."""
+    flags still win) and, for new settings, the next generation."""
 
     FLAGS = ("log_format", "log_level")  # the global flags that override settings
 
@@ -144,9 +154,8 @@ class Reloader:
     def read(self):
         return reload_settings(self.at_start, **self.overrides)
 
-    def build(self, settings):
-        caps = capabilities(settings)
-        return build_backend(settings), convert.job_runner(settings, caps), caps
+    def build(self, settings) -> Generation:
+        return build_generation(settings)
 
 
 def cli_run(settings, args) -> int:
@@ -176,7 +185,7 @@ def cli_run(settings, args) -> int:
         pool = build_backend(settings)
         # After a SIGHUP the supervisor's backend is another one: ask for the one in use.  Unhealthy
         # too while the Dask scheduler is out of reach (the jobs wait in the spool).
-        in_use = lambda: supervisor.pool if supervisor else pool  # noqa: E731
+        in_use = lambda: spool.current.gen.pool or pool  # noqa: E731
         metrics = Metrics(settings, workers_ok=lambda: in_use().broken is None and in_use().stats().get("connected", True))
         live = LiveBoard()
         page = StatusPage(settings, live, metrics=metrics, pool_stats=lambda: in_use().stats())
@@ -189,9 +198,9 @@ def cli_run(settings, args) -> int:
             logger.info("daemon.stopped", reason=f"{signals.last} while starting")
             return 0
         hooks = Hooks.from_settings(settings)
-        supervisor = Supervisor(settings, spool, pool, events=events, signals=signals, notifier=notifier,
-                                metrics=metrics, run_job=convert.job_runner(settings, caps), clock=time.time,
-                                observers=[live, *([hooks] if hooks else [])], reloader=reloader, capabilities=caps)
+        supervisor = Supervisor(build_generation(settings, pool, caps), spool, events=events, signals=signals,
+                                notifier=notifier, metrics=metrics, clock=time.time,
+                                observers=[live, *([hooks] if hooks else [])], reloader=reloader)
         watcher = Watcher(settings, supervisor.on_candidate, on_seen=metrics.watcher_seen, capabilities=caps,
                           probe=GuardedProbe(spool.state / "probing"))
         return supervisor.run(watcher, recovered)

@@ -33,6 +33,7 @@ from daemon.audio.publish import write_rttm, write_sidecar_content
 from daemon.capabilities import Capabilities
 from daemon.durable import move
 from daemon.errors import OutputError
+from daemon.generation import Current, Generation
 from daemon.spool.folders import ensure_dirs, error_report_path
 from daemon.spool.moves import (
     blocking_file,
@@ -75,13 +76,17 @@ class Unfinished(Exception):
 class Spool:
     """``capabilities``: what the engine can do (``daemon/capabilities.py``), given by the
     composition root: the voices an inbox subfolder may name (``inbox/<voice>/…``) and the output's
-    format for each input; by default only VOICE_DAEMON_VOICE as a folder and VOICE_DAEMON_OUTPUT_FORMAT."""
+    format for each input; by default only VOICE_DAEMON_VOICE as a folder and VOICE_DAEMON_OUTPUT_FORMAT.
+
+    ``current`` (``daemon/generation.py``) holds the settings and capabilities the spool reads when it
+    acts: the supervisor shares that cell, so a reload's new generation reaches the spool too.  The
+    folders are the first settings' for good (a reload cannot move them)."""
 
     def __init__(self, settings, clock=time.time, *, capabilities: Capabilities | None = None):
-        self.s = settings
+        caps = capabilities or Capabilities(settings.engine, voice_folders=frozenset({settings.voice}),
+                                            **output_formats(settings.output_format))
+        self.current = Current(Generation(settings, caps))
         self.clock = clock
-        self.capabilities = capabilities or Capabilities(settings.engine, voice_folders=frozenset({settings.voice}),
-                                                         **output_formats(settings.output_format))
         self.inbox = Path(settings.inbox).absolute()
         self.outbox = Path(settings.outbox).absolute()
         self.failed_dir = Path(settings.failed_dir).absolute()
@@ -90,6 +95,15 @@ class Spool:
         self.done = self.state / "done"
         self.log = log.get("spool")
         self.recovery = Recovery(self)
+
+    @property
+    def s(self):
+        """The settings in use."""
+        return self.current.settings
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self.current.capabilities
 
     # --- recovery (``recovery.py``) -------------------------------------------------
     def recover(self) -> list[Job]:
@@ -269,8 +283,9 @@ class Spool:
         return p if p.parent == scratch or scratch in p.parents else None
 
     def _output_name(self, job: Job) -> str:
-        return free_name(self.outbox, join(job.rel_dir, Path(job.name).stem + "." + self.output_ext(job)),
-                         overwrite=self.s.overwrite)
+        # The format the attempt was started in: a reload since may have changed the one for new jobs.
+        ext = Path(job.output_tmp).suffix[1:] if job.output_tmp else self.output_ext(job)
+        return free_name(self.outbox, join(job.rel_dir, Path(job.name).stem + "." + ext), overwrite=self.s.overwrite)
 
     def publish_output(self, job: Job) -> None:
         if not fits(job.output):  # chosen by an older version, which let "NAME (1)" pass NAME_MAX

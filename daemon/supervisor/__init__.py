@@ -4,9 +4,10 @@
     events.py    the one event queue the loop blocks on; signal handlers that feed it
     schedule.py  which job starts next: ready jobs and retry backoff (pure state)
     report.py    job.* log lines, metrics, systemd STATUS= and heartbeats
-    pause.py     a full disk: pause, put back uncounted, look again, resume
+    pause.py     a full disk: pause, put back uncounted, look again, resume (owned: ``sup.pausing``)
+    room.py      room for each job: what does not fit waits, what never fits fails (owned: ``sup.room``)
     later.py     spool steps a passing fault cut short, tried again with backoff
-    reload.py    SIGHUP: settings read again, the workers replaced gracefully
+    reload.py    SIGHUP: the next generation built, the workers replaced gracefully, one swap
 """
 
 from daemon.supervisor.events import Event, Events, Signals

@@ -14,14 +14,18 @@ Faults that are nobody's input's fault are not charged to it:
 - after an unclean stop, the jobs that were in flight are suspects (see ``spool``): while one
   is queued the loop runs one job at a time;
 - a full output or state disk (ENOSPC, EDQUOT) pauses intake and dispatch; the attempt is put
-  back uncounted; the loop looks again with backoff and resumes by itself (``Space``);
+  back uncounted; the loop looks again with backoff and resumes by itself (``Space``, and
+  ``pause.py``'s ``DiskFull``, which the loop owns as ``pausing``);
+- a file or job whose output would not fit waits, and the rest go on (``room.py``'s ``Room``,
+  owned as ``room``); each owned part is given what it uses, never the supervisor;
 - a commit or quarantine cut short by a full disk is tried again later (``Later``); one that
   cannot succeed (the output cannot be published) fails the job with its reason.
 
 Shutdown (SIGTERM/SIGINT): stop intake, let running jobs finish for
 SHUTDOWN_GRACE_SECONDS, then stop the workers and put what did not finish back in
 the spool (resumed at the next start).  A second signal skips the wait.  SIGHUP reloads
-(``reload.py``).
+(``reload.py``): the next ``Generation`` (settings, capabilities, backend, job runner) replaces
+``gen`` in one assignment, which the spool, the reporter and the schedule read.
 """
 
 from __future__ import annotations
@@ -32,7 +36,6 @@ from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable
 
-from daemon.capabilities import Capabilities
 from daemon.errors import (
     InputError,
     ModelError,
@@ -42,13 +45,14 @@ from daemon.errors import (
     PoolStartError,
     TaskError,
 )
+from daemon.generation import Generation
 from daemon.spool import Job, JobState, Spool, fsync_file
 from daemon.spool.machine import Unfinished
 from daemon.spool.retention import DonePruner
 from daemon.spool.space import Space, disk_full_error
 from daemon.supervisor.events import CANDIDATE, FINISHED, POOL_BROKEN, Events, Signals
 from daemon.supervisor.later import Later
-from daemon.supervisor.pause import Pausing, passes
+from daemon.supervisor.pause import DiskFull, passes
 from daemon.supervisor.reload import Reloading
 from daemon.supervisor.report import Reporter
 from daemon.supervisor.room import Room
@@ -85,32 +89,58 @@ def describe_error(exc: BaseException) -> tuple[str, str, bool]:
     return f"Unexpected {type(exc).__name__}: {exc}.", "internal", bool(getattr(exc, "retryable", True))
 
 
-class Supervisor(Pausing, Room):
-    """Every collaborator is given (``daemon/app.py`` builds them): ``run_job(submit, src, out_tmp,
-    work_dir, voice=, group=, progress=)`` converts one job through ``pool.submit``; ``clock`` is
-    the wall clock of the spool's retry times; ``observers`` hear each job's moments (see report.py);
-    ``reloader`` (optional) reads the settings again and builds what they need on SIGHUP."""
+class Supervisor:
+    """Every collaborator is given (``daemon/app.py`` builds them): ``gen`` (``daemon/generation.py``),
+    the first generation: settings, capabilities, backend (``gen.pool``) and ``run_job(submit, src,
+    out_tmp, work_dir, voice=, group=, progress=)``, which converts one job through ``pool.submit``;
+    ``clock``: the wall clock of the spool's retry times; ``observers`` hear each job's moments (see
+    report.py); ``reloader`` (optional) builds the next generation on SIGHUP.  The generation in use
+    sits in one cell shared with the spool (``spool.current``), the reporter and the schedule's retry
+    limits, which read it when they act: a reload's swap is one assignment to ``gen``."""
 
-    def __init__(self, settings, spool: Spool, pool, *, events: Events, signals: Signals, notifier,
-                 metrics, run_job: Callable[..., dict], clock: Callable[[], float], observers=(), reloader=None,
-                 capabilities: Capabilities | None = None):
-        self.s, self.spool, self.pool = settings, spool, pool
-        self.events, self.signals, self.notifier = events, signals, notifier
-        self.run_job, self.clock = run_job, clock
-        self.report = Reporter(settings, notifier, metrics, observers=observers, capabilities=capabilities)
+    def __init__(self, gen: Generation, spool: Spool, *, events: Events, signals: Signals, notifier,
+                 metrics, clock: Callable[[], float], observers=(), reloader=None):
+        self.current = spool.current  # the one cell: the spool reads its settings there too
+        self.gen, self.spool = gen, spool
+        self.events, self.signals, self.notifier, self.clock = events, signals, notifier, clock
+        self.report = Reporter(gen.settings, notifier, metrics, observers=observers, current=self.current)
         self.log = self.report.log
-        self.schedule: Schedule[Job] = Schedule(max_attempts=settings.max_attempts,
-                                                backoff_seconds=settings.retry_backoff_seconds, clock=clock)
+        self.schedule: Schedule[Job] = Schedule(limits=lambda: (self.s.max_attempts, self.s.retry_backoff_seconds),
+                                                clock=clock)
         self.intake: deque[Candidate] = deque()  # handed over by the watcher, not yet claimed
         self.running: dict[str, Running] = {}
         self.space = Space({"outbox": spool.outbox, "state": spool.state})
-        self._init_room()
+        self.room = Room(space=self.space, spool=spool, sample_rate=lambda: self.s.sample_rate,
+                         running=self.running, log=self.log, release_job=self.schedule.add,
+                         release_file=self.intake.append)
         self.later = Later()
+        self.pausing = DiskFull(space=self.space, spool=spool, later=self.later, room=self.room,
+                                report=self.report, requeue=self.schedule.add,
+                                resume=lambda job: self._enqueue(job, recovered=True))
         self.reloading = Reloading(self, reloader)
         # Threads are made as jobs start, up to max_jobs (which follows the backend): the cap only bounds it.
         self._executors = [ThreadPoolExecutor(max_workers=MAX_JOB_THREADS, thread_name_prefix="job")]
         self._claim_errors: set[str] = set()
         self.pruner = DonePruner()
+
+    @property
+    def gen(self) -> Generation:
+        """The generation in use: settings, capabilities, backend and job runner."""
+        return self.current.gen
+
+    @gen.setter
+    def gen(self, gen: Generation) -> None:
+        self.current.gen = gen
+
+    @property
+    def s(self):
+        """The settings in use."""
+        return self.current.settings
+
+    @property
+    def pool(self):
+        """The backend in use (a running job may still use an older one: ``Running.pool``)."""
+        return self.current.gen.pool
 
     @property
     def max_jobs(self) -> int:
@@ -128,11 +158,11 @@ class Supervisor(Pausing, Room):
         for job in recovered:
             self._enqueue(job, recovered=True)
         for d in getattr(self.spool, "unrecovered", ()):
-            self.later.add(f"recover:{d.name}", lambda d=d: self._recover_again(d))
+            self.later.add(f"recover:{d.name}", lambda d=d: self.pausing.recover_again(d))
         if self.schedule.isolating:
             self.log.info("daemon.isolating", jobs=sum(1 for j in recovered if j.suspect),
                           reason="jobs in flight when the daemon stopped uncleanly run one at a time first")
-        self._watch_pool(self.pool)
+        self.watch_pool(self.pool)
         watcher.start()
         self.notifier.ready(f"watching {self.spool.inbox}; {len(recovered)} job(s) resumed")
         self.log.info("daemon.ready", inbox=str(self.spool.inbox), outbox=str(self.spool.outbox),
@@ -151,8 +181,8 @@ class Supervisor(Pausing, Room):
                     break
                 if stop_at is None:
                     self.reloading.step()
-                    self._look_at_space()
-                    self._look_at_room()
+                    self.pausing.look()
+                    self.room.look()
                     self._take_intake()
                     self._dispatch()
                 self._collect()
@@ -171,7 +201,7 @@ class Supervisor(Pausing, Room):
             raise PoolStartError(f"the worker pool broke: {broken}")
         return 0
 
-    def _watch_pool(self, pool) -> None:
+    def watch_pool(self, pool) -> None:
         pool.on_broken(lambda reason: self.events.put(POOL_BROKEN, reason))
 
     def _receive(self, timeout: float) -> None:
@@ -197,7 +227,7 @@ class Supervisor(Pausing, Room):
                 deadlines.append(now + due - self.clock())  # a full house wakes on a finished job instead
             if (later := self.later.next_due()) is not None:
                 deadlines.append(later)
-            if (room := self._room_next_due()) is not None:
+            if (room := self.room.next_due()) is not None:
                 deadlines.append(room)
         return max(0.0, min(deadlines) - now)
 
@@ -232,21 +262,21 @@ class Supervisor(Pausing, Room):
                 self.report.heartbeat()
                 return
             cand = self.intake.popleft()
-            need = self._ext_need(cand.path, cand.rel) if cand.verdict == "ready" else None
-            verdict, folder, needs, free = self._room(need)
+            need = self.room.file_need(cand.path, cand.rel) if cand.verdict == "ready" else None
+            verdict, folder, needs, free = self.room.check(need)
             if verdict == "wait":  # stays in the inbox; what comes after it goes on
-                self._hold(cand.rel, cand, folder, needs, free)
+                self.room.hold(cand.rel, cand, folder, needs, free)
                 continue
             try:
                 job = self.spool.claim(cand.path)
             except Unfinished as exc:  # moved in, not recorded as queued: finished once it can be
-                self._pause(disk_full_error(exc), folder="state")
-                self.later.add(f"recover:{exc.job_dir.name}", lambda d=exc.job_dir: self._recover_again(d))
+                self.pausing.pause(disk_full_error(exc), folder="state")
+                self.later.add(f"recover:{exc.job_dir.name}", lambda d=exc.job_dir: self.pausing.recover_again(d))
                 return
             except Exception as exc:  # e.g. no permission to move it: the file stays, the daemon too
                 if (full := disk_full_error(exc)) is not None:
                     self.intake.appendleft(cand)  # taken when space comes back
-                    self._pause(full)
+                    self.pausing.pause(full)
                     return
                 if cand.rel not in self._claim_errors:
                     self._claim_errors.add(cand.rel)
@@ -255,7 +285,7 @@ class Supervisor(Pausing, Room):
             if job is None:
                 continue  # claimed already, or removed by the user
             if verdict == "never":
-                self._quarantine(job, self._never_fits(folder, needs, free), "space")
+                self._quarantine(job, self.room.never_fits(folder, needs, free), "space")
             elif cand.verdict == "ready":
                 self._enqueue(job)
             else:
@@ -273,22 +303,22 @@ class Supervisor(Pausing, Room):
 
     def _dispatch(self) -> None:
         while not self.space.paused and self._slots() > 0 and (job := self.schedule.pop()) is not None:
-            verdict, folder, needs, free = self._room(self._job_need(job))
+            verdict, folder, needs, free = self.room.check(self.room.job_need(job))
             if verdict == "never":
-                self._quarantine(job, self._never_fits(folder, needs, free), "space")
+                self._quarantine(job, self.room.never_fits(folder, needs, free), "space")
                 continue
             if verdict == "wait":  # out of the queue until it fits; the next job goes on
-                self._hold(job.rel, job, folder, needs, free)
+                self.room.hold(job.rel, job, folder, needs, free)
                 continue
             try:
                 out_tmp = self.spool.start(job)
             except (OSError, OutputError) as exc:  # the output's folder is blocked, or a disk is full
                 self._attempt_failed(job, exc, stage="output")
                 continue
-            pool, run_job = self.pool, self.run_job
-            fut = self._executors[-1].submit(self._run_one, job, out_tmp, pool, run_job)
+            gen = self.gen  # the job keeps its generation's backend and job runner, whatever a reload brings
+            fut = self._executors[-1].submit(self._run_one, job, out_tmp, gen.pool, gen.run_job)
             fut.add_done_callback(lambda _f, job_id=job.id: self.events.put(FINISHED, job_id))
-            self.running[job.id] = Running(job, fut, time.monotonic(), pool)
+            self.running[job.id] = Running(job, fut, time.monotonic(), gen.pool)
             self.report.job(job).started()
 
     def _run_one(self, job: Job, out_tmp, pool, run_job) -> dict:
@@ -325,7 +355,7 @@ class Supervisor(Pausing, Room):
             self._commit_failed(r, fig, exc)
             return
         self.later.done(job.id)
-        self._needs.pop(job.id, None)
+        self.room.forget(job)
         self.report.job(job).done(published.output.relative_to(self.spool.outbox).as_posix(),
                                   time.monotonic() - r.started, fig, sidecar=published.sidecar)
 
@@ -334,7 +364,7 @@ class Supervisor(Pausing, Room):
         if job.state == JobState.RUNNING and disk_full_error(exc) is None:
             self._attempt_failed(job, exc, stage="commit")  # nothing recorded yet: an attempt that failed
         elif (job.state == JobState.COMMITTING and self.spool.finished(job) is not None
-              and self._out_of_space(job, exc)):
+              and self.pausing.out_of_space(job, exc)):
             pass  # the outbox was full before anything reached it: put back, converted again when there is space
         elif job.state == JobState.COMMITTING and not self.spool.published(job) and not passes(exc):
             # It cannot be published (and converting again would end the same way).
@@ -343,12 +373,12 @@ class Supervisor(Pausing, Room):
             # A full disk, or the output is out and only archiving failed: converting again would
             # duplicate it.  The job stays in work/ as it is; the step is tried again.
             if (full := disk_full_error(exc)) is not None:
-                self._pause(full)
+                self.pausing.pause(full)
             delay = self.later.add(job.id, lambda: self._commit(r, fig))
             self.report.job(job).error("job.commit_error", exc, state=job.state, retry_in=delay)
 
     def _attempt_failed(self, job: Job, exc: BaseException, stage: str | None = None) -> None:
-        if self._out_of_space(job, exc):
+        if self.pausing.out_of_space(job, exc):
             return
         cause, err_stage, retryable = describe_error(exc)
         stage = stage or err_stage
@@ -373,7 +403,7 @@ class Supervisor(Pausing, Room):
             self.report.job(job).error("job.quarantine_error", exc)
             return
         self.later.done(job.id)
-        self._needs.pop(job.id, None)
+        self.room.forget(job)
         self.report.job(job).failed(dest.relative_to(self.spool.failed_dir).as_posix(), stage, cause)
 
     def _put_back(self, job: Job, why: str) -> None:
@@ -389,7 +419,7 @@ class Supervisor(Pausing, Room):
         if self.pruner.due():
             self._prune_done()
         self.report.turn(queued=len(self.schedule) + len(self.intake), running=len(self.running),
-                         pool_stats=self.pool.stats(), space=self.space, waits=self.waiting_for_space())
+                         pool_stats=self.pool.stats(), space=self.space, waits=self.room.waiting_for_space())
 
 
     def _prune_done(self) -> None:

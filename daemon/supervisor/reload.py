@@ -1,11 +1,12 @@
 """SIGHUP: read the configuration again and replace the workers gracefully, as gunicorn does.
 
     SIGHUP ─▶ the settings are read again (a bad value: logged, nothing changes)
-           ─▶ a new pool built from them warms up while the old one keeps working
-           ─▶ once every new worker is warm, jobs that start from then on use the new settings
-              and the new pool; jobs already running finish on the old pool, which is closed
-              as soon as none of them needs it
-    A new pool that cannot load its models is closed: the old pool and settings stay.
+           ─▶ the next generation is built from them (``daemon/generation.py``: settings,
+              capabilities, pool, job runner); its pool warms up while the old one keeps working
+           ─▶ once every new worker is warm, one assignment (``sup.gen``) swaps it in: jobs that
+              start from then on use the new settings and the new pool; jobs already running
+              finish on the old pool, which is closed as soon as none of them needs it
+    A new pool that cannot load its models is closed: the old generation stays.
 
 The folders, the watcher's settings, the metrics address, the log format and the job hooks take
 effect at the next restart only (a warning names them); everything else applies to jobs started after the
@@ -18,9 +19,9 @@ from __future__ import annotations
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any
 
 from daemon import log as logs
+from daemon.generation import Generation
 from daemon.settings import SettingsError
 from daemon.supervisor.events import POOL_STARTED
 
@@ -33,10 +34,7 @@ CLOSE_GRACE = 5.0  # seconds an idle old pool's workers get to leave
 
 @dataclass
 class _Next:
-    settings: Any
-    pool: Any
-    run_job: Any
-    capabilities: Any
+    gen: Generation  # its pool warming up
     started: Future
     changed: list[str]
     since: float
@@ -44,8 +42,8 @@ class _Next:
 
 class Reloading:
     """``reloader``: ``read()`` → Settings (SettingsError when a value is bad) and ``build(settings)``
-    → (pool not yet started, run_job, capabilities), given by the composition root; None: SIGHUP is
-    only logged."""
+    → the next ``Generation`` (its pool not yet started), given by the composition root; None: SIGHUP
+    is only logged."""
 
     def __init__(self, supervisor, reloader):
         self.sup, self.reloader = supervisor, reloader
@@ -74,7 +72,7 @@ class Reloading:
     def close(self) -> None:
         """Shutdown: the pool still warming up and every old pool."""
         if self.next is not None:
-            self.next.pool.close(0)
+            self.next.gen.pool.close(0)
             self.next = None
         for pool in self.old_pools:
             pool.close(0)
@@ -101,13 +99,13 @@ class Reloading:
             new = new.model_copy(update={f: getattr(old, f) for f in kept})
         changed = [old.env_name(f) for f in type(old).model_fields if getattr(new, f) != getattr(old, f)]
         try:
-            pool, run_job, capabilities = self.reloader.build(new)
-            started = pool.start_async()
+            gen = self.reloader.build(new)
+            started = gen.pool.start_async()
         except Exception as exc:  # e.g. no process could be spawned
             self.log.error("daemon.reload_failed", error=str(exc), kept="the running settings and workers")
             return
         started.add_done_callback(lambda _f: self.sup.events.put(POOL_STARTED))
-        self.next = _Next(new, pool, run_job, capabilities, started, changed, time.monotonic())
+        self.next = _Next(gen, started, changed, time.monotonic())
         self.sup.notifier.reloading(f"reloading: {len(changed)} setting(s) changed; new workers loading")
         self.log.info("daemon.reloading", changed=changed, workers=new.workers)
 
@@ -115,7 +113,7 @@ class Reloading:
         n, self.next = self.next, None
         exc = n.started.exception()
         if exc is not None:
-            n.pool.close(0)
+            n.gen.pool.close(0)
             self.log.error("daemon.reload_failed", error=str(exc), kept="the running settings and workers")
         else:
             self._swap(n)
@@ -125,14 +123,13 @@ class Reloading:
             self._begin()
 
     def _swap(self, n: _Next) -> None:
-        sup, s = self.sup, n.settings
-        self.old_pools.append(sup.pool)
-        sup.pool = n.pool
-        sup._watch_pool(n.pool)
-        sup.s = sup.report.s = sup.spool.s = s
-        sup.spool.capabilities = sup.report.capabilities = n.capabilities
-        sup.run_job = n.run_job
-        sup.schedule.max_attempts, sup.schedule.backoff_seconds = s.max_attempts, s.retry_backoff_seconds
+        """One assignment: the spool, the reporter and the schedule read the new generation from the
+        cell they share with the supervisor; running jobs keep their own pool and job runner."""
+        sup, s = self.sup, n.gen.settings
+        self.old_pools.append(sup.gen.pool)
+        sup.gen = n.gen
+        sup.watch_pool(n.gen.pool)
         logs.configure(s.log_format, s.log_level)
-        self.log.info("daemon.reloaded", changed=n.changed, workers=s.workers, worker_pids=n.pool.stats()["pids"],
-                      seconds=round(time.monotonic() - n.since, 3), running_on_old_workers=len(sup.running))
+        self.log.info("daemon.reloaded", changed=n.changed, workers=s.workers,
+                      worker_pids=n.gen.pool.stats()["pids"], seconds=round(time.monotonic() - n.since, 3),
+                      running_on_old_workers=len(sup.running))

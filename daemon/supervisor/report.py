@@ -21,6 +21,7 @@ from typing import Callable, Iterable, Protocol
 from daemon import log
 from daemon.capabilities import Capabilities
 from daemon.engines import abilities
+from daemon.generation import Current, Generation
 from daemon.spool import error_report_path
 from daemon.spool.space import free_bytes
 
@@ -34,10 +35,14 @@ TURNS_PER_STALL = 3
 
 
 class Reporter:
+    """``current``: the generation whose settings and capabilities each line reads (the supervisor's,
+    which a reload swaps); without it, ``settings`` and ``capabilities`` for good."""
+
     def __init__(self, settings, notifier, metrics, *, monotonic: Callable[[], float] = time.monotonic,
-                 observers: Iterable[JobObserver] = (), capabilities: Capabilities | None = None):
-        self.s, self.notifier, self.metrics = settings, notifier, metrics
-        self.capabilities = capabilities or abilities(settings.engine)
+                 observers: Iterable[JobObserver] = (), capabilities: Capabilities | None = None,
+                 current: Current | None = None):
+        self.current = current or Current(Generation(settings, capabilities or abilities(settings.engine)))
+        self.notifier, self.metrics = notifier, metrics
         self.monotonic = monotonic
         self.observers = list(observers)
         self.log = log.get("supervisor")
@@ -46,6 +51,15 @@ class Reporter:
         self._last_status = ""
         self._turn_at = monotonic()
         self._beat_due = -math.inf  # the first turn sends one
+
+    @property
+    def s(self):
+        """The settings in use."""
+        return self.current.settings
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self.current.capabilities
 
     def job(self, job) -> "JobReport":
         """The job's report, made once per job and kept until its outcome is logged."""

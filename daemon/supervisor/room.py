@@ -1,8 +1,8 @@
 """Room for each job: a file whose output does not fit waits alone; one that can never fit fails.
 
-Mixed into ``Supervisor`` (``loop.py``).  Before a file is claimed and before a job starts, its
-``Need`` (``spool/estimate.py``: output bytes in the outbox, work bytes in the state folder) is set
-against what each folder has free, less what the running jobs may still write there:
+Owned by ``Supervisor`` (``loop.py``) as ``sup.room``.  Before a file is claimed and before a job
+starts, its ``Need`` (``spool/estimate.py``: output bytes in the outbox, work bytes in the state
+folder) is set against what each folder has free, less what the running jobs may still write there:
 - it fits: it goes on;
 - it is larger than the folder's whole volume: it fails at once (stage ``space``), the reason naming
   both sizes, since no amount of waiting makes it fit;
@@ -23,10 +23,11 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, Container
 
 from daemon.spool.estimate import Need, human, need_of_file
 from daemon.spool.record import iso
-from daemon.spool.space import free_bytes, total_bytes
+from daemon.spool.space import Space, free_bytes, total_bytes
 
 LOOK_SECONDS = 1.0
 GROWTH = 1.5  # a job that ran out of space anyway needs this much more the next time
@@ -56,26 +57,37 @@ class Wait:
 
 
 class Room:
-    """The waiting-for-space half of ``Supervisor``; see there for the attributes it uses."""
+    """What waits for space, and each job's ``Need``.  Given by the supervisor: ``space`` (the outbox
+    and state folders), ``spool`` (a job's source, the output's format, the state folder),
+    ``sample_rate`` (() → the rate in use), ``running`` (the ids of the jobs running now), ``log``,
+    and where what fits again goes: ``release_job`` (back into the queue) and ``release_file`` (back
+    into the intake)."""
 
-    def _init_room(self) -> None:
+    def __init__(self, *, space: Space, spool, sample_rate: Callable[[], int], running: Container[str], log,
+                 release_job: Callable[[object], None], release_file: Callable[[object], None]):
+        self.space, self.spool, self.sample_rate, self.running, self.log = space, spool, sample_rate, running, log
+        self.release_job, self.release_file = release_job, release_file
         self.waits: dict[str, Wait] = {}       # "inbox:<rel>" or "job:<id>" -> what it waits for
         self._needs: dict[str, Need] = {}      # job id -> its need (grown after running out)
-        self._next_room_look = 0.0
+        self._next_look = 0.0
         self._publish_waits()  # made full size now, while there is room: see there
 
-    def _ext_need(self, path: Path, name: str) -> Need | None:
-        return need_of_file(path, self.s.sample_rate, self.spool.ext_for(name))
+    def file_need(self, path: Path, name: str) -> Need | None:
+        return need_of_file(path, self.sample_rate(), self.spool.ext_for(name))
 
-    def _job_need(self, job) -> Need | None:
+    def job_need(self, job) -> Need | None:
         if job.id not in self._needs:
-            need = self._ext_need(self.spool.source(job), job.name)
+            need = self.file_need(self.spool.source(job), job.name)
             if need is None:
                 return None
             self._needs[job.id] = need
         return self._needs[job.id]
 
-    def _room(self, need: Need | None, running_too: bool = True) -> tuple[str, str | None, int, int]:
+    def forget(self, job) -> None:
+        """The job is done with (published or failed): its need no longer counts."""
+        self._needs.pop(job.id, None)
+
+    def check(self, need: Need | None, running_too: bool = True) -> tuple[str, str | None, int, int]:
         """("go" | "wait" | "never", folder, bytes needed, bytes free for it or the volume's size)."""
         if need is None:
             return "go", None, 0, 0
@@ -95,14 +107,14 @@ class Room:
                 return "wait", folder, needs, max(0, free)
         return "go", None, 0, 0
 
-    def _never_fits(self, folder: str, needs: int, total: int) -> str:
+    def never_fits(self, folder: str, needs: int, total: int) -> str:
         what = "output" if folder == "outbox" else "work files"
         return (f"Its {what} would take about {human(needs)} in the {folder} folder "
                 f"{self.space.folders[folder]}, but that volume holds {human(total)} in all: it can never "
                 f"fit. Give the {folder} folder a larger volume"
                 + (", or choose a smaller format (VOICE_DAEMON_OUTPUT_FORMAT)." if folder == "outbox" else "."))
 
-    def _hold(self, rel: str, item, folder: str, needs: int, free: int) -> None:
+    def hold(self, rel: str, item, folder: str, needs: int, free: int) -> None:
         """``item`` (a Candidate in the inbox, or a claimed Job) waits for room."""
         key = f"job:{item.id}" if hasattr(item, "id") else f"inbox:{rel}"
         if key not in self.waits:
@@ -113,16 +125,16 @@ class Room:
         else:
             self.waits[key].item, self.waits[key].free = item, free
 
-    def _look_at_room(self) -> None:
+    def look(self) -> None:
         """Release what fits now, in the order it began to wait."""
-        if not self.waits or time.monotonic() < self._next_room_look:
+        if not self.waits or time.monotonic() < self._next_look:
             return
-        self._next_room_look = time.monotonic() + LOOK_SECONDS
+        self._next_look = time.monotonic() + LOOK_SECONDS
         changed = False
         for key, wait in list(self.waits.items()):
             is_job = hasattr(wait.item, "id")
-            need = self._job_need(wait.item) if is_job else self._ext_need(wait.item.path, wait.input)
-            verdict, folder, needs, free = self._room(need)
+            need = self.job_need(wait.item) if is_job else self.file_need(wait.item.path, wait.input)
+            verdict, folder, needs, free = self.check(need)
             if verdict == "wait":
                 wait.folder, wait.needs, wait.free = folder, needs, free
                 continue
@@ -131,21 +143,21 @@ class Room:
             self.log.info("job.space_available", input=wait.input, job_id=getattr(wait.item, "id", None),
                           waited_seconds=round(time.time() - wait.since, 3))
             if is_job:
-                self.schedule.add(wait.item)  # "never" too: dispatch fails it with the reason
+                self.release_job(wait.item)  # "never" too: dispatch fails it with the reason
             else:
-                self.intake.append(wait.item)
+                self.release_file(wait.item)
         if changed:
             self._publish_waits()
 
-    def _grow_need(self, job, folder: str | None) -> None:
+    def grow_need(self, job, folder: str | None) -> None:
         """It ran out of space: it needs more than was thought the next time."""
-        need = self._job_need(job)
+        need = self.job_need(job)
         if need is not None:
             grow = lambda n, f: int(n * GROWTH) if folder in (None, f) else n  # noqa: E731
             self._needs[job.id] = Need(grow(need.output, "outbox"), grow(need.work, "state"))
 
-    def _room_next_due(self) -> float | None:
-        return self._next_room_look if self.waits else None
+    def next_due(self) -> float | None:
+        return self._next_look if self.waits else None
 
     def waiting_for_space(self) -> list[dict]:
         return [w.to_dict() for w in self.waits.values()]

@@ -26,8 +26,13 @@ J = TypeVar("J", bound=Schedulable)
 
 
 class Schedule(Generic[J]):
-    def __init__(self, *, max_attempts: int, backoff_seconds: float, clock: Callable[[], float] = time.time):
-        self.max_attempts, self.backoff_seconds, self.clock = max_attempts, backoff_seconds, clock
+    """``limits``: () → (max_attempts, backoff_seconds), read at each retry (the supervisor's reads the
+    generation in use, which a reload swaps); without it, ``max_attempts`` and ``backoff_seconds``."""
+
+    def __init__(self, *, max_attempts: int = 1, backoff_seconds: float = 0.0,
+                 clock: Callable[[], float] = time.time, limits: Callable[[], tuple[int, float]] | None = None):
+        self.limits = limits or (lambda: (max_attempts, backoff_seconds))
+        self.clock = clock
         self._ready: deque[J] = deque()
         self._delayed: list[tuple[float, str, J]] = []  # a heap by (not_before, id)
         self._suspects: list[J] = []  # ready suspects
@@ -67,9 +72,10 @@ class Schedule(Generic[J]):
     def retry_delay(self, attempts: int, retryable: bool) -> float | None:
         """Seconds before the next attempt of a job that failed its ``attempts``-th, doubling from
         ``backoff_seconds``; None when it may not be retried (not retryable, or no attempts left)."""
-        if not retryable or attempts >= self.max_attempts:
+        max_attempts, backoff_seconds = self.limits()
+        if not retryable or attempts >= max_attempts:
             return None
-        return self.backoff_seconds * 2 ** max(0, attempts - 1)
+        return backoff_seconds * 2 ** max(0, attempts - 1)
 
     def __len__(self) -> int:
         return len(self._ready) + len(self._delayed) + len(self._suspects)

@@ -90,7 +90,7 @@ def test_a_full_state_disk_holds_the_files_that_do_not_fit_and_takes_them_once_t
             filler = fill(state)
             for name in ("a.wav", "b.wav"):
                 drop(speech_dir, settings, name)
-            wait_until(lambda: sorted(w.input for w in run.sup.waits.values()) == ["a.wav", "b.wav"], 60)
+            wait_until(lambda: sorted(w.input for w in run.sup.room.waits.values()) == ["a.wav", "b.wav"], 60)
             metrics = run.sup.report.metrics
             wait_until(lambda: "2 waiting for space" in run.sup.report._last_status, 30)
             ok, health = metrics.health()
@@ -104,7 +104,7 @@ def test_a_full_state_disk_holds_the_files_that_do_not_fit_and_takes_them_once_t
             filler.unlink()
             wait_until(lambda: sorted(p.name for p in Path(settings.outbox).iterdir()) == ["a.wav", "b.wav"], 90)
             wait_until(lambda: metrics.health()[0], 30)
-            assert not run.sup.waits
+            assert not run.sup.room.waits
         finally:
             assert run.stop() == 0
         assert list(Path(settings.failed_dir).iterdir()) == [] and list((state / "work").iterdir()) == []

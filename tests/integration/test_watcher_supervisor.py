@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from daemon.backends.local import WorkerPool
+from daemon.engines import capabilities
+from daemon.generation import Generation
 from daemon.jobs import Task
 from daemon.metrics import Metrics
 from daemon.settings import Settings
@@ -46,7 +48,8 @@ def scripted_run_job(submit, input, output, work_dir, *, voice=None, group="", t
 class Running:
     """A supervisor loop in a thread; ``stop()`` does what SIGTERM's handler does."""
 
-    def __init__(self, settings, *, resume: bool = False, run_job=scripted_run_job, workers: int = 2):
+    def __init__(self, settings, *, resume: bool = False, run_job=scripted_run_job, workers: int = 2,
+                 reloader=None):
         self.spool = Spool(settings)
         self.spool.ensure_dirs()
         recovered = self.spool.recover() if resume else []
@@ -54,9 +57,10 @@ class Running:
         events = Events()
         self.signals = Signals(events)
         # No systemd here (the notifier is a no-op without NOTIFY_SOCKET); metrics counted, not served.
-        self.sup = Supervisor(settings, self.spool, self.pool, events=events, signals=self.signals,
-                              notifier=Notifier(environ={}), metrics=Metrics(settings),
-                              run_job=run_job, clock=time.time)
+        gen = Generation(settings, self.spool.capabilities, self.pool, run_job)
+        self.sup = Supervisor(gen, self.spool, events=events, signals=self.signals,
+                              notifier=Notifier(environ={}), metrics=Metrics(settings), clock=time.time,
+                              reloader=reloader)
         self.watcher = Watcher(settings, self.sup.on_candidate)
         self.result = None
         self.thread = threading.Thread(target=self._run, args=(recovered,), name="supervisor-under-test")
@@ -131,3 +135,63 @@ def test_shutdown_puts_unfinished_jobs_back_and_the_next_start_resumes_them(sett
     finally:
         assert again.stop() == 0
     assert list(work.iterdir()) == []
+
+
+class Reloader:
+    """The test's own reloader (the composition root's reads the env file, which the e2e SIGHUP
+    test covers): reads other settings, and builds their generation: a pool of its own and a job
+    runner that notes each input it ran."""
+
+    def __init__(self, settings):
+        self.settings = settings.model_copy(update={"output_format": "flac", "max_attempts": 5,
+                                                    "retry_backoff_seconds": 0.7})
+        self.ran: list[str] = []
+        self.gen: Generation | None = None
+
+    def read(self):
+        return self.settings
+
+    def build(self, settings) -> Generation:
+        def run_job(submit, input, output, work_dir, **kw):
+            self.ran.append(Path(input).name)
+            return scripted_run_job(submit, input, output, work_dir, **kw)
+
+        pool = WorkerPool(workers=1, max_attempts=2, start_timeout=120)
+        self.gen = Generation(settings, capabilities(settings), pool, run_job)
+        return self.gen
+
+
+def test_a_reload_swaps_one_generation_that_every_part_reads_and_a_running_job_keeps_its_own(settings, speech_dir):
+    """SIGHUP's reload with two real pools: the spool, the reporter and the schedule read the new
+    generation; the job that was running finishes on the old pool, which then closes."""
+    reloader = Reloader(settings)
+    run = Running(settings, reloader=reloader)
+    work = Path(settings.state_dir) / "work"
+    old = run.sup.gen
+    try:
+        drop(speech_dir, settings, "gate.wav")  # runs until the test opens its gate: across the swap
+        wait_until(lambda: [d for d in work.iterdir()
+                            if json.loads((d / "job.json").read_text())["state"] == "running"], 60)
+        assert run.sup.schedule.retry_delay(2, retryable=True) is None  # the first settings: 2 attempts
+        run.signals.reload()
+        wait_until(lambda: run.sup.gen is reloader.gen, 120)
+        new = reloader.gen
+        # One assignment reached every part that reads the settings or the capabilities.
+        assert run.sup.spool.s is new.settings and run.sup.report.s is new.settings
+        assert run.sup.spool.capabilities is new.capabilities and run.sup.report.capabilities is new.capabilities
+        assert run.sup.schedule.retry_delay(2, retryable=True) == 1.4
+        assert run.sup.pool is new.pool
+        (gate,) = run.sup.running.values()
+        assert gate.pool is old.pool  # started before the swap: its generation's pool to the end
+        drop(speech_dir, settings, "after.wav")
+        wait_until(lambda: (Path(settings.outbox) / "after.flac").exists(), 60)  # the new output format
+        (Path(settings.state_dir) / "marks" / "open").touch()
+        wait_until(lambda: (Path(settings.outbox) / "gate.wav").exists(), 60)  # claimed before: wav
+        wait_until(lambda: not run.sup.reloading.old_pools, 30)  # closed once its last job was done
+        assert reloader.ran == ["after.wav"]
+    finally:
+        assert run.stop() == 0
+        if reloader.gen is not None:
+            reloader.gen.pool.close(5)
+    assert old.pool.broken is None and sorted(p.name for p in Path(settings.outbox).iterdir()) == [
+        "after.flac", "gate.wav"]

@@ -96,12 +96,13 @@ def test_a_full_disk_on_a_cluster_node_fails_the_attempt_and_pauses_nothing_here
     from structlog.testing import capture_logs
 
     from daemon.errors import TaskError
-    from daemon.supervisor.pause import Pausing
+    from daemon.supervisor.pause import DiskFull
     from daemon.supervisor.report import Reporter
 
-    class Sup(Pausing):
-        space = Space({"outbox": tmp_path / "outbox", "state": tmp_path / "state"})
-        report = Reporter(SimpleNamespace(engine="resynth", voice="kseniya"), None, None)
+    space = Space({"outbox": tmp_path / "outbox", "state": tmp_path / "state"})
+    report = Reporter(SimpleNamespace(engine="resynth", voice="kseniya"), None, None)
+    # Only the space and the reporter take part: the attempt is refused before anything is put back.
+    pausing = DiskFull(space=space, spool=None, later=None, room=None, report=report, requeue=None, resume=None)
 
     job = SimpleNamespace(id="j1", rel="a.wav", voice=None, attempts=1)
     try:
@@ -110,7 +111,7 @@ def test_a_full_disk_on_a_cluster_node_fails_the_attempt_and_pauses_nothing_here
     except TaskError as exc:
         err = exc
     with capture_logs() as logs:
-        assert Sup()._out_of_space(job, err) is False
-    assert not Sup.space.paused
+        assert pausing.out_of_space(job, err) is False
+    assert not space.paused
     (event,) = [e for e in logs if e["event"] == "job.node_out_of_space"]
     assert event["path"] == "/tmp/dask-scratch/x.npy" and event["cause"] == "no space left on device"
