@@ -1,7 +1,9 @@
-"""Small frozen records that cross process boundaries.  A leaf module.
+"""The backend's envelope: ``Task`` (a function's path and its keyword arguments) and
+``TaskResult``, the records every backend passes to and from its workers.  A leaf module.
 
-Tasks carry parameters and paths, never audio: audio moves through files in
-the job's work folder.
+What a stage's task carries is in ``daemon/tasks.py``: paths and small parameters, with two
+exceptions named there (a chunk's seam frames, and a chunk's samples where the Dask workers share
+no disk with the daemon).
 """
 
 from __future__ import annotations
