@@ -42,3 +42,19 @@ class Current:
     @property
     def capabilities(self) -> Capabilities:
         return self.gen.capabilities
+
+
+class ReadsCurrent:
+    """A part that reads the generation in use (the spool, the reporter): ``s`` and
+    ``capabilities`` come from its ``current`` cell whenever they are read."""
+
+    current: Current
+
+    @property
+    def s(self):
+        """The settings in use."""
+        return self.current.settings
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self.current.capabilities

@@ -33,7 +33,7 @@ from daemon.audio.publish import write_rttm, write_sidecar_content
 from daemon.capabilities import Capabilities
 from daemon.durable import move
 from daemon.errors import OutputError
-from daemon.generation import Current, Generation
+from daemon.generation import Current, Generation, ReadsCurrent
 from daemon.spool.folders import ensure_dirs, error_report_path
 from daemon.spool.moves import (
     blocking_file,
@@ -73,7 +73,7 @@ class Unfinished(Exception):
         self.job_dir = job_dir
 
 
-class Spool:
+class Spool(ReadsCurrent):
     """``capabilities``: what the engine can do (``daemon/capabilities.py``), given by the
     composition root: the voices an inbox subfolder may name (``inbox/<voice>/…``) and the output's
     format for each input; by default only VOICE_DAEMON_VOICE as a folder and VOICE_DAEMON_OUTPUT_FORMAT.
@@ -95,15 +95,6 @@ class Spool:
         self.done = self.state / "done"
         self.log = log.get("spool")
         self.recovery = Recovery(self)
-
-    @property
-    def s(self):
-        """The settings in use."""
-        return self.current.settings
-
-    @property
-    def capabilities(self) -> Capabilities:
-        return self.current.capabilities
 
     # --- recovery (``recovery.py``) -------------------------------------------------
     def recover(self) -> list[Job]:

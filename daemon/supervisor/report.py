@@ -21,7 +21,7 @@ from typing import Callable, Iterable, Protocol
 from daemon import log
 from daemon.capabilities import Capabilities
 from daemon.engines import abilities
-from daemon.generation import Current, Generation
+from daemon.generation import Current, Generation, ReadsCurrent
 from daemon.spool import error_report_path
 from daemon.spool.space import free_bytes
 
@@ -34,7 +34,7 @@ class JobObserver(Protocol):
 TURNS_PER_STALL = 3
 
 
-class Reporter:
+class Reporter(ReadsCurrent):
     """``current``: the generation whose settings and capabilities each line reads (the supervisor's,
     which a reload swaps); without it, ``settings`` and ``capabilities`` for good."""
 
@@ -51,15 +51,6 @@ class Reporter:
         self._last_status = ""
         self._turn_at = monotonic()
         self._beat_due = -math.inf  # the first turn sends one
-
-    @property
-    def s(self):
-        """The settings in use."""
-        return self.current.settings
-
-    @property
-    def capabilities(self) -> Capabilities:
-        return self.current.capabilities
 
     def job(self, job) -> "JobReport":
         """The job's report, made once per job and kept until its outcome is logged."""
