@@ -201,7 +201,7 @@ def cli_run(settings, args) -> int:
         supervisor = Supervisor(build_generation(settings, pool, caps), spool, events=events, signals=signals,
                                 notifier=notifier, metrics=metrics, clock=time.time,
                                 observers=[live, *([hooks] if hooks else [])], reloader=reloader)
-        watcher = Watcher(settings, supervisor.on_candidate, on_seen=metrics.watcher_seen, capabilities=caps,
+        watcher = Watcher(settings, supervisor.on_candidate, on_seen=metrics.watcher_seen, current=spool.current,
                           probe=GuardedProbe(spool.state / "probing"))
         return supervisor.run(watcher, recovered)
     finally:

@@ -1,6 +1,7 @@
 """What the configured engine can do, in one object the parent side asks instead of the engine's
 name.  A leaf: built by ``daemon.engines.capabilities(settings)`` and handed out by the
-composition root (``daemon/app.py``) to the watcher, the spool, the reporter and the job runner.
+composition root (``daemon/app.py``) to the watcher, the spool, the reporter and the job runner
+(through the generation in use, ``daemon/generation.py``, so that a reload changes it for all of them).
 """
 
 from __future__ import annotations

@@ -34,8 +34,8 @@ from daemon.audio.complete import looks_complete
 from daemon.audio.header import default_probe
 from daemon.audio.io import AUDIO_EXTENSIONS
 from daemon.audio.names import classify
-from daemon.capabilities import Capabilities
 from daemon.engines import abilities
+from daemon.generation import Current
 
 #: a file whose header will not decode is quarantined only after this many settle periods
 BAD_SETTLE_FACTOR = 5
@@ -70,7 +70,7 @@ class Settler:
     """The readiness rules, with no threads and an injectable clock (unit-testable)."""
 
     def __init__(self, inbox: Path, settle: float, max_bytes: int, *, probe=default_probe,
-                 clock: Callable[[], float] = time.monotonic, text_jobs: bool = False,
+                 clock: Callable[[], float] = time.monotonic, text_jobs: bool | Callable[[], bool] = False,
                  closed_settle: float | None = None, complete: Callable[[Path], bool] = looks_complete):
         self.inbox = Path(inbox).absolute()
         # A writer's close (or a rename in) lets a consistent file go after this shorter settle.
@@ -78,7 +78,9 @@ class Settler:
         self.complete = complete
         self.closed: dict[Path, tuple] = {}  # path -> its signature right after the event
         self._verdicts: dict[Path, tuple[tuple, bool]] = {}  # path -> (signature, looks complete)
-        self.text_jobs = text_jobs  # a lone .txt is read aloud (an engine that reads text)
+        # A lone .txt is read aloud by an engine that reads text: asked each time (a reload may
+        # change the engine).
+        self._text_jobs = text_jobs if callable(text_jobs) else (lambda: text_jobs)
         self.real_inbox = os.path.realpath(self.inbox)
         self.settle, self.max_bytes, self.probe, self.clock = settle, max_bytes, probe, clock
         self.bad_settle = max(settle * BAD_SETTLE_FACTOR, MIN_BAD_SETTLE)
@@ -147,7 +149,7 @@ class Settler:
     def _kind(self, path: Path, rel: str, st: os.stat_result) -> str | None:
         """"audio" or "text" for a path that may become a job; None (noted) for one that cannot."""
         kind, why = classify(rel)
-        if kind == "transcript" and self.text_jobs and rel.lower().endswith(".txt") and not self._has_audio(path):
+        if kind == "transcript" and self._text_jobs() and rel.lower().endswith(".txt") and not self._has_audio(path):
             kind = "text"
         if kind in ("audio", "text"):
             return kind
@@ -265,13 +267,16 @@ class Watcher:
     """watchdog observer + periodic rescan + a checker thread calling ``on_candidate``."""
 
     def __init__(self, settings, on_candidate: Callable[[Candidate], None], *, probe=default_probe,
-                 on_seen: Callable[[], None] | None = None, capabilities: Capabilities | None = None):
+                 on_seen: Callable[[], None] | None = None, current: Current | None = None):
+        """``current``: the generation in use (its capabilities are read as files come; without it,
+        the configured engine's)."""
         self.s = settings
         self.inbox = Path(settings.inbox).absolute()
         self.on_candidate = on_candidate
         self.on_seen = on_seen or (lambda: None)
         self.settler = Settler(self.inbox, settings.settle_seconds, settings.max_input_bytes, probe=probe,
-                               text_jobs=(capabilities or abilities(settings.engine)).reads_text,
+                               text_jobs=(lambda: current.capabilities.reads_text) if current is not None
+                               else abilities(settings.engine).reads_text,
                                closed_settle=settings.closed_settle_seconds)
         self.tick = max(0.05, min(0.5, settings.settle_seconds / 4))
         self._lock = threading.Lock()

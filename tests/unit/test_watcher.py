@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.watcher import Settler, classify
+from daemon.watcher import Settler, Watcher, classify
 
 
 class Clock:
@@ -343,3 +343,19 @@ def test_a_file_written_again_after_its_close_loses_the_short_settle(speech_dir,
 def test_the_short_settle_is_never_longer_than_the_full_one(inbox, clock):
     assert Settler(inbox, 0.1, 10, clock=clock, closed_settle=0.5).closed_settle == 0.1
     assert Settler(inbox, 2.0, 10, clock=clock).closed_settle == 2.0  # not given: no fast path
+
+
+def test_the_watcher_asks_the_generation_in_use_whether_a_lone_text_is_a_job(inbox):
+    """A reload that changes the engine changes what the watcher takes, with no restart: it reads
+    the shared cell's capabilities as files come."""
+    from daemon.engines import abilities
+    from daemon.generation import Current, Generation
+    from daemon.settings import Settings
+
+    settings = Settings(inbox=inbox, settle_seconds=0.2, engine="shift")
+    current = Current(Generation(settings, abilities("shift")))
+    watcher = Watcher(settings, lambda cand: None, current=current)
+    assert not watcher.settler._text_jobs()
+    current.gen = Generation(settings.model_copy(update={"engine": "resynth"}), abilities("resynth"))
+    assert watcher.settler._text_jobs()
+    assert Watcher(settings, lambda cand: None).settler._text_jobs() is False  # no cell: the configured engine
