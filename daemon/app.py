@@ -98,9 +98,12 @@ def cli_convert(settings, args) -> int:
 
 
 def cli_bench(settings, args) -> int:
+    # dask: the cluster of VOICE_DAEMON_DASK_SCHEDULER where one is given (its nodes started apart),
+    # else a local one in the mode's own process
+    make_dask = partial(build_dask, local=not settings.dask_scheduler)
     if getattr(args, "workload", "batch") == "long":
-        return bench_long.cli_bench_long(settings, args, build_pool, partial(build_dask, local=True))
-    return bench.cli_bench(settings, args, build_pool, make_dask=partial(build_dask, local=True))
+        return bench_long.cli_bench_long(settings, args, build_pool, make_dask)
+    return bench.cli_bench(settings, args, build_pool, make_dask=make_dask)
 
 
 def cli_worker(settings, args) -> int:

@@ -5,7 +5,8 @@
     threads     a thread pool in one process, one model instance per thread
     reload      a spawn ProcessPoolExecutor that loads the models inside every task (the usual fix)
     pool        the warm WorkerPool
-    dask        the Dask backend on a local cluster of as many single-thread worker processes
+    dask        the Dask backend on a local cluster of as many single-thread worker processes, or on
+                VOICE_DAEMON_DASK_SCHEDULER's cluster where one is given
 
 The workload is made from the shared speech recordings (eight one-minute files
 and one ten-minute file; ``--quick``: three of 15 s and one of 60 s).  Each mode
