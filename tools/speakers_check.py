@@ -150,20 +150,16 @@ def cost(work: Path, seconds: float, seed: int, runs: int) -> None:
     wav = work / f"conv{seed}.wav"
     conversation.make(wav, seconds, seed)
     walls: dict[str, list[float]] = {"off": [], "on": []}
-    shares = []
     env = {"VOICE_DAEMON_TTS": "espeak", "VOICE_DAEMON_LANGUAGE": "auto", "VOICE_DAEMON_VOICES": ",".join(VOICES)}
     for _ in range(runs):
         for mode in ("off", "on"):
             fig = convert(wav, work / f"cost-{mode}.wav", {**env, "VOICE_DAEMON_SPEAKERS": mode}, engine="resynth")
             walls[mode].append(fig["wall_seconds"])
-            if mode == "on":  # worker time: robust where other work shares the cores
-                shares.append(fig["stages"]["speakers"] / fig["stages"]["chunk"])
-            print(f"cost: speakers {mode}: {fig['wall_seconds']:.1f} s for {fig['audio_seconds']:.0f} s "
-                  f"(stages {fig['stages']})", flush=True)
+            print(f"cost: speakers {mode}: {fig['wall_seconds']:.1f} s for {fig['audio_seconds']:.0f} s", flush=True)
     off, on = np.median(walls["off"]), np.median(walls["on"])
     print(f"cost: resynth on 2 workers, {seconds:.0f} s conversation: speakers off {off:.1f} s, on {on:.1f} s "
-          f"(medians of {runs}): {100 * (on / off - 1):+.1f} % (goal ≤ 10 %); runs off {walls['off']} on {walls['on']}; "
-          f"speakers tasks' time / chunk tasks' time: {', '.join(f'{100 * x:.1f} %' for x in shares)}")
+          f"(medians of {runs}, interleaved): {100 * (on / off - 1):+.1f} % (goal ≤ 10 %); "
+          f"runs off {walls['off']} on {walls['on']}")
 
 
 def main(argv=None) -> int:

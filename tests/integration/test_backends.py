@@ -94,6 +94,21 @@ def test_a_task_that_kills_its_worker_every_time_fails_after_max_attempts(make_b
     assert (stats["restarts"], stats["retries"]) == (3, 2)
 
 
+def test_a_crash_right_behind_a_finished_task_is_charged_to_the_crash_alone(make_backend):
+    """A task that ends its worker the moment it starts, right behind one that finishes at once, on
+    one worker: the death is the crash's.  (A Dask worker sends its messages in batches; had the
+    crash started before the first task's end left the process, the scheduler would still count
+    that task as running, and the death would be charged to it: with one attempt allowed, it fails.)"""
+    backend = make_backend(1, max_attempts=1)
+    for i in range(6):
+        quick = backend.submit(task("square", group="one", x=i))
+        doomed = backend.submit(task("exit_now", group="one"))
+        assert quick.result(timeout=120).attempts == 1
+        with pytest.raises(TaskError) as info:
+            doomed.result(timeout=120)
+        assert (info.value.kind, info.value.attempts) == ("crash", 1)
+
+
 def test_a_worker_killed_mid_task_runs_that_task_again_once(make_backend, tmp_path):
     backend = make_backend(2, max_attempts=3)
     result = backend.submit(task("crash_until", counter=str(tmp_path / "calls"), crashes=1, code=1)).result(timeout=180)

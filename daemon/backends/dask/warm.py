@@ -13,6 +13,9 @@ would.  The load runs in a thread, so the worker keeps answering its scheduler m
 - its deadline is kept from inside: faulthandler's watchdog, a C thread that needs no GIL,
   dumps every thread's stack and ends the process when the task runs past it, even a hang in
   native code; the nanny starts a fresh process, which warms up again;
+- it starts only once what its worker has told the scheduler so far has left the process
+  (``earlier_reports_sent``), so that a task that ends its process at once does not take the end of
+  the task before it down too: that task would then be counted as running when the worker died;
 - what it returns is plain data: the value pickled with plain pickle (the daemon unpickles it
   with the pool's safe unpickler, so the daemon never imports torch), an exception described.
 """
@@ -27,7 +30,8 @@ import pickle
 import sys
 import time
 
-from distributed import WorkerPlugin
+from distributed import WorkerPlugin, get_worker
+from distributed.utils import sync
 
 from daemon.backends.remote import describe_exception, dumps, summary
 from daemon.backends.warmup import start_up
@@ -35,6 +39,8 @@ from daemon.errors import PoolStartError
 from daemon.jobs import resolve
 
 PLUGIN_NAME = "voice-daemon-models"
+#: seconds a task waits at most for its worker's earlier messages to leave (they go every few ms)
+REPORT_WAIT = 1.0
 #: Event topic on the scheduler: ``init_error`` from a plugin, ``worker_exit`` from a nanny.
 TOPIC = "voice-daemon"
 
@@ -101,6 +107,7 @@ def run_task(func: str, kwargs: dict, timeout: float | None) -> tuple:
     pid = os.getpid()
     if not _STATE["ready"]:
         return ("unready", pid, _STATE["error"])
+    earlier_reports_sent()
     began, started = time.time(), time.perf_counter()
     if timeout:
         faulthandler.dump_traceback_later(timeout, exit=True, file=sys.stderr)
@@ -118,3 +125,28 @@ def run_task(func: str, kwargs: dict, timeout: float | None) -> tuple:
     except Exception as exc:  # noqa: BLE001 - a result that cannot travel fails its task
         problem = TypeError(f"the result of the task cannot be pickled: {exc}")
         return ("error", describe_exception(problem), seconds, pid, began, began + seconds)
+
+
+def earlier_reports_sent() -> None:
+    """Wait until what this worker has told its scheduler so far, the previous task's end above all,
+    has left the process.  Dask batches a worker's messages and sends them every few milliseconds;
+    the next task starts meanwhile.  Were that task to end the process at once (a crash), the
+    previous task's end would be lost with it, the scheduler would still count that task as running,
+    and the daemon would charge the death to it (``sent.Sent.was_running``)."""
+    try:
+        worker = get_worker()
+    except ValueError:  # not in a Dask worker (a test calling the wrapper)
+        return
+    stream = getattr(worker, "batched_stream", None)
+    if stream is None or stream.comm is None or stream.comm.closed() or not stream.buffer:
+        return
+
+    async def sent() -> None:
+        deadline = time.monotonic() + REPORT_WAIT
+        written = stream.byte_count
+        stream.next_deadline = None  # send now, not at the end of the batching interval
+        stream.waker.set()
+        while (stream.buffer or stream.byte_count == written) and time.monotonic() < deadline:
+            await asyncio.sleep(0.001)
+
+    sync(worker.loop, sent)
