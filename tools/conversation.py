@@ -50,6 +50,9 @@ def make(out: Path, seconds: float = 120.0, seed: int = 1, people=PEOPLE) -> lis
     gap = np.zeros(int(GAP_S * RATE), np.float32)
     while t < seconds * RATE:
         choices = [i for i in range(len(voices)) if i != who and len(voices[i]) - pos[i] > TURN_S[0] * RATE]
+        if not choices and any(pos):  # every recording said: the people talk on from their beginnings
+            pos = [0] * len(voices)
+            continue
         if not choices:
             break
         who = int(rng.choice(choices)) if turns else 0
