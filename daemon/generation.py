@@ -35,14 +35,6 @@ class Current:
     def __init__(self, gen: Generation):
         self.gen = gen
 
-    @property
-    def settings(self):
-        return self.gen.settings
-
-    @property
-    def capabilities(self) -> Capabilities:
-        return self.gen.capabilities
-
 
 class ReadsCurrent:
     """A part that reads the generation in use (the spool, the reporter): ``s`` and
@@ -53,8 +45,8 @@ class ReadsCurrent:
     @property
     def s(self):
         """The settings in use."""
-        return self.current.settings
+        return self.current.gen.settings
 
     @property
     def capabilities(self) -> Capabilities:
-        return self.current.capabilities
+        return self.current.gen.capabilities

@@ -275,7 +275,7 @@ class Watcher:
         self.on_candidate = on_candidate
         self.on_seen = on_seen or (lambda: None)
         self.settler = Settler(self.inbox, settings.settle_seconds, settings.max_input_bytes, probe=probe,
-                               text_jobs=(lambda: current.capabilities.reads_text) if current is not None
+                               text_jobs=(lambda: current.gen.capabilities.reads_text) if current is not None
                                else abilities(settings.engine).reads_text,
                                closed_settle=settings.closed_settle_seconds)
         self.tick = max(0.05, min(0.5, settings.settle_seconds / 4))

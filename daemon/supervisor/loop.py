@@ -135,7 +135,7 @@ class Supervisor:
     @property
     def s(self):
         """The settings in use."""
-        return self.current.settings
+        return self.current.gen.settings
 
     @property
     def pool(self):
