@@ -212,7 +212,7 @@ class _Stream:
 
     def _schedule(self) -> None:
         """Submit what can run now: VAD segments whose audio is decoded (up to ``ahead`` past the
-        plan), the LSTM over the next segments, encode segments that are stitched."""
+        plan), the LSTM over the next few segments, encode segments that are stitched."""
         decoded = self.total if self.total is not None else frames_ready(self.audio)
         segments = vad.segment_count(self.total, self.rate) if self.total is not None else None
         while segments is None or self.next_segment < segments:
@@ -225,8 +225,11 @@ class _Stream:
                      (hi - start) / self.rate, partial(self._on_vad, k, hi))
             self.next_segment += 1
         if not self.lstm_busy and self.next_probs in self.features:
+            # The segments scored so far in order, at most one per worker: the chunks they plan
+            # reach the workers before the rest of the file is scored (a fast decode has every
+            # segment's features at once; scoring them all first would hold the first chunk back).
             run = []
-            while self.next_probs + len(run) in self.features:
+            while self.next_probs + len(run) in self.features and len(run) < self.parallelism:
                 run.append(self.next_probs + len(run))
             self.lstm_busy = True
             self._go(VadProbabilities(tuple(self.features[k] for k in run), self.lstm_state),
