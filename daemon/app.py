@@ -21,7 +21,7 @@ from functools import partial
 
 from daemon import __version__, bench, convert, log
 from daemon.audio.header import GuardedProbe
-from daemon.backends import Backend
+from daemon.backends import SIGNAL_LOOK, Backend
 from daemon.backends.inline import InlineRunner
 from daemon.backends.local import WorkerPool
 from daemon.bench import long as bench_long
@@ -227,7 +227,7 @@ def _start(pool: Backend, events: Events) -> bool:
     started = pool.start_async()
     started.add_done_callback(lambda _f: events.put(POOL_STARTED))
     while not started.done():
-        event = events.get()
+        event = events.get(SIGNAL_LOOK)  # wakes to run a signal's handler (daemon/backends/base.py)
         if event is not None and event.kind == SIGNAL:
             return False
     started.result()

@@ -36,7 +36,7 @@ from daemon.audio.plan import StreamPlanner
 from daemon.audio.progress import Listener
 from daemon.audio.publish import sidecar_content
 from daemon.audio.stitch import Seams
-from daemon.backends import Submit
+from daemon.backends import SIGNAL_LOOK, Submit, first_done, result_of
 from daemon.jobs import Chunk, TaskResult
 from daemon.tasks import (
     CheckOutput,
@@ -188,9 +188,9 @@ class _Stream:
         decode on another node of a shared disk), every ``LOOK`` seconds to look at the file."""
         if self.total is not None:
             self._stop_listening()
-            return wait(list(self.pending), return_when=FIRST_COMPLETED)[0]
+            return first_done(self.pending)
         more = [self.listener.past(frames_ready(self.audio))] if self.listener is not None else []
-        done, _ = wait([*self.pending, *more], timeout=LOOK, return_when=FIRST_COMPLETED)
+        done, _ = wait([*self.pending, *more], timeout=min(LOOK, SIGNAL_LOOK), return_when=FIRST_COMPLETED)
         return done.difference(more)
 
     def _stop_listening(self) -> None:
@@ -397,7 +397,7 @@ class _Stream:
         self.pending[self.submit(envelope(task, group=self.group, audio_seconds=seconds))] = then
 
     def _call(self, task, seconds: float) -> TaskResult:
-        return self._took(self.submit(envelope(task, group=self.group, audio_seconds=seconds)).result())
+        return self._took(result_of(self.submit(envelope(task, group=self.group, audio_seconds=seconds))))
 
     def _took(self, res: TaskResult) -> TaskResult:
         self.worker_pids.add(res.worker_pid)
@@ -439,8 +439,8 @@ def chunk_hints(phrases: list[dict], start_s: float, end_s: float) -> dict:
 
 
 def _speak(submit: Submit, input, output, work: Path, *, voice, group, t0) -> dict:
-    res: TaskResult = submit(envelope(SpeakText(str(input), str(work), str(output), voice), group=group,
-                                      audio_seconds=os.path.getsize(input) / CHARS_PER_SECOND)).result()
+    res: TaskResult = result_of(submit(envelope(SpeakText(str(input), str(work), str(output), voice), group=group,
+                                                audio_seconds=os.path.getsize(input) / CHARS_PER_SECOND)))
     v: Spoken = res.value
     wall = time.monotonic() - t0
     return {"input": str(input), "output": v.output, "sidecar": v.sidecar,

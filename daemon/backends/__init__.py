@@ -12,6 +12,7 @@
 A backend never reaches into another's modules (pyproject.toml's import contracts say so).
 """
 
+from daemon.backends.base import SIGNAL_LOOK, first_done, result_of
 from daemon.backends.seam import Backend, Submit
 
-__all__ = ["Backend", "Submit"]
+__all__ = ["SIGNAL_LOOK", "Backend", "Submit", "first_done", "result_of"]

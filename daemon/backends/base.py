@@ -10,14 +10,18 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from concurrent.futures import Future
-from typing import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from typing import Callable, Iterable
 
 from daemon.backends.queue import FairQueue
 from daemon.errors import PoolClosedError, PoolStartError, TaskError
 from daemon.jobs import Task
 
 CANCEL = object()  # in a settle list: cancel this Future (it never started)
+#: Seconds between a waiting thread's looks for a signal.  The kernel hands a process's signal to
+#: any of its threads that does not block it; Python runs the handler (Ctrl-C's KeyboardInterrupt)
+#: in the main thread only, which a wait without a timeout would keep asleep until its future is done.
+SIGNAL_LOOK = 0.5
 
 
 class PoolBrokenError(PoolStartError):
@@ -109,6 +113,22 @@ class Closing:
         elif thread is not threading.current_thread():  # a done-callback may call close()
             self.ended.wait()
             thread.join()
+
+
+def first_done(futures: Iterable[Future]) -> set[Future]:
+    """The futures done, once one is (all of them when there are none), waking every
+    ``SIGNAL_LOOK`` seconds meanwhile: a signal is acted on at once however long the wait."""
+    futures = list(futures)
+    while True:
+        done, _ = wait(futures, timeout=SIGNAL_LOOK, return_when=FIRST_COMPLETED)
+        if done or not futures:
+            return done
+
+
+def result_of(future: Future):
+    """``future.result()``, acting on signals while it waits (``first_done``)."""
+    first_done([future])
+    return future.result()
 
 
 def push(queue: FairQueue, entry: Entry) -> None:

@@ -36,6 +36,7 @@ from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable
 
+from daemon.backends import SIGNAL_LOOK
 from daemon.errors import (
     InputError,
     ModelError,
@@ -206,8 +207,10 @@ class Supervisor:
 
     def _receive(self, timeout: float) -> None:
         """Block until an event comes or ``timeout`` passes, then take every event waiting.  Only
-        candidates carry work; the other kinds wake the loop, which then looks at what changed."""
-        event = self.events.get(timeout)
+        candidates carry work; the other kinds wake the loop, which then looks at what changed.
+        It wakes every ``SIGNAL_LOOK`` seconds at least, to run a signal's handler that reached
+        another thread (``daemon/backends/base.py``)."""
+        event = self.events.get(min(timeout, SIGNAL_LOOK))
         while event is not None:
             if event.kind == CANDIDATE:
                 self.intake.append(event.value)

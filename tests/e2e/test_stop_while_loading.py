@@ -52,10 +52,34 @@ def loading_pids(marker: Path) -> list[int]:
     return [int(line) for line in marker.read_text().split()] if marker.exists() else []
 
 
-def stop_while_loading(args: list[str], env: dict, marker: Path, log: Path, sig: int) -> tuple[int, list[int], str]:
+def other_thread(pid: int) -> int:
+    """A thread of process ``pid`` other than its main thread (the pool's dispatcher, say)."""
+    tids = [int(t) for t in os.listdir(f"/proc/{pid}/task") if int(t) != pid]
+    assert tids, f"process {pid} has one thread only"
+    return tids[0]
+
+
+def signal_state(pid: int) -> str:
+    """What the kernel says of a process's signals and threads: for the message of a test that hangs."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text().splitlines()
+        lines = [line for line in status if line.startswith(("Sig", "Shd"))]
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            task = Path(f"/proc/{pid}/task/{tid}")
+            state = next(line for line in (task / "status").read_text().splitlines() if line.startswith("State"))
+            lines.append(f"thread {tid}: {state}, wchan {(task / 'wchan').read_text()}")
+        return "\n".join(lines)
+    except OSError as exc:
+        return f"(no /proc: {exc})"
+
+
+def stop_while_loading(args: list[str], env: dict, marker: Path, log: Path, sig: int,
+                       to_thread: bool = False) -> tuple[int, list[int], str]:
     """Start ``voice-daemon *args``, wait until every worker is inside its slow load, send ``sig``;
     (exit code, the workers' pids, the log).  Fails if the program or any process of its group was
-    still there when a worker's load ended, i.e. if it waited for the models instead of stopping."""
+    still there when a worker's load ended, i.e. if it waited for the models instead of stopping.
+    ``to_thread``: the signal goes to a thread other than the main one, as the kernel may choose
+    for any signal sent to a process."""
     loaded = Path(f"{marker}.loaded")
     with open(log, "wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "daemon", *args], cwd=ROOT, env=env, stdout=out,
@@ -66,11 +90,12 @@ def stop_while_loading(args: list[str], env: dict, marker: Path, log: Path, sig:
         assert proc.poll() is None, log.read_text()[-3000:]
         workers = loading_pids(marker)
         assert all(os.path.exists(f"/proc/{pid}") for pid in workers)
-        proc.send_signal(sig)
+        os.kill(other_thread(proc.pid) if to_thread else proc.pid, sig)
         try:
             code = proc.wait(GIVE_UP_AFTER)
         except subprocess.TimeoutExpired:
-            pytest.fail(f"still running {GIVE_UP_AFTER} s after the signal:\n{log.read_text()[-3000:]}")
+            pytest.fail(f"still running {GIVE_UP_AFTER} s after the signal:\n{signal_state(proc.pid)}\n"
+                        f"{log.read_text()[-3000:]}")
         # No orphan: nothing of its process group outlives it (the workers included); what the kernel
         # still reaps (a killed worker, the resource tracker) may take a moment on a loaded machine.
         wait_until(lambda: live_in_group(proc.pid) == [] or loading_pids(loaded), GIVE_UP_AFTER,
@@ -84,22 +109,26 @@ def stop_while_loading(args: list[str], env: dict, marker: Path, log: Path, sig:
             proc.wait(30)
 
 
-def test_sigterm_while_the_models_load_stops_run_at_once(tmp_path, slow_model):
+@pytest.mark.parametrize("to_thread", [False, True], ids=["to-the-process", "to-another-thread"])
+def test_sigterm_while_the_models_load_stops_run_at_once(tmp_path, slow_model, to_thread):
     model, marker = slow_model
     code, workers, text = stop_while_loading(["run"], environment(tmp_path, model), marker,
-                                             tmp_path / "run.log", signal.SIGTERM)
+                                             tmp_path / "run.log", signal.SIGTERM, to_thread=to_thread)
     assert code == 0, text[-3000:]
     assert len(workers) == WORKERS
     assert '"event": "daemon.stopped"' in text and "SIGTERM while starting" in text
     assert '"event": "daemon.ready"' not in text and '"event": "pool.worker_ready"' not in text
 
 
-def test_ctrl_c_while_the_models_load_stops_convert_at_once(tmp_path, slow_model, speech_dir):
+@pytest.mark.parametrize("to_thread", [False, True], ids=["to-the-process", "to-another-thread"])
+def test_ctrl_c_while_the_models_load_stops_convert_at_once(tmp_path, slow_model, speech_dir, to_thread):
+    """Also when the kernel hands the signal to a thread other than the main one, which Python
+    then runs the handler in only once the main thread wakes: it must not sleep until the load ends."""
     model, marker = slow_model
     out = tmp_path / "out.wav"
     code, _workers, text = stop_while_loading(
         ["convert", str(speech_dir / "silero_vad_ru_num.wav"), str(out)], environment(tmp_path, model), marker,
-        tmp_path / "convert.log", signal.SIGINT)
+        tmp_path / "convert.log", signal.SIGINT, to_thread=to_thread)
     assert code == 130, text[-3000:]
     assert "voice-daemon: interrupted" in text
     assert '"event": "pool.worker_ready"' not in text  # acted on while the models loaded

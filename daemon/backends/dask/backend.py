@@ -45,6 +45,7 @@ from daemon.backends.base import (
     next_entry,
     next_waiting,
     push,
+    result_of,
     settle,
     task_timeout,
     timeout_from_settings,
@@ -131,7 +132,7 @@ class DaskBackend:
     def start(self) -> "DaskBackend":
         started = self.start_async()
         try:
-            started.result()
+            result_of(started)
         except BaseException:
             self.close(0)
             raise

@@ -11,7 +11,7 @@ import weakref
 from concurrent.futures import Future
 from typing import Any, Callable
 
-from daemon.backends.base import timeout_from_settings
+from daemon.backends.base import result_of, timeout_from_settings
 from daemon.backends.local.core import PoolCore
 from daemon.backends.local.worker import PoolOptions
 from daemon.jobs import Task
@@ -74,7 +74,7 @@ class WorkerPool:
         child's cause) if one cannot load, after cleaning up every child."""
         started = self.start_async()
         try:
-            started.result()
+            result_of(started)
         except BaseException:  # PoolStartError, or Ctrl-C while the models load
             self.close(0)
             raise
