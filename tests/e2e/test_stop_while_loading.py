@@ -52,6 +52,13 @@ def loading_pids(marker: Path) -> list[int]:
     return [int(line) for line in marker.read_text().split()] if marker.exists() else []
 
 
+def as_foreground_job() -> None:
+    """In the child before it runs: SIGINT as a terminal's foreground job has it.  A suite started in
+    the background by a script (``make test &``, nohup) inherits SIGINT ignored, as POSIX shells do
+    for background jobs, and so would the program: Ctrl-C would then rightly do nothing."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def other_thread(pid: int) -> int:
     """A thread of process ``pid`` other than its main thread (the pool's dispatcher, say)."""
     tids = [int(t) for t in os.listdir(f"/proc/{pid}/task") if int(t) != pid]
@@ -83,7 +90,7 @@ def stop_while_loading(args: list[str], env: dict, marker: Path, log: Path, sig:
     loaded = Path(f"{marker}.loaded")
     with open(log, "wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "daemon", *args], cwd=ROOT, env=env, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+                                stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=as_foreground_job)
     try:
         wait_until(lambda: len(loading_pids(marker)) >= WORKERS or proc.poll() is not None, 180,
                    message="every worker loading its models")
