@@ -26,8 +26,8 @@ recomputed when a worker dies later, and no thread waits a round trip per task.
 
 from __future__ import annotations
 
-import os
 import itertools
+import os
 import queue
 import threading
 import time
