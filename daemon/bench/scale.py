@@ -2,8 +2,8 @@
 
 From one run on this machine: the mean seconds of a task (``d``), the idle gap a worker process
 spends between finishing one task and starting the next that was already waiting for it (``g``),
-the scheduler's CPU seconds per task (``s``) and the daemon's own (``c``: its process's CPU beyond
-the scheduler's; with a local cluster the scheduler's thread lives in it).  A node like this one
+the scheduler's CPU seconds per task (``s``) and the daemon's own (``c``: its process's CPU, less
+the scheduler's where a local cluster's scheduler lives in it).  A node like this one
 runs ``w`` single-thread worker processes, each finishing ``1 / (d + g)`` tasks a second; the
 scheduler's event loop (one core) handles at most ``1 / s``, the daemon's at most ``1 / c``.
 With ``n`` nodes:
@@ -28,7 +28,8 @@ def expect(dask: dict, workers: int) -> dict | None:
     d = dask["task_seconds_mean"]
     g = dask.get("gap_seconds_mean") or 0.0
     s = max(dask["scheduler_cpu_seconds"] / tasks, 1e-9)
-    c = max((dask["parent_cpu_seconds"] - dask["scheduler_cpu_seconds"]) / tasks, 1e-9)
+    inside = dask["scheduler_cpu_seconds"] if dask.get("scheduler_in_this_process", True) else 0.0
+    c = max((dask["parent_cpu_seconds"] - inside) / tasks, 1e-9)
     audio = dask["audio_seconds"] / tasks
     rows = []
     for n in NODES:

@@ -27,6 +27,7 @@ recomputed when a worker dies later, and no thread waits a round trip per task.
 from __future__ import annotations
 
 import itertools
+import os
 import queue
 import threading
 import time
@@ -208,10 +209,11 @@ class DaskBackend:
             return self.link.view.capacity
 
     def costs(self) -> dict:
-        """For the benchmark: the tasks' figures (``figures.py``) and the scheduler's CPU seconds so
-        far (a blocking call to the scheduler: not for the daemon's loop)."""
-        return {**self.figures.summary(),
-                "scheduler_cpu_seconds": self.link.client.run_on_scheduler(connect.scheduler_cpu)}
+        """For the benchmark: the tasks' figures (``figures.py``), the scheduler's CPU seconds so
+        far and whether it runs in this process (a local cluster's) or apart (a blocking call to
+        the scheduler: not for the daemon's loop)."""
+        cpu, pid = self.link.client.run_on_scheduler(connect.scheduler_cpu)
+        return {**self.figures.summary(), "scheduler_cpu_seconds": cpu, "scheduler_in_this_process": pid == os.getpid()}
 
     def close(self, grace: float = 10.0) -> None:
         with self._lock:

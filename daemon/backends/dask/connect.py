@@ -123,12 +123,13 @@ def own_scheduling(dask_scheduler=None) -> int:
     return before
 
 
-def scheduler_cpu(dask_scheduler=None) -> float:
+def scheduler_cpu(dask_scheduler=None) -> tuple[float, int]:
     """Run on the scheduler: CPU seconds its event loop's thread has used (the benchmark divides
-    the difference by the tasks it ran)."""
+    the difference by the tasks it ran), and the scheduler's process id."""
+    import os
     import time
 
-    return time.thread_time()
+    return time.thread_time(), os.getpid()
 
 
 def task_states(keys: list[str], dask_scheduler=None) -> dict[str, str | None]:
