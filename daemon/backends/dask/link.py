@@ -30,6 +30,7 @@ log = logs.get("cluster")
 
 TICK = 0.5            # seconds between looks at the cluster
 CONNECT_TRY = 5.0     # seconds per try to reach the scheduler
+FORGOTTEN_AFTER = 5.0  # seconds a submitted task stranded on a gone worker may be unknown to the scheduler
 
 
 class Link:
@@ -47,6 +48,7 @@ class Link:
         self.lock = threading.Lock()  # guards ``view`` and ``connected`` for readers on other threads
         self.exits: dict[str, str] = {}  # worker address -> how its process ended (never reused: kept)
         self._registering: Future | None = None
+        self._unknown: dict[str, float] = {}  # stranded attempts' keys the scheduler does not know -> since when
 
     # ---- start-up --------------------------------------------------------------------------
     def open(self, deadline: float, timeout: float, host_started: Future | None) -> None:
@@ -145,15 +147,31 @@ class Link:
         ("no-worker": Dask keeps the restriction as a host one): take it back and send it
         elsewhere, not counted as an attempt.  Only that state: a task that may be running is
         left alone (one that was running on the dead worker comes back as KilledWorker, and
-        counts; one that Dask moved to another worker of that host just finishes there)."""
+        counts; one that Dask moved to another worker of that host just finishes there).
+
+        A task submitted while the client reconnected to a restarted scheduler may never reach
+        it: the scheduler does not know its key, and its Future would wait for good.  Unknown at
+        looks ``FORGOTTEN_AFTER`` seconds apart (a finished task's outcome is handled long before),
+        it is sent again, not counted, as a cancelled one is."""
         stranded = [a for a in inflight if not self.view.usable(a.worker)]
         if not stranded:
+            self._unknown = {}
             return
         states = client.run_on_scheduler(connect.task_states, [a.key for a in stranded])
         waiting = [a for a in stranded if states.get(a.key) == "no-worker"]
         if waiting:
             log.info("cluster.tasks_stranded", tasks=len(waiting))
             client.cancel([a.dask_future for a in waiting if a.dask_future is not None])
+        now = time.monotonic()
+        unknown = {a.key: self._unknown.get(a.key, now) for a in stranded
+                   if states.get(a.key) is None and a.dask_future is not None}
+        forgotten = [a for a in stranded
+                     if a.key in unknown and a.key in self._unknown and now - unknown[a.key] >= FORGOTTEN_AFTER]
+        self._unknown = {k: t for k, t in unknown.items() if k not in {a.key for a in forgotten}}
+        if forgotten:
+            log.info("cluster.tasks_forgotten", tasks=len(forgotten))
+            for a in forgotten:
+                self._post(("outcome", a, ("cancelled",)))
 
     def on_event(self, msg: dict) -> None:
         event = msg.get("event")
