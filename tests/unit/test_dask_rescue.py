@@ -1,17 +1,20 @@
-"""The Dask backend takes back attempts stranded on a worker that is gone (``Link._rescue_stranded``).
+"""The Dask backend takes back attempts stranded on a worker that is gone (``Link._rescue_stranded``),
+and does not count samples it could not send for want of the scheduler or the worker (``send_samples``).
 
-A stand-in for Dask's client: what the scheduler says of each key is the thing under test, and a
-real scheduler cannot be made to forget a submitted task on cue (it happens when a task is
-submitted while the client reconnects to a restarted scheduler; tests/e2e/test_dask_cluster.py
-restarts a real one)."""
+A stand-in for Dask's client: what the scheduler says of each key, and how a scatter fails, are the
+things under test, and a real scheduler cannot be made to lose a submitted task on cue
+(tests/e2e/test_dask_cluster.py restarts a real one mid-batch)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
+from types import SimpleNamespace
 
 import pytest
 
 from daemon.backends.dask import link as link_module
+from daemon.backends.dask.attempts import send_samples
 from daemon.backends.dask.link import Link
 
 
@@ -93,3 +96,40 @@ def test_unknown_for_less_than_the_wait_is_left_alone(monkeypatch):
     for _ in range(3):
         lk._rescue_stranded(Client({}), [a])
     assert posted == []
+
+
+# ---- samples that could not be sent (``attempts.send_samples``) ----------------------------------
+SCHEDULER = "tcp://127.0.0.1:8786"
+
+
+class ScatterFails:
+    """A stand-in for Dask's client whose scatter fails as the real one does when a peer is gone."""
+
+    def __init__(self, error: Exception, status: str = "running"):
+        self.error, self.status = error, status
+        self.scheduler = SimpleNamespace(address=SCHEDULER)
+
+    async def _scatter(self, *_args, **_kwargs):
+        raise self.error
+
+
+def outcome_of(client) -> tuple:
+    posted: list = []
+    attempt = SimpleNamespace(key="vd-1-1", worker="tcp://127.0.0.1:4001")
+    asyncio.run(send_samples(attempt, client, "m:f", {}, None, 0, posted.append))
+    [(_, _, outcome)] = posted
+    return outcome
+
+
+@pytest.mark.parametrize("client", [
+    ScatterFails(OSError(f"in <TCP (closed) ConnectionPool.ncores_running remote={SCHEDULER}>: reset")),
+    ScatterFails(TimeoutError("No valid workers found")),
+    ScatterFails(OSError("anything"), status="connecting"),
+], ids=["scheduler-gone", "worker-gone", "reconnecting"])
+def test_samples_not_sent_for_want_of_the_scheduler_or_the_worker_do_not_count(client):
+    assert outcome_of(client) == ("cancelled",)
+
+
+def test_samples_not_sent_to_a_reachable_scheduler_count_as_a_lost_attempt():
+    outcome = outcome_of(ScatterFails(OSError("in <TCP (closed) remote=tcp://127.0.0.1:4001>: reset")))
+    assert outcome[0] == "lost" and "its samples could not be sent" in outcome[1]
