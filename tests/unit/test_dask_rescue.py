@@ -63,7 +63,17 @@ def test_an_attempt_the_scheduler_forgot_is_sent_again_after_two_looks():
     assert posted == []  # unknown once may be a result on its way back
     lk._rescue_stranded(client, [forgotten, scattering, running])
     assert posted == [("outcome", forgotten, ("cancelled",))]
-    assert client.cancelled == []
+    assert client.cancelled == ["future-vd-1-1"]
+
+
+def test_an_attempt_waiting_on_the_scheduler_for_good_is_sent_again():
+    """Known, but waiting (on samples lost with the old scheduler, say): no state that ends by itself."""
+    posted: list = []
+    lk = link(posted)
+    a = Attempt("vd-1-1", "tcp://gone:1")
+    for state in ("waiting", "waiting"):
+        lk._rescue_stranded(Client({"vd-1-1": state}), [a])
+    assert posted == [("outcome", a, ("cancelled",))]
 
 
 def test_a_key_known_again_or_an_outcome_in_between_resets_the_count():

@@ -31,6 +31,9 @@ log = logs.get("cluster")
 TICK = 0.5            # seconds between looks at the cluster
 CONNECT_TRY = 5.0     # seconds per try to reach the scheduler
 FORGOTTEN_AFTER = 5.0  # seconds a submitted task stranded on a gone worker may be unknown to the scheduler
+#: A stranded task's states on the scheduler that end by themselves: running elsewhere on its host,
+#: finished, failed (its outcome follows), or waiting for a worker (cancelled at once, below).
+SETTLING = ("processing", "memory", "erred", "no-worker")
 
 
 class Link:
@@ -150,9 +153,10 @@ class Link:
         counts; one that Dask moved to another worker of that host just finishes there).
 
         A task submitted while the client reconnected to a restarted scheduler may never reach
-        it: the scheduler does not know its key, and its Future would wait for good.  Unknown at
-        looks ``FORGOTTEN_AFTER`` seconds apart (a finished task's outcome is handled long before),
-        it is sent again, not counted, as a cancelled one is."""
+        it, or wait there on samples that were lost with the old one: its Future would wait for
+        good.  Unknown to the scheduler, or in no state that ends by itself (``SETTLING``), at looks
+        ``FORGOTTEN_AFTER`` seconds apart (a finished task's outcome is handled long before), it
+        is cancelled and sent again, not counted."""
         stranded = [a for a in inflight if not self.view.usable(a.worker)]
         if not stranded:
             self._unknown = {}
@@ -164,12 +168,13 @@ class Link:
             client.cancel([a.dask_future for a in waiting if a.dask_future is not None])
         now = time.monotonic()
         unknown = {a.key: self._unknown.get(a.key, now) for a in stranded
-                   if states.get(a.key) is None and a.dask_future is not None}
+                   if states.get(a.key) not in SETTLING and a.dask_future is not None}
         forgotten = [a for a in stranded
                      if a.key in unknown and a.key in self._unknown and now - unknown[a.key] >= FORGOTTEN_AFTER]
         self._unknown = {k: t for k, t in unknown.items() if k not in {a.key for a in forgotten}}
         if forgotten:
             log.info("cluster.tasks_forgotten", tasks=len(forgotten))
+            client.cancel([a.dask_future for a in forgotten])
             for a in forgotten:
                 self._post(("outcome", a, ("cancelled",)))
 
