@@ -36,7 +36,7 @@ from daemon.audio.plan import StreamPlanner
 from daemon.audio.progress import Listener
 from daemon.audio.publish import sidecar_content
 from daemon.audio.stitch import Seams
-from daemon.backends import SIGNAL_LOOK, Submit, first_done, result_of
+from daemon.backends import Submit, first_done, result_of
 from daemon.jobs import Chunk, TaskResult
 from daemon.tasks import (
     CheckOutput,
@@ -60,6 +60,7 @@ from daemon.tasks import (
 
 CHARS_PER_SECOND = 15  # rough speaking rate: scales a text job's deadline
 LOOK = 0.25            # seconds between looks at the working audio where the decode's reports cannot reach
+                       # (under base.SIGNAL_LOOK: the wait also acts on a signal in time)
 BYTES_PER_SECOND = 4000  # 32 kbit/s: a lower bound of any codec we read, to bound a length by a size
 
 
@@ -190,7 +191,7 @@ class _Stream:
             self._stop_listening()
             return first_done(self.pending)
         more = [self.listener.past(frames_ready(self.audio))] if self.listener is not None else []
-        done, _ = wait([*self.pending, *more], timeout=min(LOOK, SIGNAL_LOOK), return_when=FIRST_COMPLETED)
+        done, _ = wait([*self.pending, *more], timeout=LOOK, return_when=FIRST_COMPLETED)
         return done.difference(more)
 
     def _stop_listening(self) -> None:

@@ -82,7 +82,7 @@ async def send_samples(attempt: Attempt, client, func: str, kwargs: dict, timeou
     except Exception as exc:  # noqa: BLE001 - the worker is gone or unreachable: a lost attempt
         why = f"{type(exc).__name__}: {exc}"
         # The scheduler gone, or the worker gone from it, is no fault of the task: sent again, not counted.
-        not_its_fault = (client.status != "running" or _scheduler_address(client) in why
+        not_its_fault = (client.status != "running" or client.scheduler.address in why
                          or "No valid workers found" in why)
         post(("outcome", attempt, ("cancelled",) if not_its_fault else ("lost", f"its samples could not be sent: {why}")))
         return
@@ -93,13 +93,6 @@ async def send_samples(attempt: Attempt, client, func: str, kwargs: dict, timeou
         await watch(attempt, fut, post)
     finally:
         data.release()
-
-
-def _scheduler_address(client) -> str:
-    """The scheduler's address as the client's errors name it ("tcp://host:port"), or a string
-    that no error contains."""
-    address = getattr(getattr(client, "scheduler", None), "address", None)
-    return address if isinstance(address, str) and address else "\0"
 
 
 def in_thread(fn: Callable, *args) -> Future:
