@@ -263,3 +263,22 @@ def test_the_dask_backends_capacity_follows_the_clusters_threads():
             backend.close()
     finally:
         cluster.close()
+
+
+def test_a_dask_worker_runs_with_the_environment_of_a_pool_worker(monkeypatch):
+    """A nanny starts its worker with MALLOC_TRIM_THRESHOLD_=65536 unless told otherwise, which makes
+    every large array a fresh mmap and costs a chunk more CPU there than in a pool worker: the
+    daemon's Dask workers run with glibc's defaults, as the pool's do, and the thread variables set."""
+    from distributed import Client
+
+    from daemon.backends.dask.connect import start_local_cluster
+
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    cluster = start_local_cluster(1, threads=1)
+    try:
+        with Client(cluster, set_as_default=False) as client:
+            seen = {name: list(client.run(os.getenv, name).values())
+                    for name in ("MALLOC_TRIM_THRESHOLD_", "OMP_NUM_THREADS")}
+    finally:
+        cluster.close()
+    assert seen == {"MALLOC_TRIM_THRESHOLD_": [None], "OMP_NUM_THREADS": ["1"]}
