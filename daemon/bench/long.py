@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from daemon import bench
+from daemon.bench.scale import side_by_side
 from daemon.errors import UsageError
 
 MODES = ("sequential", "pool", "dask")
@@ -262,6 +263,6 @@ def format_table(report: dict) -> str:
                      f"(limit {by['pool']['workers']}×; the usual script: {USUAL.get(by['pool']['workers'], '–')}); "
                      f"outputs differ by at most {by['pool'].get('max_diff_from_sequential', float('nan')):.2g}")
     if "pool" in by and "dask" in by:
-        lines.append(f"dask vs pool (one job, {by['pool']['workers']} worker processes each): "
-                     f"{by['pool']['wall_seconds'] / by['dask']['wall_seconds']:.2f}×")
+        compared = side_by_side([r for r in report["results"] if "error" not in r], "pool", "dask")
+        lines.append(f"dask vs pool (one job, {by['pool']['workers']} worker processes each, {compared}")
     return "\n".join(lines)

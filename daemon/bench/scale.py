@@ -42,18 +42,29 @@ def expect(dask: dict, workers: int) -> dict | None:
             "daemon_cpu_per_task": round(c, 5), "audio_seconds_per_task": round(audio, 2), "nodes": rows}
 
 
+def side_by_side(runs: list[dict], base: str, other: str) -> str | None:
+    """``other``'s speed against ``base``'s over runs interleaved in one benchmark: the median wall
+    time of each mode's runs against the other's, and each pair (the i-th run of one with the i-th of
+    the other), e.g. "3 interleaved pair(s)): median 0.97×; each pair 0.95×, 1.01×, 0.97×"."""
+    first = [r["wall_seconds"] for r in runs if r["mode"] == base]
+    second = [r["wall_seconds"] for r in runs if r["mode"] == other]
+    if not first or not second:
+        return None
+    pairs = [a / b for a, b in zip(first, second)]
+    med = sorted(first)[len(first) // 2] / sorted(second)[len(second) // 2]
+    return (f"{len(pairs)} interleaved pair(s)): median {med:.2f}×; each pair "
+            + ", ".join(f"{x:.2f}×" for x in pairs))
+
+
 def lines(report: dict) -> list[str]:
     """The pairs of pool and dask runs side by side, and the projection, for the table."""
     runs = [r for r in report["results"] if "error" not in r]
-    pool = [r["wall_seconds"] for r in runs if r["mode"] == "pool"]
     dask = [r for r in runs if r["mode"] == "dask"]
     out = []
-    if pool and dask:
-        pairs = [p / d["wall_seconds"] for p, d in zip(pool, dask)]
-        med = sorted(pool)[len(pool) // 2] / sorted(r["wall_seconds"] for r in dask)[len(dask) // 2]
+    compared = side_by_side(runs, "pool", "dask")
+    if compared:
         out.append(f"\ndask vs pool (throughput, {report['workers']} single-thread worker processes each, "
-                   f"{len(pairs)} interleaved pair(s)): median {med:.2f}×; each pair "
-                   + ", ".join(f"{x:.2f}×" for x in pairs))
+                   f"{compared}")
     figures = [d["dask"] for d in dask if d.get("dask")]
     if not figures:
         return out

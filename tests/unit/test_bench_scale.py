@@ -28,3 +28,27 @@ def test_a_scheduler_apart_leaves_the_daemons_cpu_whole():
 
 def test_no_tasks_no_projection():
     assert scale.expect({**RUN, "tasks": 0}, workers=2) is None
+
+
+def test_interleaved_runs_are_compared_pair_by_pair_and_by_their_medians():
+    """Every run counts, not only the last of each mode (the long workload printed the last pair)."""
+    runs = [{"mode": m, "wall_seconds": w} for m, w in
+            (("pool", 10.0), ("dask", 20.0), ("pool", 12.0), ("dask", 12.0), ("pool", 14.0), ("dask", 7.0))]
+    assert scale.side_by_side(runs, "pool", "dask") == \
+        "3 interleaved pair(s)): median 1.00×; each pair 0.50×, 1.00×, 2.00×"
+    assert scale.side_by_side(runs, "pool", "sequential") is None
+
+
+def test_the_long_workloads_table_compares_every_pair():
+    from daemon.bench import long
+
+    def run(mode, wall):
+        return {"mode": mode, "workers": 2, "wall_seconds": wall, "stage_seconds": {"chunk": wall},
+                "idle_worker_seconds": 0.0, "serial_fraction": 0.01, "critical_path_fraction": 0.05,
+                "projected_speedup": {str(n): 1.0 for n in long.CORES}}
+
+    report = {"engine": "shift", "seconds": 1800, "format": "wav", "sample_rate": 24000, "cores": 2, "workers": 2,
+              "load_average": [0.0, 0.0, 0.0],
+              "results": [run("pool", 15.0), run("dask", 16.0), run("pool", 14.0), run("dask", 14.0)]}
+    assert long.format_table(report).endswith(
+        "dask vs pool (one job, 2 worker processes each, 2 interleaved pair(s)): median 0.94×; each pair 0.94×, 1.00×")
