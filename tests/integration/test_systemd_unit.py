@@ -388,3 +388,18 @@ def test_a_worker_node_runs_real_chunks_under_the_worker_units_filters(sandbox, 
     finally:
         cluster.stop(node)
         cluster.stop(scheduler)
+
+
+def test_the_scheduler_unit_runs_dask_with_the_daemons_settings():
+    """The scheduler the unit starts turns off what the daemon and its nodes turn off (stealing, fast
+    ticks, the system monitor's probes): Dask reads the unit's variables as the same settings."""
+    import dask
+
+    from daemon.backends.dask.connect import DASK_CONFIG
+
+    env = dict(pair.split("=", 1) for line in unit_directives(SCHEDULER_UNIT.read_text())["Environment"]
+               for pair in line.split())
+    config = dask.config.collect_env(env)
+    scheduler_side = [k for k in DASK_CONFIG if k.startswith(("distributed.scheduler.", "distributed.admin."))]
+    assert len(scheduler_side) == 7
+    assert {k: dask.config.get(k, config=config) for k in scheduler_side} == {k: DASK_CONFIG[k] for k in scheduler_side}
