@@ -12,7 +12,7 @@ import numpy as np
 
 from daemon import pipeline
 from daemon.audio import bed
-from helpers.beds import chroma_corr, mix, si_sdr
+from helpers.beds import chroma, chroma_corr, chroma_less, mix, profiles_corr, si_sdr
 
 FRAME_S = 0.1  # frames of the residual's projection onto the voice
 
@@ -112,6 +112,14 @@ def shift_goals(keeper: Keeper, speech: np.ndarray, music: np.ndarray, bed_db: f
     rate, under, out = keeper.rate, fig["under"], fig["run"]["output"]
     shifted, _ = keeper.engine.process(fig["voice"], rate, voice="", hints=None)
     fig["chroma_under"] = round(chroma_corr(out[under] - shifted[under], fig["true_bed"][under], rate), 3)
+    # The same difference taken in power, bin by bin: phase-blind, so two renderings of the shifted
+    # voice that do not line up sample for sample cancel; and with ``drop`` (the whole mix shifted)
+    # for the figure a shifted bed gives.
+    true_under = chroma(fig["true_bed"][under], rate)
+    fig["chroma_under_power"] = round(profiles_corr(chroma_less(out[under], shifted[under], rate), true_under), 3)
+    dropped, _ = keeper.engine.process(fig["audio"], rate, voice="", hints=None)
+    fig["chroma_under_power_drop"] = round(
+        profiles_corr(chroma_less(dropped[under], shifted[under], rate), true_under), 3)
     # The same with the voice the output was given (the shift of the separated voice): the bed as
     # it lies in the output.  Praat's shift of the separated voice and of the clean one differ by
     # more than the bed's level (their pitch marks fall apart), which the figure above counts as bed.

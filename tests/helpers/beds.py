@@ -150,14 +150,17 @@ def si_sdr(est: np.ndarray, ref: np.ndarray) -> float:
     return float(10 * np.log10((np.dot(target, target) + 1e-20) / (np.dot(noise, noise) + 1e-20)))
 
 
-def chroma(x: np.ndarray, rate: int, fmin: float = 55.0, fmax: float = 2000.0) -> np.ndarray:
-    """Frames × 12 pitch-class power (A = 0) from a 100 ms STFT, hop 50 ms, over fmin..fmax."""
+def _power(x: np.ndarray, rate: int) -> tuple[np.ndarray, np.ndarray]:
+    """(bin frequencies, bins × frames power) of a 100 ms Hann STFT, hop 50 ms."""
     from scipy.signal import stft
 
     n_fft = 1 << int(np.ceil(np.log2(0.1 * rate)))
     freqs, _, spec = stft(np.asarray(x, dtype=np.float64), fs=rate, window="hann", nperseg=n_fft,
                           noverlap=n_fft // 2, boundary=None, padded=False)
-    power = np.abs(spec) ** 2
+    return freqs, np.abs(spec) ** 2
+
+
+def _classes(freqs: np.ndarray, power: np.ndarray, rate: int, fmin: float, fmax: float) -> np.ndarray:
     keep = (freqs >= fmin) & (freqs <= min(fmax, rate / 2))
     classes = np.round(12 * np.log2(freqs[keep] / 440.0)).astype(int) % 12
     out = np.zeros((power.shape[1], 12))
@@ -166,11 +169,31 @@ def chroma(x: np.ndarray, rate: int, fmin: float = 55.0, fmax: float = 2000.0) -
     return out
 
 
+def chroma(x: np.ndarray, rate: int, fmin: float = 55.0, fmax: float = 2000.0) -> np.ndarray:
+    """Frames × 12 pitch-class power (A = 0) from a 100 ms STFT, hop 50 ms, over fmin..fmax."""
+    freqs, power = _power(x, rate)
+    return _classes(freqs, power, rate, fmin, fmax)
+
+
+def chroma_less(x: np.ndarray, y: np.ndarray, rate: int, fmin: float = 55.0, fmax: float = 2000.0) -> np.ndarray:
+    """``chroma`` of ``x`` less ``y`` taken in power, bin by bin (what is left never below 0): what
+    ``x`` carries beyond ``y`` whatever their phases, where ``x - y`` counts every difference of
+    phase between two renderings of one sound as a sound of its own."""
+    freqs, px = _power(x, rate)
+    _, py = _power(y, rate)
+    n = min(px.shape[1], py.shape[1])
+    return _classes(freqs, np.maximum(px[:, :n] - py[:, :n], 0.0), rate, fmin, fmax)
+
+
 def chroma_corr(a: np.ndarray, b: np.ndarray, rate: int) -> float:
     """How well ``a`` carries ``b``'s harmony: the mean, over the frames where ``b`` sounds, of the
     correlation between the two frames' pitch-class profiles (1: same chords, near 0: unrelated, a
     bed shifted by a third scores low)."""
-    ca, cb = chroma(a, rate), chroma(b, rate)
+    return profiles_corr(chroma(a, rate), chroma(b, rate))
+
+
+def profiles_corr(ca: np.ndarray, cb: np.ndarray) -> float:
+    """``chroma_corr`` of two frames × 12 profiles (``cb`` the reference)."""
     n = min(len(ca), len(cb))
     ca, cb = ca[:n], cb[:n]
     energy = cb.sum(axis=1)

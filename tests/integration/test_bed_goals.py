@@ -38,9 +38,12 @@ def test_shift_keeps_the_bed(shift_keeper, en, bed_db):
     assert fig["residual_all_db"] >= 15      # goal 15 dB; measured 18.1 to 22.2 dB (no ducking)
     assert fig["bed_sisdr"] >= 8             # measured 10.2 to 13.6 dB
     assert fig["chroma_bed_under"] >= 0.9    # the bed in the output under speech; measured 0.93 to 0.99
-    # The figure (output less the same shift of the clean voice): measured 0.25 to 0.47, below
-    # its goal of 0.6, because two Praat shifts of slightly different voices differ by more than the
-    # bed (docs/background.md); still far above the shifted bed's 0.09 to 0.13 with drop.
+    # Output less the same shift of the clean voice, taken in power bin by bin (phase-blind): goal 0.6;
+    # measured 0.61 to 0.86 over the 9 mixes (0.86 and 0.70 for these two), against 0.24 to 0.42 for
+    # the whole mix shifted (drop).  Taken sample by sample the same difference gives 0.25 to 0.50:
+    # two Praat shifts of slightly different voices do not line up (docs/background.md).
+    assert fig["chroma_under_power"] >= 0.6
+    assert fig["chroma_under_power_drop"] <= 0.45
     assert fig["chroma_under"] >= 0.2
     assert fig["estimate_db"] is not None and fig["estimate_db"] <= fig["residual_voice_db"]  # errs low
 
