@@ -257,12 +257,14 @@ def format_table(report: dict) -> str:
     lines.append("\nserial fraction: the work that runs with nothing beside it even on unlimited cores (Amdahl's "
                  "s, from which the projections); critical path: that replay's length over the work (1 / the most "
                  "any number of cores can give)")
-    by = {r["mode"]: r for r in report["results"] if "error" not in r}
+    runs = [r for r in report["results"] if "error" not in r]
+    by = {r["mode"]: r for r in runs}
     if "pool" in by and "sequential" in by:
-        lines.append(f"\npool ({by['pool']['workers']} workers) vs sequential (one core): {by['pool']['speedup']:.2f}× "
+        lines.append(f"\npool ({by['pool']['workers']} workers) vs sequential (one core, "
+                     f"{side_by_side(runs, 'sequential', 'pool')} "
                      f"(limit {by['pool']['workers']}×; the usual script: {USUAL.get(by['pool']['workers'], '–')}); "
                      f"outputs differ by at most {by['pool'].get('max_diff_from_sequential', float('nan')):.2g}")
     if "pool" in by and "dask" in by:
-        compared = side_by_side([r for r in report["results"] if "error" not in r], "pool", "dask")
-        lines.append(f"dask vs pool (one job, {by['pool']['workers']} worker processes each, {compared}")
+        lines.append(f"dask vs pool (one job, {by['pool']['workers']} worker processes each, "
+                     f"{side_by_side(runs, 'pool', 'dask')}")
     return "\n".join(lines)
