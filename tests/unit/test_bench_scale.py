@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from daemon.bench import scale
+from daemon.bench import long, scale
 
 RUN = {"tasks": 100, "task_seconds_mean": 2.0, "gap_seconds_mean": 0.005, "audio_seconds": 1000.0,
        "parent_cpu_seconds": 3.0, "scheduler_cpu_seconds": 1.0}
@@ -40,31 +40,24 @@ def test_interleaved_runs_are_compared_pair_by_pair_and_by_their_medians():
 
 
 def test_the_long_workloads_table_compares_every_pair():
-    from daemon.bench import long
-
-    def run(mode, wall):
-        return {"mode": mode, "workers": 2, "wall_seconds": wall, "stage_seconds": {"chunk": wall},
-                "idle_worker_seconds": 0.0, "serial_fraction": 0.01, "critical_path_fraction": 0.05,
-                "projected_speedup": {str(n): 1.0 for n in long.CORES}}
-
     report = {"engine": "shift", "seconds": 1800, "format": "wav", "sample_rate": 24000, "cores": 2, "workers": 2,
               "load_average": [0.0, 0.0, 0.0],
-              "results": [run("pool", 15.0), run("dask", 16.0), run("pool", 14.0), run("dask", 14.0)]}
+              "results": [_long_run("pool", 15.0), _long_run("dask", 16.0), _long_run("pool", 14.0), _long_run("dask", 14.0)]}
     assert long.format_table(report).endswith(
         "dask vs pool (one job, 2 worker processes each, 2 interleaved pair(s)): median 0.94×; each pair 0.94×, 1.00×")
 
 
 def test_the_long_workloads_speedup_over_one_core_compares_every_round():
     """Rounds of sequential,pool: each pool run against the sequential run of its own round."""
-    from daemon.bench import long
-
-    def run(mode, wall):
-        return {"mode": mode, "workers": 2, "wall_seconds": wall, "stage_seconds": {"chunk": wall},
-                "idle_worker_seconds": 0.0, "serial_fraction": 0.01, "critical_path_fraction": 0.05,
-                "projected_speedup": {str(n): 1.0 for n in long.CORES}, "max_diff_from_sequential": 0.0}
-
     report = {"engine": "shift", "seconds": 1800, "format": "wav", "sample_rate": 24000, "cores": 2, "workers": 2,
               "load_average": [0.0, 0.0, 0.0],
-              "results": [run("sequential", 106.2), run("pool", 62.8), run("sequential", 109.7), run("pool", 68.1)]}
+              "results": [_long_run("sequential", 106.2), _long_run("pool", 62.8), _long_run("sequential", 109.7), _long_run("pool", 68.1)]}
     assert ("pool (2 workers) vs sequential (one core, 2 interleaved pair(s)): median 1.61×; each pair 1.69×, 1.61× "
             "(limit 2×") in long.format_table(report)
+
+
+def _long_run(mode: str, wall: float) -> dict:
+    """One run of ``bench --workload long``, as much of it as its table reads."""
+    return {"mode": mode, "workers": 2, "wall_seconds": wall, "stage_seconds": {"chunk": wall},
+            "idle_worker_seconds": 0.0, "serial_fraction": 0.01, "critical_path_fraction": 0.05,
+            "projected_speedup": {str(n): 1.0 for n in long.CORES}, "max_diff_from_sequential": 0.0}
